@@ -1,0 +1,15 @@
+// Each subcommand lives in its own cmd_<name>.cpp and registers itself on the root app; the
+// returned callback runs when that subcommand was chosen. Options are defined once, there.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace gptrain::cli {
+
+using Command = std::function<int()>;
+
+Command register_info(CLI::App& app);
+
+}  // namespace gptrain::cli

@@ -1,0 +1,46 @@
+// gptrain: the command-line entry point. Parses the subcommand, runs it, and turns any
+// gptrain::Error into a one-line message and exit code 1.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <string>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gptrain: pretrain and finetune GPT-2 models in C++", "gptrain"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("gptrain 0.1.0"));
+
+  std::map<CLI::App*, gptrain::cli::Command> commands;
+  auto add = [&](gptrain::cli::Command (*registrar)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    gptrain::cli::Command command = registrar(app);
+    auto subcommands = app.get_subcommands({});
+    if (subcommands.size() > before) commands[subcommands.back()] = std::move(command);
+  };
+  add(gptrain::cli::register_info);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, command] : commands)
+      if (sub->parsed()) return command();
+  } catch (const gptrain::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "gptrain: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "gptrain: unexpected error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

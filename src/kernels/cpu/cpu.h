@@ -1,0 +1,57 @@
+// CPU backend: OpenMP across rows/heads, OpenBLAS sgemm for matrix products, explicit SIMD-friendly
+// loops elsewhere. Same signatures as the reference kernels (kernels/ref) in float; semantics are
+// documented on the params structs in kernels/params.h. Backward accumulates into non-null grads.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/params.h"
+
+namespace gptrain::cpu {
+
+using namespace gptrain::kernels;
+
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                       const EmbeddingParams& p);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                        const EmbeddingParams& p);
+
+void dropout_forward(float* out, const float* inp, const DropoutParams& p);  // out may alias inp
+void dropout_backward(float* dinp, const float* dout, const DropoutParams& p);
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, const LayerNormParams& p);
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean, const float* rstd,
+                        const LayerNormParams& p);
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const MatmulParams& p);
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const MatmulParams& p);
+
+void attention_forward(float* out, float* att, const float* qkv, const AttentionParams& p);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                        const AttentionParams& p);
+
+void gelu_forward(float* out, const float* inp, const GeluParams& p);
+void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);
+
+void residual_forward(float* out, const float* a, const float* b, const ResidualParams& p);
+void residual_backward(float* da, float* db, const float* dout, const ResidualParams& p);
+
+void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+                           const CrossEntropyParams& p);
+void cross_entropy_backward(float* dlogits, const float* logits, const float* lse,
+                            const int32_t* targets, const float* dloss, const CrossEntropyParams& p);
+
+void pool_forward(float* out, const float* inp, const PoolParams& p);
+void pool_backward(float* dinp, const float* dout, const PoolParams& p);
+
+void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p);
+
+// Sum of squares in double (for global-norm clipping) and in-place scaling.
+double sum_squares(const float* x, int64_t n);
+void scale(float* x, float factor, int64_t n);
+
+}  // namespace gptrain::cpu

@@ -1,0 +1,28 @@
+// Reference kernel: AdamW (in the element type's precision, PyTorch's formula). Scalar loops templated on the element type (see ref.h).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/params.h"
+
+namespace gptrain::ref {
+
+using namespace gptrain::kernels;
+
+template <class T>
+void adamw_step(T* param, const T* grad, T* m, T* v, const AdamWParams& p) {
+  const double bc1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(p.beta2, static_cast<double>(p.step)));
+  for (int64_t i = 0; i < p.n; ++i) {
+    T x = param[i];
+    x *= static_cast<T>(1.0 - p.lr * p.weight_decay);
+    m[i] = m[i] + static_cast<T>(1.0 - p.beta1) * (grad[i] - m[i]);
+    v[i] = v[i] * static_cast<T>(p.beta2) + static_cast<T>(1.0 - p.beta2) * grad[i] * grad[i];
+    const T denom = std::sqrt(v[i]) / static_cast<T>(bc2_sqrt) + static_cast<T>(p.eps);
+    param[i] = x + static_cast<T>(-p.lr / bc1) * m[i] / denom;
+  }
+}
+
+}  // namespace gptrain::ref

@@ -1,0 +1,27 @@
+// Reference kernel: dropout. Scalar loops templated on the element type (see ref.h).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/dropout_mask.h"
+#include "kernels/params.h"
+
+namespace gptrain::ref {
+
+using namespace gptrain::kernels;
+
+template <class T>
+void dropout_forward(T* out, const T* inp, const DropoutParams& p) {
+  const DropoutMask mask(p.seed, p.p);
+  for (int64_t i = 0; i < p.n; ++i) out[i] = inp[i] * static_cast<T>(mask.factor(i));
+}
+
+template <class T>
+void dropout_backward(T* dinp, const T* dout, const DropoutParams& p) {
+  const DropoutMask mask(p.seed, p.p);
+  for (int64_t i = 0; i < p.n; ++i) dinp[i] += dout[i] * static_cast<T>(mask.factor(i));
+}
+
+}  // namespace gptrain::ref
