@@ -1,0 +1,52 @@
+#include "train/adamw.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "util/error.h"
+
+namespace gptrain {
+
+AdamW::AdamW(ParameterSet& params, const AdamWOptions& options) : params_(params), options_(options) {
+  if (!(options.lr >= 0)) fail("learning rate must be non-negative, got {}", options.lr);
+  if (!(options.beta1 >= 0 && options.beta1 < 1)) fail("beta1 must be in [0, 1), got {}", options.beta1);
+  if (!(options.beta2 >= 0 && options.beta2 < 1)) fail("beta2 must be in [0, 1), got {}", options.beta2);
+  if (!(options.eps > 0)) fail("eps must be positive, got {}", options.eps);
+  if (!(options.weight_decay >= 0)) fail("weight decay must be non-negative, got {}", options.weight_decay);
+  const Tensor grads = params.flat_grads();
+  if (grads.defined()) {
+    m_ = Tensor::zeros(grads.shape());
+    v_ = Tensor::zeros(grads.shape());
+  }
+}
+
+void AdamW::step(double lr) {
+  if (!m_.defined()) return;  // nothing trainable
+  ++step_;
+  const Tensor grads = params_.flat_grads();
+  GPTRAIN_CHECK(grads.numel() == m_.numel(), "trainable parameters changed after the optimizer was built");
+  for (const Parameter& p : params_.all()) {
+    if (!p.trainable) continue;
+    const int64_t offset = p.grad.data() - grads.data();
+    const int64_t n = p.value.numel();
+    kernels::AdamWParams ap{n, lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, step_};
+    if (options_.no_decay_bias_and_norm && p.is_bias_or_norm()) ap.weight_decay = 0.0;
+    ops::adamw_step(p.value, p.grad, m_.slice_rows(offset, offset + n), v_.slice_rows(offset, offset + n), ap);
+  }
+}
+
+double grad_norm(const ParameterSet& params) {
+  const Tensor grads = params.flat_grads();
+  return grads.defined() ? std::sqrt(ops::sum_squares(grads)) : 0.0;
+}
+
+double clip_grad_norm(ParameterSet& params, double max_norm) {
+  if (!(max_norm > 0)) fail("gradient clipping norm must be positive, got {}", max_norm);
+  const double norm = grad_norm(params);
+  // torch computes the coefficient in float32 from the float32 total norm.
+  const float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
+  if (coef < 1.0f) ops::scale_(params.flat_grads(), coef);
+  return norm;
+}
+
+}  // namespace gptrain

@@ -1,0 +1,52 @@
+// torch.optim.AdamW over a model's trainable parameters, plus gradient clipping by global norm
+// (torch.nn.utils.clip_grad_norm_). Frozen parameters have no gradient and no optimizer state:
+// they are skipped entirely and get no weight decay, as in PyTorch.
+#pragma once
+
+#include <cstdint>
+
+#include "model/parameters.h"
+#include "tensor/tensor.h"
+
+namespace gptrain {
+
+struct AdamWOptions {
+  double lr = 4e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.1;
+  // Exempt 1-D parameters (biases, LayerNorm scale and shift) from weight decay, as nanoGPT and
+  // HF do. Off by default: the book decays every parameter it passes to the optimizer.
+  bool no_decay_bias_and_norm = false;
+};
+
+class AdamW {
+ public:
+  // Allocates m and v for the parameters that are trainable now (call after freezing).
+  AdamW(ParameterSet& params, const AdamWOptions& options);
+
+  // One update with learning rate `lr` (the schedule's value for this step); counts steps from 1.
+  void step(double lr);
+  void step() { step(options_.lr); }
+
+  int64_t steps_taken() const { return step_; }
+  void set_steps_taken(int64_t step) { step_ = step; }
+  const AdamWOptions& options() const { return options_; }
+  // Moments in the gradient buffer's layout (trainable parameters only), for checkpoints.
+  Tensor first_moment() const { return m_; }
+  Tensor second_moment() const { return v_; }
+
+ private:
+  ParameterSet& params_;
+  AdamWOptions options_;
+  Tensor m_, v_;
+  int64_t step_ = 0;
+};
+
+// Global L2 norm of all trainable gradients (double accumulation; does not depend on threads).
+double grad_norm(const ParameterSet& params);
+
+// Scales gradients so their global norm is at most max_norm, exactly as clip_grad_norm_:
+// coefficient max_norm / (norm + 1e-6), applied only when below 1. Returns the norm before clipping.
+double clip_grad_norm(ParameterSet& params, double max_norm);
+
+}  // namespace gptrain

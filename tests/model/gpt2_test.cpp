@@ -1,0 +1,190 @@
+// Behaviour of the GPT-2 model that needs no reference fixture: freezing, determinism, the
+// inference path, ignored targets, the classifier head, and AdamW/clipping on real gradients.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/gpt2.h"
+#include "train/adamw.h"
+#include "util/error.h"
+
+namespace gptrain {
+namespace {
+
+GPT2Config tiny(bool qkv_bias = false, bool tie = false) {
+  GPT2Config c;
+  c.vocab_size = 71;
+  c.context_length = 24;
+  c.emb_dim = 32;
+  c.n_heads = 4;
+  c.n_layers = 3;
+  c.drop_rate = 0.1f;
+  c.qkv_bias = qkv_bias;
+  c.tie_weights = tie;
+  return c;
+}
+
+std::vector<int32_t> ids(int64_t n, int64_t vocab, int64_t salt) {
+  std::vector<int32_t> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<int32_t>((i * 31 + salt * 7 + 5) % vocab);
+  return v;
+}
+
+std::vector<float> grads_of(const GPT2& m, const std::string& name) {
+  return m.params().find(name)->grad.to_vector();
+}
+
+TEST(GPT2, training_pass_is_deterministic_and_dropout_depends_on_the_seed) {
+  GPT2 a(tiny()), b(tiny());
+  const auto x = ids(2 * 20, 71, 1), y = ids(2 * 20, 71, 2);
+  const double la = a.forward_loss(x, y, 2, 20, {true, 42});
+  a.backward();
+  const double lb = b.forward_loss(x, y, 2, 20, {true, 42});
+  b.backward();
+  EXPECT_EQ(la, lb);
+  EXPECT_EQ(a.params().flat_grads().to_vector(), b.params().flat_grads().to_vector());
+  GPT2 c(tiny());
+  EXPECT_NE(c.forward_loss(x, y, 2, 20, {true, 43}), la);
+  // no dropout in eval mode, so the seed does not matter
+  EXPECT_EQ(c.forward_loss(x, y, 2, 20, {false, 1}), c.forward_loss(x, y, 2, 20, {false, 2}));
+}
+
+TEST(GPT2, inference_path_equals_training_path_without_dropout) {
+  GPT2Config cfg = tiny();
+  cfg.drop_rate = 0.0f;
+  GPT2 m(cfg);
+  const auto x = ids(3 * 17, 71, 3);
+  const auto eval_logits = m.forward(x, 3, 17, {false, 0}).to_vector();
+  const auto train_logits = m.forward(x, 3, 17, {true, 0}).to_vector();
+  EXPECT_EQ(eval_logits, train_logits);
+}
+
+TEST(GPT2, every_target_ignored_gives_zero_loss_and_zero_gradients) {
+  GPT2 m(tiny());
+  const auto x = ids(2 * 8, 71, 4);
+  const std::vector<int32_t> y(16, -100);
+  const double loss = m.forward_loss(x, y, 2, 8, {true, 1});
+  EXPECT_EQ(loss, 0.0);
+  EXPECT_EQ(m.targets_counted(), 0);
+  m.zero_grads();
+  m.backward();
+  for (float g : m.params().flat_grads().to_vector()) ASSERT_EQ(g, 0.0f);
+}
+
+TEST(GPT2, frozen_body_gets_no_gradient_and_the_top_gradients_are_unchanged) {
+  const auto x = ids(2 * 16, 71, 5), y = ids(2 * 16, 71, 6);
+  GPT2 full(tiny(true)), frozen(tiny(true));
+  frozen.set_trainable_all(false);
+  frozen.set_trainable_prefix("blocks.2.", true);
+  frozen.set_trainable_prefix("ln_f.", true);
+  frozen.set_trainable_prefix("head.", true);
+  frozen.allocate_grads();
+  EXPECT_LT(frozen.params().trainable_numel(), full.params().trainable_numel());
+  full.forward_loss(x, y, 2, 16, {true, 9});
+  full.backward();
+  frozen.forward_loss(x, y, 2, 16, {true, 9});
+  frozen.backward();
+  for (const Parameter& p : frozen.params().all()) {
+    if (!p.trainable) {
+      EXPECT_FALSE(p.grad.defined()) << p.name;
+      continue;
+    }
+    // The same kernels run in the same order above the cut: bit-identical gradients.
+    EXPECT_EQ(p.grad.to_vector(), grads_of(full, p.name)) << p.name;
+  }
+  // Training leaves frozen weights bit-identical.
+  const auto before = frozen.params().at("blocks.1.mlp.fc.weight").value.to_vector();
+  const auto emb_before = frozen.params().at("tok_emb.weight").value.to_vector();
+  AdamW opt(frozen.params(), AdamWOptions{});
+  for (int i = 0; i < 3; ++i) {
+    frozen.zero_grads();
+    frozen.forward_loss(x, y, 2, 16, {true, static_cast<uint64_t>(i)});
+    frozen.backward();
+    opt.step();
+  }
+  EXPECT_EQ(frozen.params().at("blocks.1.mlp.fc.weight").value.to_vector(), before);
+  EXPECT_EQ(frozen.params().at("tok_emb.weight").value.to_vector(), emb_before);
+  EXPECT_NE(frozen.params().at("blocks.2.mlp.fc.weight").value.to_vector(),
+            full.params().at("blocks.2.mlp.fc.weight").value.to_vector());
+}
+
+TEST(GPT2, tied_head_accumulates_into_the_token_embedding) {
+  GPT2 m(tiny(false, true));
+  EXPECT_EQ(m.params().find("head.weight"), nullptr);
+  const auto x = ids(1 * 10, 71, 7), y = ids(1 * 10, 71, 8);
+  m.forward_loss(x, y, 1, 10, {true, 0});
+  m.backward();
+  // Rows of tokens that never appear as input still get gradient through the head.
+  const auto g = grads_of(m, "tok_emb.weight");
+  bool any_nonzero_unused_row = false;
+  for (int64_t row = 0; row < 71; ++row) {
+    if (std::find(x.begin(), x.end(), row) != x.end()) continue;
+    for (int64_t c = 0; c < 32; ++c) any_nonzero_unused_row |= g[row * 32 + c] != 0.0f;
+  }
+  EXPECT_TRUE(any_nonzero_unused_row);
+}
+
+TEST(GPT2, classifier_head_reads_the_pooled_position) {
+  GPT2Config cfg = tiny();
+  cfg.drop_rate = 0.0f;
+  cfg.head = HeadType::Classifier;
+  cfg.n_classes = 3;
+  GPT2 m(cfg);
+  const auto x = ids(2 * 9, 71, 9);
+  const std::vector<int32_t> labels = {2, 0};
+  const double loss = m.forward_loss(x, labels, 2, 9, {true, 0});
+  EXPECT_TRUE(std::isfinite(loss));
+  EXPECT_EQ(m.logits().shape(), (Shape{2, 3}));
+  m.backward();
+  EXPECT_EQ(m.params().at("head.bias").grad.numel(), 3);
+  // Last-token pooling: changing an earlier token changes the logits only through attention, and
+  // changing tokens of the other sequence does not change this sequence's logits.
+  auto x2 = x;
+  x2[9] = (x2[9] + 1) % 71;  // first token of sequence 1
+  const auto l1 = m.forward(x, 2, 9, {false, 0}).to_vector();
+  const auto l2 = m.forward(x2, 2, 9, {false, 0}).to_vector();
+  EXPECT_EQ(std::vector<float>(l1.begin(), l1.begin() + 3), std::vector<float>(l2.begin(), l2.begin() + 3));
+  EXPECT_NE(std::vector<float>(l1.begin() + 3, l1.end()), std::vector<float>(l2.begin() + 3, l2.end()));
+}
+
+TEST(GPT2, errors_name_the_problem) {
+  GPT2 m(tiny());
+  const auto x = ids(30, 71, 1);
+  EXPECT_THROW(m.forward(x, 1, 30, {}), Error);  // longer than the context
+  std::vector<int32_t> bad(4, 71);
+  EXPECT_THROW(m.forward(bad, 1, 4, {}), Error);  // id outside the vocabulary
+  EXPECT_THROW(m.backward(), Error);              // no loss yet
+}
+
+TEST(AdamW, clipping_scales_to_the_max_norm_exactly_like_torch) {
+  GPT2 m(tiny());
+  const auto x = ids(2 * 12, 71, 1), y = ids(2 * 12, 71, 2);
+  m.forward_loss(x, y, 2, 12, {true, 1});
+  m.backward();
+  const double before = grad_norm(m.params());
+  ASSERT_GT(before, 0.5);
+  EXPECT_EQ(clip_grad_norm(m.params(), 0.5), before);
+  EXPECT_NEAR(grad_norm(m.params()), 0.5, 0.5 * 1e-6);
+  // below the limit nothing changes
+  const auto g = m.params().flat_grads().to_vector();
+  clip_grad_norm(m.params(), 10.0);
+  EXPECT_EQ(m.params().flat_grads().to_vector(), g);
+}
+
+TEST(AdamW, exempting_bias_and_norm_leaves_them_undecayed_with_zero_gradient) {
+  GPT2 m(tiny());
+  m.zero_grads();
+  const float ln = m.params().at("ln_f.weight").value[0];
+  const float w = m.params().at("blocks.0.mlp.fc.weight").value[0];
+  AdamWOptions o;
+  o.lr = 0.1;
+  o.weight_decay = 0.5;
+  o.no_decay_bias_and_norm = true;
+  AdamW opt(m.params(), o);
+  opt.step();
+  EXPECT_EQ(m.params().at("ln_f.weight").value[0], ln);  // zero gradient, no decay
+  EXPECT_EQ(m.params().at("blocks.0.mlp.fc.weight").value[0], w * static_cast<float>(1 - 0.1 * 0.5));
+}
+
+}  // namespace
+}  // namespace gptrain
