@@ -1,0 +1,114 @@
+// One GPT-2 training step (zero grads, forward, cross-entropy, backward, AdamW) timed per phase.
+// Usage: train_step [--preset gpt2-small] [--batch 2] [--context 256] [--steps 5] [--threads N]
+//        [--drop 0.1] [--sgemm]   (--sgemm also measures this machine's sgemm rate)
+// Prints one JSON line per run so bench/compare_train_step.sh can put it beside PyTorch's.
+#include <cblas.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "model/gpt2.h"
+#include "train/adamw.h"
+#include "util/rng.h"
+#include "util/timer.h"
+
+using namespace gptrain;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Best-of-5 sgemm rate on the step's dominant shape class (square-ish, k = C).
+double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
+  std::vector<float> a(m * k, 0.5f), b(k * n, 0.25f), c(m * n);
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    Timer t;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, c.data(), n);
+    best = std::min(best, t.seconds());
+  }
+  return 2.0 * m * n * k / best / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset = "gpt2-small";
+  int64_t B = 2, T = 256, steps = 5;
+  int threads = 0;
+  float drop = 0.1f;
+  bool sgemm = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return std::string(argv[++i]); };
+    if (a == "--preset") preset = next();
+    else if (a == "--batch") B = std::stoll(next());
+    else if (a == "--context") T = std::stoll(next());
+    else if (a == "--steps") steps = std::stoll(next());
+    else if (a == "--threads") threads = std::stoi(next());
+    else if (a == "--drop") drop = std::stof(next());
+    else if (a == "--sgemm") sgemm = true;
+    else {
+      fmt::print(stderr, "unknown option {}\n", a);
+      return 2;
+    }
+  }
+  ops::set_num_threads(threads);
+  GPT2Config cfg;
+  preset_config(preset, cfg);
+  cfg.context_length = T;
+  cfg.drop_rate = drop;
+  GPT2 model(cfg);
+  AdamWOptions o;
+  o.lr = 4e-4;
+  o.weight_decay = 0.1;
+  AdamW opt(model.params(), o);
+  const CounterRng rng(1, 2);
+  std::vector<int32_t> x(B * T), y(B * T);
+  for (int64_t i = 0; i < B * T; ++i) {
+    x[i] = static_cast<int32_t>(rng.below(2 * i, cfg.vocab_size));
+    y[i] = static_cast<int32_t>(rng.below(2 * i + 1, cfg.vocab_size));
+  }
+  std::vector<double> t_total, t_fwd, t_bwd, t_opt;
+  double loss = 0;
+  for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms up (page faults, arena, BLAS buffers)
+    Timer total;
+    model.zero_grads();
+    Timer t;
+    loss = model.forward_loss(x, y, B, T, {true, static_cast<uint64_t>(s)});
+    const double f = t.seconds();
+    t.reset();
+    model.backward();
+    const double b = t.seconds();
+    t.reset();
+    opt.step();
+    const double u = t.seconds();
+    if (s == 0) continue;
+    t_total.push_back(total.seconds());
+    t_fwd.push_back(f);
+    t_bwd.push_back(b);
+    t_opt.push_back(u);
+  }
+  // Model FLOPs: 6 per matmul weight per token (forward 2, backward 4) plus causal attention
+  // (q k^T and p v, forward and backward: 6 * 2 * B * NH * T * T * HS / 2 when only the causal
+  // half is counted, as PyTorch's and our useful work).
+  const int64_t C = cfg.emb_dim;
+  const double matmul_params = cfg.n_layers * 12.0 * C * C + double(cfg.vocab_size) * C;
+  const double flops = 6.0 * B * T * matmul_params + cfg.n_layers * 6.0 * B * T * T * C;
+  const double med = median(t_total);
+  fmt::print("{{\"impl\": \"gptrain\", \"preset\": \"{}\", \"batch\": {}, \"context\": {}, \"threads\": {}, "
+             "\"step_s\": {:.4f}, \"forward_s\": {:.4f}, \"backward_s\": {:.4f}, \"optimizer_s\": {:.4f}, "
+             "\"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, \"loss\": {:.4f}",
+             preset, B, T, ops::num_threads(), med, median(t_fwd), median(t_bwd), median(t_opt), B * T / med,
+             flops / med / 1e9, loss);
+  if (sgemm) fmt::print(", \"sgemm_gflops\": {:.2f}", sgemm_gflops(B * T, 3 * C, C));
+  fmt::print("}}\n");
+  return 0;
+}
