@@ -206,10 +206,16 @@ const Tensor& GPT2::forward(std::span<const int32_t> tokens, int64_t B, int64_t 
   if (config_.head == HeadType::Classifier) {
     ops::pool_forward(pooled_, lnf_, config_.pooling);
     ops::matmul_forward(logits_, pooled_, value(head_w_), value(head_b_));
+  } else if (options.last_position_only) {
+    ops::pool_forward(pooled_, lnf_, Pooling::Last);
+    output_ = logits_.reshape({B * T * config_.vocab_size}).slice_rows(0, B * config_.vocab_size).reshape({B, 1, config_.vocab_size});
+    ops::matmul_forward(output_, pooled_, value(head_weight_index()), Tensor());
+    return output_;
   } else {
     ops::matmul_forward(logits_, lnf_, value(head_weight_index()), Tensor());
   }
-  return logits_;
+  output_ = logits_;
+  return output_;
 }
 
 double GPT2::forward_loss(std::span<const int32_t> tokens, std::span<const int32_t> targets, int64_t B,
@@ -219,6 +225,7 @@ double GPT2::forward_loss(std::span<const int32_t> tokens, std::span<const int32
   if (static_cast<int64_t>(targets.size()) != expected)
     fail("forward_loss: {} targets, expected {}", targets.size(), expected);
   targets_.assign(targets.begin(), targets.end());
+  if (options.last_position_only) fail("forward_loss needs the logits of every position");
   const ops::CrossEntropyResult r = ops::cross_entropy_forward(losses_, lse_, logits_, targets_);
   targets_counted_ = r.n_counted;
   have_loss_ = true;

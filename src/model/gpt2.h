@@ -18,6 +18,9 @@ namespace gptrain {
 struct ForwardOptions {
   bool training = false;      // dropout on when training and drop_rate > 0
   uint64_t dropout_seed = 0;  // every dropout mask of the pass derives from this
+  // LM head only: compute logits for the last position of each sequence alone (generation);
+  // logits() is then [B, 1, V].
+  bool last_position_only = false;
 };
 
 class GPT2 {
@@ -52,7 +55,7 @@ class GPT2 {
   // forward_loss(). Stops below the lowest trainable layer.
   void backward();
 
-  const Tensor& logits() const { return logits_; }
+  const Tensor& logits() const { return output_; }
   int64_t targets_counted() const { return targets_counted_; }
 
   // Peak activation memory (floats) for a batch shape, training or inference.
@@ -84,6 +87,7 @@ class GPT2 {
   Arena arena_;
   int64_t planned_B_ = 0, planned_T_ = 0;
   bool planned_training_ = false;
+  Tensor output_;  // what the last forward returned (logits_ or its last-position view)
   Tensor encoded_, lnf_, lnf_mean_, lnf_rstd_, pooled_, logits_, losses_, lse_;
   std::vector<BlockActs> acts_;
   // Backward scratch.

@@ -1,0 +1,25 @@
+// Text generation from a GPT-2 language model: the book's generate() loop (window the context to
+// the model's context length, sample, stop at end-of-text without appending it), streaming each
+// token to a callback as it is produced.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "generate/sampler.h"
+#include "model/gpt2.h"
+
+namespace gptrain {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 50;
+  SamplingOptions sampling;
+  int32_t eos_id = -1;  // stop (without emitting it) when this id is chosen; -1: never
+};
+
+// Returns prompt + generated ids. on_token(id) runs for every generated id, in order.
+std::vector<int32_t> generate(GPT2& model, const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                              const std::function<void(int32_t)>& on_token = {});
+
+}  // namespace gptrain

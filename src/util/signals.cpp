@@ -1,0 +1,41 @@
+#include "util/signals.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+
+namespace gptrain {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+
+void on_signal(int sig) {
+  if (g_signal.exchange(sig) != 0) {
+    // second signal: default action now
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  static const char msg[] = "\ngptrain: stop requested; finishing the current step and saving a checkpoint "
+                            "(signal again to abort)\n";
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: blocking reads return so the loop can notice
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stop_requested() { return g_signal.load(std::memory_order_relaxed) != 0; }
+int stop_signal() { return g_signal.load(std::memory_order_relaxed); }
+void reset_stop_request() { g_signal.store(0); }
+
+}  // namespace gptrain
