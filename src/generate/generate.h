@@ -16,6 +16,11 @@ struct GenerateOptions {
   int64_t max_new_tokens = 50;
   SamplingOptions sampling;
   int32_t eos_id = -1;  // stop (without emitting it) when this id is chosen; -1: never
+  // Keys and values of past positions are kept, so each new token costs one position. Once the
+  // text outgrows the context, the window slides as in the book (positions restart at 0 for the
+  // last context_length tokens), which a cache cannot reuse: every later token re-reads its
+  // window, and the output stays token-for-token equal to generation without the cache.
+  bool kv_cache = true;
 };
 
 // Returns prompt + generated ids. on_token(id) runs for every generated id, in order.

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
@@ -167,6 +168,28 @@ void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qk
   require_numel(dout, p.B * p.T * p.NH * p.HS, "attention_backward", "dout");
   require_numel(att, p.B * p.NH * p.T * p.T, "attention_backward", "att");
   cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), p);
+}
+
+void attention_decode_forward(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
+                              int64_t n_head, int64_t past) {
+  require_cpu({&out, &qkv, &k_cache, &v_cache}, "attention_decode_forward");
+  GPTRAIN_CHECK(qkv.ndim() == 3 && qkv.dim(2) % 3 == 0 && k_cache.ndim() == 3, "attention_decode: qkv {} cache {}",
+                shape_string(qkv.shape()), shape_string(k_cache.shape()));
+  const int64_t B = qkv.dim(0), Tn = qkv.dim(1), C = qkv.dim(2) / 3, max_T = k_cache.dim(1);
+  GPTRAIN_CHECK(k_cache.dim(0) == B && k_cache.dim(2) == C && v_cache.shape() == k_cache.shape(),
+                "attention_decode: cache {} for qkv {}", shape_string(k_cache.shape()), shape_string(qkv.shape()));
+  GPTRAIN_CHECK(n_head > 0 && C % n_head == 0, "attention_decode: {} channels, {} heads", C, n_head);
+  if (past < 0 || past + Tn > max_T) fail("the KV cache holds {} positions; {} + {} do not fit", max_T, past, Tn);
+  require_numel(out, B * Tn * C, "attention_decode_forward", "out");
+  // append k and v of the new positions
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < Tn; ++t) {
+      const float* row = qkv.data() + (b * Tn + t) * 3 * C;
+      std::copy(row + C, row + 2 * C, k_cache.data() + (b * max_T + past + t) * C);
+      std::copy(row + 2 * C, row + 3 * C, v_cache.data() + (b * max_T + past + t) * C);
+    }
+  cpu::attention_decode_forward(out.data(), qkv.data(), k_cache.data(), v_cache.data(),
+                                AttentionDecodeParams{B, Tn, n_head, C / n_head, past, max_T});
 }
 
 void gelu_forward(const Tensor& out, const Tensor& inp) {

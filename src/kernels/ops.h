@@ -46,6 +46,11 @@ void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, 
 void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att,
                         int64_t n_head, float dropout_p = 0.0f, uint64_t seed = 0);
 
+// Appends the k and v parts of qkv[B,Tn,3C] to the caches [B,max_T,C] at rows past..past+Tn-1,
+// then attends the new queries against positions 0..past+t: out[B,Tn,C].
+void attention_decode_forward(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
+                              int64_t n_head, int64_t past);
+
 void gelu_forward(const Tensor& out, const Tensor& inp);
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout);
 

@@ -14,7 +14,10 @@ namespace gptrain::kernels {
 // Every op of the interface. The op harness (tests/kernels) fails when one of these lacks a
 // backend-vs-reference case or a finite-difference gradient check.
 inline constexpr const char* kOpNames[] = {"embedding", "dropout", "layernorm", "matmul", "attention",
-                                           "gelu", "residual", "cross_entropy", "pool", "adamw"};
+                                           "gelu", "residual", "cross_entropy", "pool", "adamw",
+                                           "attention_decode"};
+// Inference-only ops: they need a backend case but have no backward to check.
+inline constexpr const char* kForwardOnlyOps[] = {"attention_decode"};
 
 // out[B,T,C] = wte[tokens[b,t], :] + wpe[pos_offset + t, :]
 struct EmbeddingParams {
@@ -50,6 +53,16 @@ struct AttentionParams {
   int64_t B, T, NH, HS;
   float dropout_p = 0.0f;
   uint64_t seed = 0;
+};
+
+// Attention of new positions against a KV cache (generation). q[B,Tn,3C] holds the new positions'
+// packed qkv rows (only the q part is read); k_cache/v_cache[B,max_T,C] hold keys and values of
+// positions 0..past+Tn-1 (the new ones already appended). New position t (absolute past + t)
+// attends to cached positions 0..past+t. out[B,Tn,C]. No dropout: inference only.
+struct AttentionDecodeParams {
+  int64_t B, Tn, NH, HS;
+  int64_t past;   // positions already in the cache before this call
+  int64_t max_T;  // rows of the cache per sequence
 };
 
 // Tanh-approximated GELU (GPT-2's "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).

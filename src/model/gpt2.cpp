@@ -19,7 +19,7 @@ uint64_t name_stream(const std::string& name) {
 
 }  // namespace
 
-GPT2::GPT2(const GPT2Config& config) : config_(config) {
+GPT2::GPT2(const GPT2Config& config, std::optional<uint64_t> init_seed) : config_(config) {
   config_.validate();
   const int64_t V = config_.vocab_size, C = config_.emb_dim, P = config_.context_length;
   tok_emb_ = params_.add("tok_emb.weight", {V, C}, ParamKind::Embedding);
@@ -50,7 +50,7 @@ GPT2::GPT2(const GPT2Config& config) : config_(config) {
     head_w_ = params_.add("head.weight", {V, C}, ParamKind::LinearWeight, C);
   }
   params_.allocate();
-  init(123);
+  if (init_seed) init(*init_seed);
   params_.allocate_grads();
 }
 
@@ -218,6 +218,80 @@ const Tensor& GPT2::forward(std::span<const int32_t> tokens, int64_t B, int64_t 
   return output_;
 }
 
+KVCache GPT2::make_kv_cache(int64_t B, int64_t max_T) const {
+  if (B <= 0 || max_T <= 0 || max_T > config_.context_length)
+    fail("KV cache of {} positions for a model with context length {}", max_T, config_.context_length);
+  KVCache cache;
+  cache.B = B;
+  cache.max_T = max_T;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    cache.k.push_back(Tensor::zeros({B, max_T, config_.emb_dim}));
+    cache.v.push_back(Tensor::zeros({B, max_T, config_.emb_dim}));
+  }
+  return cache;
+}
+
+const Tensor& GPT2::forward_cached(std::span<const int32_t> tokens, int64_t B, int64_t Tn, KVCache& cache) {
+  if (config_.head != HeadType::LanguageModel) fail("KV-cache decoding needs a language-model head");
+  if (B != cache.B) fail("forward_cached: batch {} for a cache of batch {}", B, cache.B);
+  if (Tn <= 0 || static_cast<int64_t>(tokens.size()) != B * Tn) fail("forward_cached: {} tokens for B={} x Tn={}", tokens.size(), B, Tn);
+  if (cache.length + Tn > cache.max_T)
+    fail("the KV cache is full ({} of {} positions); start a new cache with a shorter window", cache.length, cache.max_T);
+  const int64_t C = config_.emb_dim, BT = B * Tn, NH = config_.n_heads;
+  if (B != decode_B_ || Tn != decode_T_) {
+    auto pad = [](int64_t n) { return (n + 15) / 16 * 16; };
+    decode_arena_.reserve(11 * pad(BT * C) + 2 * pad(BT * 4 * C) + pad(BT * 3 * C) + 6 * pad(BT) + pad(B * C) +
+                          pad(B * config_.vocab_size));
+    decode_arena_.reset();
+    Arena& a = decode_arena_;
+    decode_in_ = a.alloc({B, Tn, C});
+    decode_.ln1 = a.alloc({B, Tn, C});
+    decode_.ln1_mean = a.alloc({BT});
+    decode_.ln1_rstd = a.alloc({BT});
+    decode_.qkv = a.alloc({B, Tn, 3 * C});
+    decode_.atty = a.alloc({B, Tn, C});
+    decode_.attproj = a.alloc({B, Tn, C});
+    decode_.res2 = a.alloc({B, Tn, C});
+    decode_.ln2 = a.alloc({B, Tn, C});
+    decode_.ln2_mean = a.alloc({BT});
+    decode_.ln2_rstd = a.alloc({BT});
+    decode_.fch = a.alloc({B, Tn, 4 * C});
+    decode_.fch_gelu = a.alloc({B, Tn, 4 * C});
+    decode_.fcproj = a.alloc({B, Tn, C});
+    decode_.res3 = a.alloc({B, Tn, C});
+    decode_lnf_ = a.alloc({B, Tn, C});
+    decode_lnf_mean_ = a.alloc({BT});
+    decode_lnf_rstd_ = a.alloc({BT});
+    decode_pooled_ = a.alloc({B, C});
+    decode_logits_ = a.alloc({B, 1, config_.vocab_size});
+    decode_B_ = B;
+    decode_T_ = Tn;
+  }
+  BlockActs& a = decode_;
+  ops::embedding_forward(decode_in_, tokens, value(tok_emb_), value(pos_emb_), cache.length);
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const BlockParams& bp = blocks_[static_cast<size_t>(l)];
+    // the block's input is decode_in_; its output goes back into decode_in_ (after res3)
+    ops::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, decode_in_, value(bp.ln1_w), value(bp.ln1_b), config_.layer_norm_eps);
+    ops::matmul_forward(a.qkv, a.ln1, value(bp.qkv_w), opt_value(bp.qkv_b));
+    ops::attention_decode_forward(a.atty, a.qkv, cache.k[static_cast<size_t>(l)], cache.v[static_cast<size_t>(l)], NH,
+                                  cache.length);
+    ops::matmul_forward(a.attproj, a.atty, value(bp.proj_w), value(bp.proj_b));
+    ops::residual_forward(a.res2, decode_in_, a.attproj);
+    ops::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, value(bp.ln2_w), value(bp.ln2_b), config_.layer_norm_eps);
+    ops::matmul_forward(a.fch, a.ln2, value(bp.fc_w), value(bp.fc_b));
+    ops::gelu_forward(a.fch_gelu, a.fch);
+    ops::matmul_forward(a.fcproj, a.fch_gelu, value(bp.fcproj_w), value(bp.fcproj_b));
+    ops::residual_forward(decode_in_, a.res2, a.fcproj);
+  }
+  cache.length += Tn;
+  ops::layernorm_forward(decode_lnf_, decode_lnf_mean_, decode_lnf_rstd_, decode_in_, value(lnf_w_), value(lnf_b_),
+                         config_.layer_norm_eps);
+  ops::pool_forward(decode_pooled_, decode_lnf_, Pooling::Last);
+  ops::matmul_forward(decode_logits_, decode_pooled_, value(head_weight_index()), Tensor());
+  return decode_logits_;
+}
+
 double GPT2::forward_loss(std::span<const int32_t> tokens, std::span<const int32_t> targets, int64_t B,
                           int64_t T, const ForwardOptions& options) {
   forward(tokens, B, T, options);
@@ -232,7 +306,7 @@ double GPT2::forward_loss(std::span<const int32_t> tokens, std::span<const int32
   return r.loss;
 }
 
-void GPT2::backward() {
+void GPT2::backward(float loss_scale) {
   if (!have_loss_) fail("backward() needs a preceding forward_loss()");
   if (!planned_training_) fail("backward() needs a forward pass with training=true (activations were not kept)");
   if (!params_.flat_grads().defined()) return;  // nothing trainable
@@ -252,7 +326,7 @@ void GPT2::backward() {
     lowest = L;
 
   // Head and loss: dlogits overwrites the logits.
-  ops::cross_entropy_backward(logits_, logits_, lse_, targets_);
+  ops::cross_entropy_backward(logits_, logits_, lse_, targets_, loss_scale);
   const bool need_lnf_grad = lowest < L || trainable(lnf_w_) || trainable(lnf_b_);
   dlnf_.zero();
   if (config_.head == HeadType::Classifier) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -23,9 +24,17 @@ struct ForwardOptions {
   bool last_position_only = false;
 };
 
+// Keys and values of every layer for the positions generated so far (generation only).
+struct KVCache {
+  int64_t B = 0, max_T = 0, length = 0;
+  std::vector<Tensor> k, v;  // per layer [B, max_T, C]
+};
+
 class GPT2 {
  public:
-  explicit GPT2(const GPT2Config& config);
+  // Initialised with init(init_seed); std::nullopt leaves the weights zero (they are about to be
+  // loaded from a file, and a random init of 1.5B parameters would cost seconds).
+  explicit GPT2(const GPT2Config& config, std::optional<uint64_t> init_seed = 123);
 
   const GPT2Config& config() const { return config_; }
   ParameterSet& params() { return params_; }
@@ -52,8 +61,16 @@ class GPT2 {
   double forward_loss(std::span<const int32_t> tokens, std::span<const int32_t> targets, int64_t B,
                       int64_t T, const ForwardOptions& options);
   // Accumulates d(loss)/d(param) into the trainable parameters' gradients, for the last
-  // forward_loss(). Stops below the lowest trainable layer.
-  void backward();
+  // forward_loss(), times loss_scale (1/n when accumulating n micro-batches). Stops below the
+  // lowest trainable layer.
+  void backward(float loss_scale = 1.0f);
+
+  // KV-cache decoding: a cache for B sequences of up to max_T positions (at most the context).
+  KVCache make_kv_cache(int64_t B, int64_t max_T) const;
+  // Runs new tokens [B, Tn] at positions cache.length.. (the prompt first, then one token at a
+  // time), appending their keys and values; returns the logits of the last new position [B,1,V].
+  // Each new token costs one position of work instead of the whole window.
+  const Tensor& forward_cached(std::span<const int32_t> tokens, int64_t B, int64_t Tn, KVCache& cache);
 
   const Tensor& logits() const { return output_; }
   int64_t targets_counted() const { return targets_counted_; }
@@ -92,6 +109,12 @@ class GPT2 {
   std::vector<BlockActs> acts_;
   // Backward scratch.
   Tensor dresidual_, dbranch_, dln_, dqkv_, datty_, dfch_, dfch_gelu_, dlnf_, dpooled_;
+
+  // Buffers of forward_cached, planned per (B, Tn).
+  Arena decode_arena_;
+  int64_t decode_B_ = 0, decode_T_ = 0;
+  BlockActs decode_;
+  Tensor decode_in_, decode_lnf_, decode_lnf_mean_, decode_lnf_rstd_, decode_pooled_, decode_logits_;
 
   std::vector<int32_t> tokens_, targets_;
   int64_t B_ = 0, T_ = 0;

@@ -168,6 +168,45 @@ TEST(Backend, attention) {
   }
 }
 
+TEST(Backend, attention_decode) {
+  // A KV-cache step must compute exactly what full causal attention computes for those rows:
+  // the reference decode against the reference full attention (double), then the CPU decode
+  // against the reference decode.
+  struct Case { int64_t B, past, Tn, NH, HS; };
+  for (const Case& c : {Case{1, 0, 1, 1, 1}, Case{2, 0, 5, 3, 7}, Case{1, 9, 1, 2, 9}, Case{2, 30, 3, 4, 16}}) {
+    const int64_t T = c.past + c.Tn, C = c.NH * c.HS, max_T = T + 2;
+    auto qkv = randf(c.B * T * 3 * C, 1);
+    auto qkv_d = to_double(qkv);
+    std::vector<double> full(c.B * T * C), att(c.B * c.NH * T * T);
+    ref::attention_forward(full.data(), att.data(), qkv_d.data(), AttentionParams{c.B, T, c.NH, c.HS, 0.0f, 0});
+    // caches hold k, v of all T positions; the new rows' qkv are the last Tn positions
+    std::vector<double> kc(c.B * max_T * C), vc(kc.size()), qn(c.B * c.Tn * 3 * C);
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t k = 0; k < C; ++k) {
+          kc[(b * max_T + t) * C + k] = qkv_d[(b * T + t) * 3 * C + C + k];
+          vc[(b * max_T + t) * C + k] = qkv_d[(b * T + t) * 3 * C + 2 * C + k];
+          if (t >= c.past)
+            for (int64_t part = 0; part < 3; ++part)
+              qn[(b * c.Tn + t - c.past) * 3 * C + part * C + k] = qkv_d[(b * T + t) * 3 * C + part * C + k];
+        }
+    const AttentionDecodeParams p{c.B, c.Tn, c.NH, c.HS, c.past, max_T};
+    std::vector<double> dec(c.B * c.Tn * C);
+    ref::attention_decode_forward(dec.data(), qn.data(), kc.data(), vc.data(), p);
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t t = 0; t < c.Tn; ++t)
+        for (int64_t k = 0; k < C; ++k)
+          ASSERT_NEAR(dec[(b * c.Tn + t) * C + k], full[(b * T + c.past + t) * C + k], 1e-12);
+    std::vector<float> qn_f(qn.begin(), qn.end()), kc_f(kc.begin(), kc.end()), vc_f(vc.begin(), vc.end());
+    std::vector<float> out(dec.size());
+    cpu::attention_decode_forward(out.data(), qn_f.data(), kc_f.data(), vc_f.data(), p);
+    // as in Backend.attention: score error e_s, probabilities rel_p, outputs sums of T terms <= 1
+    const double e_s = gamma(c.HS + 1) * c.HS / std::sqrt(double(c.HS));
+    const double rel_p = 2 * e_s + 4 * kU32 + gamma(T + 2);
+    expect_within("attention_decode forward", out, dec, (rel_p + gamma(T + 1)) * 1.01);
+  }
+}
+
 TEST(Backend, gelu) {
   for (int64_t n : {1, 7, 1000}) {
     auto x = randf(n, 1), dout = randf(n, 2), dinp = randf(n, 3);

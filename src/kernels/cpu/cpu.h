@@ -34,6 +34,9 @@ void attention_forward(float* out, float* att, const float* qkv, const Attention
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                         const AttentionParams& p);
 
+void attention_decode_forward(float* out, const float* qkv, const float* k_cache, const float* v_cache,
+                              const AttentionDecodeParams& p);
+
 void gelu_forward(float* out, const float* inp, const GeluParams& p);
 void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);
 

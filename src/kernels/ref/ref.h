@@ -14,3 +14,4 @@
 #include "kernels/ref/cross_entropy.h"
 #include "kernels/ref/adamw.h"
 #include "kernels/ref/pool.h"
+#include "kernels/ref/attention_decode.h"

@@ -1,0 +1,178 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "model/hf_gpt2.h"
+#include "util/error.h"
+
+namespace gptrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kDone = "DONE";
+constexpr const char* kTempPrefix = ".tmp-";
+
+void fsync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::optional<int64_t> step_of(const fs::path& dir) {
+  const std::string name = dir.filename().string();
+  if (!name.starts_with("step_") || name.size() != 13) return std::nullopt;
+  int64_t step = 0;
+  for (char c : name.substr(5)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    step = step * 10 + (c - '0');
+  }
+  return step;
+}
+
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const fs::path& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  const fs::path root = run_dir / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const auto step = step_of(entry.path());
+    if (step && fs::is_regular_file(entry.path() / kDone)) out.emplace_back(*step, entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> trainable_names(const GPT2& model) {
+  std::vector<std::string> names;
+  for (const Parameter& p : model.params().all())
+    if (p.trainable) names.push_back(p.name);
+  return names;
+}
+
+}  // namespace
+
+fs::path checkpoint_dir(const fs::path& run_dir, int64_t step) {
+  return run_dir / "checkpoints" / fmt::format("step_{:08d}", step);
+}
+
+fs::path save_checkpoint(const fs::path& run_dir, const GPT2& model, const AdamW& optimizer, const TrainerState& state,
+                         int keep_last, const std::vector<std::string>& class_names) {
+  const fs::path final_dir = checkpoint_dir(run_dir, state.step);
+  if (fs::is_regular_file(final_dir / kDone)) return final_dir;  // this step is already saved
+  const fs::path temp = final_dir.parent_path() / (kTempPrefix + final_dir.filename().string());
+  std::error_code ec;
+  fs::remove_all(temp, ec);
+  fs::create_directories(temp, ec);
+  if (ec) fail("cannot create checkpoint directory {}: {}", temp.string(), ec.message());
+
+  save_model_dir(model, temp, class_names);
+  std::vector<std::pair<std::string, Tensor>> moments;
+  if (optimizer.first_moment().defined()) {
+    moments.emplace_back("adamw.m", optimizer.first_moment());
+    moments.emplace_back("adamw.v", optimizer.second_moment());
+  }
+  const nlohmann::json names = trainable_names(model);
+  io::save_safetensors(temp / "optimizer.safetensors", moments,
+                       {{"steps_taken", std::to_string(optimizer.steps_taken())}, {"trainable", names.dump()}});
+  nlohmann::json js = {{"step", state.step},
+                       {"epoch", state.epoch},
+                       {"batch", state.batch},
+                       {"tokens_seen", state.tokens_seen},
+                       {"examples_seen", state.examples_seen},
+                       {"options", state.options}};
+  io::write_file_atomic(temp / "trainer_state.json", js.dump(2) + "\n");
+  io::write_file_atomic(temp / kDone, "");
+  fsync_path(temp);
+  fs::remove_all(final_dir, ec);  // an incomplete dir of the same step (no DONE) from a crash
+  fs::rename(temp, final_dir, ec);
+  if (ec) fail("cannot move checkpoint {} into place: {}", temp.string(), ec.message());
+  fsync_path(final_dir.parent_path());
+
+  if (keep_last > 0) {
+    auto all = complete_checkpoints(run_dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove_all(all[i].second, ec);
+  }
+  return final_dir;
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
+  auto all = complete_checkpoints(run_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second;
+}
+
+void remove_incomplete_checkpoints(const fs::path& run_dir) {
+  const fs::path root = run_dir / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return;
+  std::vector<fs::path> doomed;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(kTempPrefix) || (step_of(entry.path()) && !fs::exists(entry.path() / kDone)))
+      doomed.push_back(entry.path());
+  }
+  for (const fs::path& p : doomed) fs::remove_all(p, ec);
+}
+
+TrainerState read_trainer_state(const fs::path& checkpoint) {
+  const fs::path path = checkpoint / "trainer_state.json";
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot read the trainer state", path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json js;
+  try {
+    js = nlohmann::json::parse(ss.str());
+  } catch (const std::exception& e) {
+    fail("{}: not valid JSON: {}", path.string(), e.what());
+  }
+  TrainerState s;
+  auto get = [&](const char* key) -> int64_t {
+    if (!js.contains(key) || !js[key].is_number_integer()) fail("{}: missing or non-integer field '{}'", path.string(), key);
+    return js[key].get<int64_t>();
+  };
+  s.step = get("step");
+  s.epoch = get("epoch");
+  s.batch = get("batch");
+  s.tokens_seen = get("tokens_seen");
+  s.examples_seen = js.value("examples_seen", int64_t{0});
+  s.options = js.value("options", nlohmann::json::object());
+  return s;
+}
+
+TrainerState load_checkpoint(const fs::path& checkpoint, GPT2& model, AdamW& optimizer) {
+  TrainerState state = read_trainer_state(checkpoint);
+  load_model_weights(model, checkpoint);
+  const fs::path opt_path = checkpoint / "optimizer.safetensors";
+  const io::SafeTensorsFile f = io::SafeTensorsFile::open(opt_path);
+  const auto& meta = f.metadata();
+  const auto it = meta.find("trainable");
+  if (it == meta.end()) fail("{}: missing metadata 'trainable'", opt_path.string());
+  const nlohmann::json saved = nlohmann::json::parse(it->second);
+  const nlohmann::json now = trainable_names(model);
+  if (saved != now)
+    fail("{}: the checkpoint was trained with a different set of trainable parameters ({} then, {} now); "
+         "resume with the same freezing options",
+         opt_path.string(), saved.size(), now.size());
+  if (optimizer.first_moment().defined()) {
+    f.load_into("adamw.m", optimizer.first_moment());
+    f.load_into("adamw.v", optimizer.second_moment());
+  }
+  optimizer.set_steps_taken(std::stoll(meta.at("steps_taken")));
+  return state;
+}
+
+}  // namespace gptrain

@@ -1,0 +1,51 @@
+// Training checkpoints (docs/DESIGN.md §5): <run dir>/checkpoints/step_NNNNNNNN/ holding a model
+// dir (config.json, model.safetensors), optimizer.safetensors (AdamW moments), trainer_state.json
+// (step, data cursor, tokens seen, seed, the run's options) and a DONE marker. Everything is
+// written into a temporary sibling directory, flushed, and renamed into place, so a directory
+// with the final name is always complete; a kill at any moment leaves the previous checkpoint
+// intact. Older checkpoints are deleted only after a newer one is complete.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/gpt2.h"
+#include "train/adamw.h"
+
+namespace gptrain {
+
+struct TrainerState {
+  int64_t step = 0;         // optimizer steps done
+  int64_t epoch = 0;        // 0-based epoch of the next micro-batch
+  int64_t batch = 0;        // index of the next micro-batch within that epoch
+  int64_t tokens_seen = 0;  // inputs processed (B*T per micro-batch, padding included, as the book)
+  int64_t examples_seen = 0;
+  nlohmann::json options;   // the run's options, to refuse a resume that contradicts them
+};
+
+std::filesystem::path checkpoint_dir(const std::filesystem::path& run_dir, int64_t step);
+
+// Writes the checkpoint of `state` and keeps at most `keep_last` complete ones (0 keeps all).
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const GPT2& model, const AdamW& optimizer,
+                                      const TrainerState& state, int keep_last,
+                                      const std::vector<std::string>& class_names = {});
+
+// The complete checkpoint with the highest step, if any (incomplete and temporary dirs are ignored).
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// Reads trainer_state.json (errors name the file and the field).
+TrainerState read_trainer_state(const std::filesystem::path& checkpoint);
+
+// Restores weights and optimizer moments into a model and optimizer built with the same
+// configuration and trainable set; returns the trainer state.
+TrainerState load_checkpoint(const std::filesystem::path& checkpoint, GPT2& model, AdamW& optimizer);
+
+// Removes temporary checkpoint directories left by an interrupted write.
+void remove_incomplete_checkpoints(const std::filesystem::path& run_dir);
+
+}  // namespace gptrain

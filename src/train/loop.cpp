@@ -1,0 +1,116 @@
+#include "train/loop.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/error.h"
+#include "util/rng.h"
+#include "util/signals.h"
+#include "util/timer.h"
+
+namespace gptrain {
+
+int64_t planned_steps(const LoopOptions& o, int64_t batches_per_epoch) {
+  const int64_t per_epoch = (batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
+  const int64_t total = per_epoch * o.epochs;
+  return o.max_steps > 0 ? std::min(total, o.max_steps) : total;
+}
+
+LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& o, TrainerState state,
+                        const std::filesystem::path& run_dir, MetricsLog& metrics) {
+  if (o.grad_accum < 1) fail("--grad-accum must be at least 1, got {}", o.grad_accum);
+  if (o.eval_interval < 1) fail("--eval-interval must be at least 1, got {}", o.eval_interval);
+  const int64_t nb = task.batches_per_epoch();
+  if (nb <= 0) fail("the training data gives no batch");
+  const int64_t total_steps = planned_steps(o, nb);
+  LoopResult result;
+  Progress progress(total_steps);
+  Timer wall;
+  Batch batch;
+  double recent_tokens_per_s = 0;
+  auto checkpoint = [&] {
+    save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names());
+    metrics.write_plots(o.examples_axis);
+  };
+  bool stop = false;
+  while (!stop && state.epoch < o.epochs && (o.max_steps <= 0 || state.step < o.max_steps)) {
+    while (state.batch < nb) {
+      Timer step_timer;
+      model.zero_grads();
+      const int64_t group = std::min(o.grad_accum, nb - state.batch);
+      double loss_sum = 0;
+      int64_t step_tokens = 0;
+      for (int64_t m = 0; m < group; ++m) {
+        task.train_batch(state.epoch, state.batch + m, batch);
+        // Dropout masks depend on (seed, step, micro-batch) only: resumed runs redraw them exactly.
+        const uint64_t dropout_seed = derive_seed(o.seed, static_cast<uint64_t>(state.step), static_cast<uint64_t>(m));
+        loss_sum += model.forward_loss(batch.inputs, batch.targets, batch.B, batch.T, ForwardOptions{true, dropout_seed});
+        model.backward(1.0f / static_cast<float>(group));
+        step_tokens += batch.B * batch.T;
+        state.examples_seen += batch.B;
+      }
+      const double loss = loss_sum / static_cast<double>(group);
+      if (!std::isfinite(loss))
+        fail("the training loss became {} at step {} (epoch {}): lower --lr, enable --grad-clip, or check the data; "
+             "the last good checkpoint is in {}",
+             loss, state.step, state.epoch + 1, (run_dir / "checkpoints").string());
+      if (o.grad_clip > 0 && state.step >= o.schedule.warmup_steps) clip_grad_norm(model.params(), o.grad_clip);
+      const double lr = o.schedule.at(state.step);
+      optimizer.step(lr);
+      state.tokens_seen += step_tokens;
+      result.tokens_trained += step_tokens;
+      state.batch += group;
+      const int64_t step = state.step;  // the book's global_step of this update
+      ++state.step;
+      recent_tokens_per_s = static_cast<double>(step_tokens) / step_timer.seconds();
+
+      if (step % o.eval_interval == 0) {
+        const Evaluation ev = task.evaluate(step);
+        MetricRecord r;
+        r.step = step;
+        r.epoch = static_cast<double>(state.epoch) + static_cast<double>(state.batch) / static_cast<double>(nb);
+        r.tokens_seen = state.tokens_seen;
+        r.examples_seen = state.examples_seen;
+        r.train_loss = ev.train_loss;
+        r.val_loss = ev.val_loss;
+        r.train_accuracy = ev.train_accuracy;
+        r.val_accuracy = ev.val_accuracy;
+        r.lr = lr;
+        r.tokens_per_s = recent_tokens_per_s;
+        metrics.append(r);
+        metrics.write_plots(o.examples_axis);
+        progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}", state.epoch + 1, step,
+                                   ev.train_loss, ev.val_loss));
+      }
+      progress.update(state.step, loss, recent_tokens_per_s);
+      if (o.save_interval > 0 && state.step % o.save_interval == 0) checkpoint();
+      if (stop_requested()) {
+        stop = true;
+        break;
+      }
+      if (o.max_steps > 0 && state.step >= o.max_steps) break;
+    }
+    if (stop) break;
+    if (state.batch >= nb) {
+      task.end_of_epoch(state.epoch, progress);
+      ++state.epoch;
+      state.batch = 0;
+      if (o.save_interval == 0) checkpoint();
+    }
+  }
+  progress.finish();
+  if (stop) {
+    checkpoint();
+    result.interrupted = true;
+    result.signal = stop_signal();
+  } else {
+    checkpoint();
+  }
+  result.state = state;
+  result.seconds = wall.seconds();
+  return result;
+}
+
+}  // namespace gptrain

@@ -1,0 +1,74 @@
+// The book's training loop (ch05 train_model_simple, with appendix D's warmup, cosine decay and
+// clipping, plus gradient accumulation, max steps, checkpoints and graceful stop), shared by
+// pretraining and both finetuning jobs. A TrainTask supplies the batches and the evaluation.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/gpt2.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/schedule.h"
+#include "util/progress.h"
+
+namespace gptrain {
+
+struct Batch {
+  std::vector<int32_t> inputs, targets;  // B*T inputs; B*T targets (LM) or B labels (classifier)
+  int64_t B = 0, T = 0;
+};
+
+struct Evaluation {
+  double train_loss = 0, val_loss = 0;
+  std::optional<double> train_accuracy, val_accuracy;
+};
+
+class TrainTask {
+ public:
+  virtual ~TrainTask() = default;
+  virtual int64_t batches_per_epoch() const = 0;
+  virtual void train_batch(int64_t epoch, int64_t index, Batch& batch) = 0;
+  // Mean train and val losses over the first eval_iters batches (the book's evaluate_model); the
+  // model is in eval mode (no dropout) while this runs. `step` seeds the train-loader reshuffle.
+  virtual Evaluation evaluate(int64_t step) = 0;
+  // After each epoch: the book prints a generated sample (ch05) or accuracies (ch06).
+  virtual void end_of_epoch(int64_t /*epoch*/, Progress& /*progress*/) {}
+  // Class names to store with classifier checkpoints.
+  virtual std::vector<std::string> class_names() const { return {}; }
+};
+
+struct LoopOptions {
+  int64_t epochs = 10;
+  int64_t max_steps = 0;  // 0: no limit besides epochs
+  int64_t eval_interval = 5;
+  int64_t grad_accum = 1;
+  double grad_clip = 0.0;  // 0: off; applied from step warmup_steps on (appendix D)
+  LrSchedule schedule;
+  int64_t save_interval = 0;  // steps between checkpoints; 0: at the end of every epoch
+  int keep_last = 2;
+  uint64_t seed = 123;
+  bool examples_axis = false;  // plots' top axis: examples seen instead of tokens seen
+};
+
+struct LoopResult {
+  TrainerState state;
+  bool interrupted = false;  // stopped by SIGINT/SIGTERM after checkpointing
+  int signal = 0;
+  double seconds = 0;
+  int64_t tokens_trained = 0;  // this invocation only
+};
+
+// Total optimizer steps the options imply (before max_steps).
+int64_t planned_steps(const LoopOptions& options, int64_t batches_per_epoch);
+
+// Runs from `state` (fresh or loaded from a checkpoint) to the end; writes metrics, plots and
+// checkpoints into run_dir.
+LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& options,
+                        TrainerState state, const std::filesystem::path& run_dir, MetricsLog& metrics);
+
+}  // namespace gptrain

@@ -1,0 +1,104 @@
+#include "train/metrics.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "train/plot.h"
+#include "util/error.h"
+
+namespace gptrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json to_json(const MetricRecord& r) {
+  nlohmann::json j = {{"step", r.step},           {"epoch", r.epoch},           {"tokens_seen", r.tokens_seen},
+                      {"examples_seen", r.examples_seen}, {"train_loss", r.train_loss}, {"val_loss", r.val_loss},
+                      {"lr", r.lr},               {"tokens_per_s", r.tokens_per_s}};
+  if (r.train_accuracy) j["train_accuracy"] = *r.train_accuracy;
+  if (r.val_accuracy) j["val_accuracy"] = *r.val_accuracy;
+  return j;
+}
+
+MetricRecord from_json(const nlohmann::json& j) {
+  MetricRecord r;
+  r.step = j.at("step");
+  r.epoch = j.at("epoch");
+  r.tokens_seen = j.at("tokens_seen");
+  r.examples_seen = j.value("examples_seen", int64_t{0});
+  r.train_loss = j.at("train_loss").is_number() ? j.at("train_loss").get<double>() : NAN;
+  r.val_loss = j.at("val_loss").is_number() ? j.at("val_loss").get<double>() : NAN;
+  r.lr = j.value("lr", 0.0);
+  r.tokens_per_s = j.value("tokens_per_s", 0.0);
+  if (j.contains("train_accuracy")) r.train_accuracy = j["train_accuracy"].get<double>();
+  if (j.contains("val_accuracy")) r.val_accuracy = j["val_accuracy"].get<double>();
+  return r;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step) : run_dir_(run_dir) {
+  const fs::path path = run_dir / "metrics.jsonl";
+  if (keep_up_to_step >= 0 && fs::exists(path)) {
+    std::ifstream in(path);
+    std::string line;
+    int64_t number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.empty()) continue;
+      try {
+        MetricRecord r = from_json(nlohmann::json::parse(line));
+        if (r.step <= keep_up_to_step) records_.push_back(r);
+      } catch (const std::exception&) {
+        break;  // a line cut by a kill mid-write: everything after it is discarded too
+      }
+    }
+  }
+  std::string text;
+  for (const MetricRecord& r : records_) text += to_json(r).dump() + "\n";
+  io::write_file_atomic(path, text);
+}
+
+void MetricsLog::append(const MetricRecord& record) {
+  records_.push_back(record);
+  std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);
+  out << to_json(record).dump() << "\n";
+  out.flush();
+  if (!out) fail("{}: cannot append the metrics record", (run_dir_ / "metrics.jsonl").string());
+}
+
+void MetricsLog::write_plots(bool examples) const {
+  if (records_.empty()) return;
+  PlotSeries train{"Training loss", {}, {}, "", ""}, val{"Validation loss", {}, {}, "8,4,2,4", ""};
+  PlotSeries train_acc{"Training accuracy", {}, {}, "", ""}, val_acc{"Validation accuracy", {}, {}, "8,4,2,4", ""};
+  std::vector<double> at, top;
+  for (const MetricRecord& r : records_) {
+    train.x.push_back(r.epoch);
+    train.y.push_back(r.train_loss);
+    val.x.push_back(r.epoch);
+    val.y.push_back(r.val_loss);
+    at.push_back(r.epoch);
+    top.push_back(static_cast<double>(examples ? r.examples_seen : r.tokens_seen));
+    if (r.train_accuracy) {
+      train_acc.x.push_back(r.epoch);
+      train_acc.y.push_back(*r.train_accuracy);
+    }
+    if (r.val_accuracy) {
+      val_acc.x.push_back(r.epoch);
+      val_acc.y.push_back(*r.val_accuracy);
+    }
+  }
+  const std::string top_label = examples ? "Examples seen" : "Tokens seen";
+  PlotSpec loss{"", "Epochs", "Loss", {train, val}, top_label, at, top, true};
+  io::write_file_atomic(run_dir_ / "loss.svg", render_svg(loss));
+  if (!train_acc.x.empty() || !val_acc.x.empty()) {
+    PlotSpec acc{"", "Epochs", "Accuracy", {train_acc, val_acc}, top_label, at, top, true};
+    io::write_file_atomic(run_dir_ / "accuracy.svg", render_svg(acc));
+  }
+}
+
+}  // namespace gptrain

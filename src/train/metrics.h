@@ -1,0 +1,40 @@
+// metrics.jsonl (one JSON record per evaluation) and the plots drawn from it: loss.svg (train
+// solid, val dash-dot, against epochs, tokens seen on the top axis, as the book's plot) and, for
+// classifiers, accuracy.svg (examples seen on the top axis).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <vector>
+
+namespace gptrain {
+
+struct MetricRecord {
+  int64_t step = 0;
+  double epoch = 0;  // fractional: epochs completed when the evaluation ran
+  int64_t tokens_seen = 0;
+  int64_t examples_seen = 0;
+  double train_loss = 0, val_loss = 0;
+  std::optional<double> train_accuracy, val_accuracy;
+  double lr = 0;
+  double tokens_per_s = 0;
+};
+
+class MetricsLog {
+ public:
+  // Opens <run_dir>/metrics.jsonl; with keep_up_to_step >= 0 keeps the records up to that step
+  // (a resumed run drops evaluations made after its checkpoint), otherwise starts empty.
+  MetricsLog(const std::filesystem::path& run_dir, int64_t keep_up_to_step);
+  void append(const MetricRecord& record);  // writes the line and flushes
+  const std::vector<MetricRecord>& records() const { return records_; }
+  // Rewrites loss.svg (and accuracy.svg when accuracies exist); `examples` labels the top axis
+  // "Examples seen" instead of "Tokens seen".
+  void write_plots(bool examples = false) const;
+
+ private:
+  std::filesystem::path run_dir_;
+  std::vector<MetricRecord> records_;
+};
+
+}  // namespace gptrain

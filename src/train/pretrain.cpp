@@ -1,0 +1,318 @@
+#include "train/pretrain.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "data/data_dir.h"
+#include "data/text_file.h"
+#include "data/token_dataset.h"
+#include "generate/generate.h"
+#include "io/atomic_file.h"
+#include "kernels/ops.h"
+#include "model/hf_gpt2.h"
+#include "tokenizer/bpe.h"
+#include "train/loop.h"
+#include "train/run_dir.h"
+#include "util/error.h"
+#include "util/signals.h"
+
+namespace gptrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_shard(const fs::path& p, const std::string& format) {
+  const std::string ext = p.extension().string();
+  return !format.empty() || ext == ".u16" || ext == ".u32" || ext == ".bin";
+}
+
+nlohmann::json options_json(const PretrainOptions& o, const std::vector<std::string>& files) {
+  return {{"files", files},
+          {"val-data", o.val_data},
+          {"train-split", o.train_split},
+          {"shard-format", o.shard_format},
+          {"init", o.init},
+          {"context-length", o.context_length},
+          {"stride", o.stride},
+          {"emb-dim", o.emb_dim},
+          {"n-layers", o.n_layers},
+          {"n-heads", o.n_heads},
+          {"qkv-bias", o.qkv_bias},
+          {"tie-weights", o.tie_weights},
+          {"drop-rate", o.drop_rate},
+          {"batch-size", o.batch_size},
+          {"lr", o.lr},
+          {"weight-decay", o.weight_decay},
+          {"no-decay-bias-norm", o.no_decay_bias_norm},
+          {"epochs", o.epochs},
+          {"max-steps", o.max_steps},
+          {"eval-interval", o.eval_interval},
+          {"eval-iters", o.eval_iters},
+          {"warmup-steps", o.warmup_steps},
+          {"initial-lr", o.initial_lr},
+          {"lr-schedule", o.lr_schedule},
+          {"min-lr", o.min_lr},
+          {"grad-clip", o.grad_clip},
+          {"grad-accum", o.grad_accum},
+          {"sample-prompt", o.sample_prompt},
+          {"sample-tokens", o.sample_tokens},
+          {"save-interval", o.save_interval},
+          {"keep-last", o.keep_last},
+          {"seed", o.seed},
+          {"threads", o.threads}};
+}
+
+// Options a resumed run may change: they do not alter what the next steps compute.
+const std::set<std::string> kMayChangeOnResume = {"epochs",      "max-steps", "eval-interval", "eval-iters",
+                                                  "sample-prompt", "sample-tokens", "save-interval", "keep-last",
+                                                  "threads"};
+
+class PretrainTask : public TrainTask {
+ public:
+  PretrainTask(GPT2& model, const Tokenizer& tokenizer, const data::SlidingWindows& train,
+               const data::SlidingWindows& val, const PretrainOptions& o)
+      : model_(model), tokenizer_(tokenizer), train_windows_(train), val_windows_(val), o_(o),
+        train_(train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true, o.seed),
+        val_(val, o.batch_size, /*shuffle=*/false, /*drop_last=*/false, o.seed) {}
+
+  int64_t batches_per_epoch() const override { return train_.num_batches(); }
+  int64_t val_batches() const { return val_.num_batches(); }
+
+  void train_batch(int64_t epoch, int64_t index, Batch& b) override {
+    train_.get(epoch, index, b.inputs, b.targets);
+    b.B = train_.rows(index);
+    b.T = train_windows_.max_length();
+  }
+
+  Evaluation evaluate(int64_t step) override {
+    // The book iterates a fresh (reshuffled) train loader each evaluation; ours reshuffles with a
+    // seed derived from the step, so a resumed run evaluates on the same batches.
+    const data::BatchLoader train_eval(train_windows_, o_.batch_size, true, true,
+                                       derive_seed(o_.seed, 0x4556414cULL, static_cast<uint64_t>(step)));
+    return {loader_loss(train_eval), loader_loss(val_), std::nullopt, std::nullopt};
+  }
+
+  void end_of_epoch(int64_t, Progress& progress) override {
+    if (o_.sample_tokens <= 0) return;
+    const std::vector<int32_t> prompt = tokenizer_.encode(o_.sample_prompt, /*allow_special=*/true);
+    if (prompt.empty()) return;
+    GenerateOptions g;
+    g.max_new_tokens = o_.sample_tokens;
+    const std::vector<int32_t> ids = generate(model_, prompt, g);
+    std::string text = tokenizer_.decode(ids);
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    progress.print(text);
+  }
+
+ private:
+  // calc_loss_loader: the plain mean of the first eval_iters batch means; NaN for no batch.
+  double loader_loss(const data::BatchLoader& loader) {
+    const int64_t n = std::min(o_.eval_iters, loader.num_batches());
+    if (n <= 0) return NAN;
+    std::vector<int32_t> x, y;
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      loader.get(0, i, x, y);
+      sum += model_.forward_loss(x, y, loader.rows(i), train_windows_.max_length(), ForwardOptions{false, 0});
+    }
+    return sum / static_cast<double>(n);
+  }
+
+  GPT2& model_;
+  const Tokenizer& tokenizer_;
+  const data::SlidingWindows& train_windows_;
+  const data::SlidingWindows& val_windows_;
+  const PretrainOptions& o_;
+  data::BatchLoader train_, val_;
+};
+
+// The vocabulary next to the weights, under Hugging Face's names, so the model dir is complete.
+void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  const bool hf = fs::exists(from / "vocab.json");
+  const fs::path vocab = from / (hf ? "vocab.json" : "encoder.json");
+  const fs::path merges = from / (hf ? "merges.txt" : "vocab.bpe");
+  io::write_file_atomic(to / "vocab.json", data::read_text_file(vocab));
+  io::write_file_atomic(to / "merges.txt", data::read_text_file(merges));
+}
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+void require_windows(const data::SlidingWindows& w, const std::string& what, int64_t context, const std::string& hint) {
+  if (w.size() > 0) return;
+  fail("{} has {} tokens, but one window of --context-length {} needs at least {} tokens; use a smaller "
+       "--context-length (at most {}){}",
+       what, w.tokens(), context, context + 1, std::max<int64_t>(1, w.tokens() - 1), hint);
+}
+
+}  // namespace
+
+int run_pretrain(const PretrainOptions& o_in) {
+  PretrainOptions o = o_in;
+  ops::set_num_threads(o.threads);
+  const fs::path data_dir = data::resolve_data_dir(o.data_dir);
+  if (o.files.empty()) o.files = {data::require_data_file(data_dir, "the-verdict.txt", "the default training text (the book's The Verdict)").string()};
+  if (o.stride == 0) o.stride = o.context_length;
+  if (o.batch_size <= 0) fail("--batch-size must be positive, got {}", o.batch_size);
+  if (o.eval_iters <= 0) fail("--eval-iters must be positive, got {}", o.eval_iters);
+  if (o.lr_schedule != "constant" && o.lr_schedule != "cosine")
+    fail("--lr-schedule must be constant or cosine, got '{}'", o.lr_schedule);
+  for (const std::string& f : o.files)
+    if (!fs::is_regular_file(f)) fail("{}: no such file", f);
+
+  // Model.
+  std::unique_ptr<GPT2> model;
+  GPT2Config cfg;
+  const bool from_dir = fs::is_directory(o.init);
+  if (from_dir) {
+    ModelLoadOptions lo;
+    lo.drop_rate = o.drop_rate;
+    model = load_model_dir(o.init, lo);
+    cfg = model->config();
+    if (o.context_length > cfg.context_length)
+      fail("--context-length {} exceeds the context length {} of the model in {}", o.context_length,
+           cfg.context_length, o.init);
+  } else {
+    if (!preset_config(o.init == "scratch" ? "gpt2-small" : o.init, cfg))
+      fail("--init '{}' is neither a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, scratch) nor a model "
+           "directory",
+           o.init);
+    cfg.context_length = o.context_length;
+    if (o.emb_dim) cfg.emb_dim = o.emb_dim;
+    if (o.n_layers) cfg.n_layers = o.n_layers;
+    if (o.n_heads) cfg.n_heads = o.n_heads;
+    cfg.qkv_bias = o.qkv_bias;
+    cfg.tie_weights = o.tie_weights;
+    cfg.drop_rate = o.drop_rate;
+    model = std::make_unique<GPT2>(cfg, o.seed);
+  }
+
+  // Run dir before the heavy work, so a clobbering mistake fails fast.
+  const nlohmann::json opts = options_json(o, o.files);
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume);
+
+  fmt::print("gptrain pretrain\n");
+  for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());
+  fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
+
+  // Data.
+  // A model dir brings its own vocabulary (vocab.json + merges.txt); otherwise the data dir's.
+  const fs::path tokenizer_dir =
+      from_dir && fs::exists(fs::path(o.init) / "vocab.json") ? fs::path(o.init) : data_dir / "gpt2_tokenizer";
+  const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
+  std::shared_ptr<data::TokenSource> train_tokens, val_tokens;
+  const bool shards = is_shard(o.files[0], o.shard_format);
+  if (shards) {
+    if (o.files.size() != 1) fail("give one token shard for training (got {} files)", o.files.size());
+    auto all = data::TokenSource::map_shard(o.files[0], o.shard_format, cfg.vocab_size);
+    if (!o.val_data.empty()) {
+      train_tokens = all;
+    } else {
+      // last (1 - split) of the tokens for validation
+      const int64_t cut = static_cast<int64_t>(o.train_split * static_cast<double>(all->size()));
+      std::vector<int32_t> a(static_cast<size_t>(cut)), b(static_cast<size_t>(all->size() - cut));
+      all->copy(0, a);
+      all->copy(cut, b);
+      train_tokens = data::TokenSource::from_vector(std::move(a));
+      val_tokens = data::TokenSource::from_vector(std::move(b));
+    }
+  } else {
+    std::string text;
+    for (size_t i = 0; i < o.files.size(); ++i) {
+      if (i) text += "<|endoftext|>";  // documents are separated as in the book's Gutenberg script
+      text += data::read_text_file(o.files[i]);
+    }
+    if (o.val_data.empty()) {
+      const auto [train_text, val_text] = data::split_by_characters(text, o.train_split);
+      train_tokens = data::TokenSource::from_vector(tokenizer.encode(train_text, true));
+      val_tokens = data::TokenSource::from_vector(tokenizer.encode(val_text, true));
+    } else {
+      train_tokens = data::TokenSource::from_vector(tokenizer.encode(text, true));
+    }
+  }
+  if (!o.val_data.empty()) {
+    if (is_shard(o.val_data, o.shard_format))
+      val_tokens = data::TokenSource::map_shard(o.val_data, o.shard_format, cfg.vocab_size);
+    else
+      val_tokens = data::TokenSource::from_vector(tokenizer.encode(data::read_text_file(o.val_data), true));
+  }
+  const data::SlidingWindows train_windows(train_tokens, o.context_length, o.stride);
+  const data::SlidingWindows val_windows(val_tokens, o.context_length, o.context_length);
+  require_windows(train_windows, "the training data", o.context_length, "");
+  require_windows(val_windows, "the validation data", o.context_length,
+                  o.val_data.empty() ? ", or give a longer text or a separate --val-data FILE" : "");
+
+  PretrainTask task(*model, tokenizer, train_windows, val_windows, o);
+  fmt::print("data: train {} tokens -> {} windows -> {} batches of {} x {}; val {} tokens -> {} windows -> {} batches\n",
+             with_commas(train_tokens->size()), train_windows.size(), task.batches_per_epoch(), o.batch_size,
+             o.context_length, with_commas(val_tokens->size()), val_windows.size(), task.val_batches());
+  if (task.batches_per_epoch() == 0)
+    fail("the training data gives {} windows, fewer than one batch of --batch-size {}; lower --batch-size or "
+         "--context-length, or give more text",
+         train_windows.size(), o.batch_size);
+  const ParameterCounts counts = count_parameters(cfg);
+  fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters ({} trainable)\n", cfg.n_layers,
+             cfg.n_heads, cfg.emb_dim, cfg.context_length, with_commas(counts.total),
+             with_commas(model->params().trainable_numel()));
+
+  AdamWOptions ao;
+  ao.lr = o.lr;
+  ao.weight_decay = o.weight_decay;
+  ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
+  AdamW optimizer(model->params(), ao);
+  LoopOptions lo;
+  lo.epochs = o.epochs;
+  lo.max_steps = o.max_steps;
+  lo.eval_interval = o.eval_interval;
+  lo.grad_accum = o.grad_accum;
+  lo.grad_clip = o.grad_clip;
+  lo.save_interval = o.save_interval;
+  lo.keep_last = o.keep_last;
+  lo.seed = o.seed;
+  lo.schedule.peak_lr = o.lr;
+  lo.schedule.initial_lr = o.warmup_steps > 0 ? o.initial_lr : o.lr;
+  lo.schedule.min_lr = o.min_lr;
+  lo.schedule.warmup_steps = o.warmup_steps;
+  lo.schedule.cosine = o.lr_schedule == "cosine";
+  lo.schedule.total_steps = planned_steps(lo, task.batches_per_epoch());
+
+  TrainerState state;
+  state.options = opts;
+  if (plan.resume_from) {
+    state = load_checkpoint(*plan.resume_from, *model, optimizer);
+    state.options = opts;
+    fmt::print("resuming from {} (step {}, epoch {}, tokens seen {})\n", plan.resume_from->string(), state.step,
+               state.epoch + 1, state.tokens_seen);
+  }
+  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
+  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
+             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
+             o.eval_iters);
+  install_stop_handlers();
+  const LoopResult r = run_training(*model, optimizer, task, lo, state, plan.dir, metrics);
+  const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
+  if (r.interrupted) {
+    fmt::print("stopped by signal {} at step {}; checkpoint saved in {}; continue with --resume\n", r.signal,
+               r.state.step, (plan.dir / "checkpoints").string());
+    return 128 + r.signal;
+  }
+  const fs::path final_dir = plan.dir / "final";
+  save_model_dir(*model, final_dir);
+  copy_tokenizer_files(tokenizer_dir, final_dir);
+  fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
+             with_commas(r.state.tokens_seen), r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());
+  return 0;
+}
+
+}  // namespace gptrain
