@@ -11,5 +11,7 @@ namespace gptrain::cli {
 using Command = std::function<int()>;
 
 Command register_info(CLI::App& app);
+Command register_pretrain(CLI::App& app);
+Command register_tokenize(CLI::App& app);
 
 }  // namespace gptrain::cli

@@ -23,7 +23,9 @@ int main(int argc, char** argv) {
     auto subcommands = app.get_subcommands({});
     if (subcommands.size() > before) commands[subcommands.back()] = std::move(command);
   };
+  add(gptrain::cli::register_pretrain);
   add(gptrain::cli::register_info);
+  add(gptrain::cli::register_tokenize);
 
   try {
     app.parse(argc, argv);

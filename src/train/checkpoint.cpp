@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -79,6 +82,11 @@ fs::path save_checkpoint(const fs::path& run_dir, const GPT2& model, const AdamW
   if (ec) fail("cannot create checkpoint directory {}: {}", temp.string(), ec.message());
 
   save_model_dir(model, temp, class_names);
+  // Fault injection for the crash-safety test (tests/cli/pretrain_test.sh): die by SIGKILL in the
+  // middle of writing the checkpoint of this step, as a power cut or the OOM killer would.
+  if (const char* kill_at = std::getenv("GPTRAIN_TEST_KILL_IN_CHECKPOINT");
+      kill_at && std::to_string(state.step) == kill_at)
+    ::raise(SIGKILL);
   std::vector<std::pair<std::string, Tensor>> moments;
   if (optimizer.first_moment().defined()) {
     moments.emplace_back("adamw.m", optimizer.first_moment());

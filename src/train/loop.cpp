@@ -75,6 +75,7 @@ LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const Lo
         r.examples_seen = state.examples_seen;
         r.train_loss = ev.train_loss;
         r.val_loss = ev.val_loss;
+        r.step_loss = loss;
         r.train_accuracy = ev.train_accuracy;
         r.val_accuracy = ev.val_accuracy;
         r.lr = lr;

@@ -18,6 +18,7 @@ namespace {
 nlohmann::json to_json(const MetricRecord& r) {
   nlohmann::json j = {{"step", r.step},           {"epoch", r.epoch},           {"tokens_seen", r.tokens_seen},
                       {"examples_seen", r.examples_seen}, {"train_loss", r.train_loss}, {"val_loss", r.val_loss},
+                      {"step_loss", r.step_loss},
                       {"lr", r.lr},               {"tokens_per_s", r.tokens_per_s}};
   if (r.train_accuracy) j["train_accuracy"] = *r.train_accuracy;
   if (r.val_accuracy) j["val_accuracy"] = *r.val_accuracy;
@@ -32,6 +33,7 @@ MetricRecord from_json(const nlohmann::json& j) {
   r.examples_seen = j.value("examples_seen", int64_t{0});
   r.train_loss = j.at("train_loss").is_number() ? j.at("train_loss").get<double>() : NAN;
   r.val_loss = j.at("val_loss").is_number() ? j.at("val_loss").get<double>() : NAN;
+  r.step_loss = j.value("step_loss", 0.0);
   r.lr = j.value("lr", 0.0);
   r.tokens_per_s = j.value("tokens_per_s", 0.0);
   if (j.contains("train_accuracy")) r.train_accuracy = j["train_accuracy"].get<double>();

@@ -15,7 +15,8 @@ struct MetricRecord {
   double epoch = 0;  // fractional: epochs completed when the evaluation ran
   int64_t tokens_seen = 0;
   int64_t examples_seen = 0;
-  double train_loss = 0, val_loss = 0;
+  double train_loss = 0, val_loss = 0;  // evaluation means (the book's calc_loss_loader)
+  double step_loss = 0;                  // the loss of this step's own training batch
   std::optional<double> train_accuracy, val_accuracy;
   double lr = 0;
   double tokens_per_s = 0;

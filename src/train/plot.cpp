@@ -59,6 +59,7 @@ std::string render_svg(const PlotSpec& spec) {
       y1 = std::max(y1, s.y[i]);
     }
   if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (spec.integer_x_ticks && x0 >= 0) x0 = 0;  // epochs start at 0, as the book's linspace
   if (x1 == x0) x1 = x0 + 1;
   if (y1 == y0) y0 -= 0.5, y1 += 0.5;
   const double pad = 0.05 * (y1 - y0);

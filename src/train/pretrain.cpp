@@ -18,6 +18,7 @@
 #include "train/loop.h"
 #include "train/run_dir.h"
 #include "util/error.h"
+#include "util/rng.h"
 #include "util/signals.h"
 
 namespace gptrain {
@@ -177,7 +178,7 @@ int run_pretrain(const PretrainOptions& o_in) {
   const bool from_dir = fs::is_directory(o.init);
   if (from_dir) {
     ModelLoadOptions lo;
-    lo.drop_rate = o.drop_rate;
+    lo.drop_rate = static_cast<float>(o.drop_rate);
     model = load_model_dir(o.init, lo);
     cfg = model->config();
     if (o.context_length > cfg.context_length)
@@ -194,7 +195,7 @@ int run_pretrain(const PretrainOptions& o_in) {
     if (o.n_heads) cfg.n_heads = o.n_heads;
     cfg.qkv_bias = o.qkv_bias;
     cfg.tie_weights = o.tie_weights;
-    cfg.drop_rate = o.drop_rate;
+    cfg.drop_rate = static_cast<float>(o.drop_rate);
     model = std::make_unique<GPT2>(cfg, o.seed);
   }
 

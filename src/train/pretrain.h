@@ -21,7 +21,7 @@ struct PretrainOptions {
   int64_t emb_dim = 0, n_layers = 0, n_heads = 0;  // preset overrides
   bool qkv_bias = false;
   bool tie_weights = false;
-  float drop_rate = 0.1f;
+  double drop_rate = 0.1;
   int64_t batch_size = 2;
   double lr = 4e-4;
   double weight_decay = 0.1;

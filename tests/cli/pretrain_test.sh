@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End-to-end tests of `gptrain pretrain` on a tiny model over the book's text:
+#   1. same seed, same threads: the identical loss sequence, bit for bit, in two runs;
+#   2. SIGINT mid-run writes a checkpoint and exits 130; --resume finishes with the loss sequence
+#      of an uninterrupted run, bit for bit;
+#   3. SIGKILL in the middle of a checkpoint write leaves the previous checkpoint loadable and
+#      --resume uses it, again reproducing the uninterrupted run exactly;
+#   4. clear errors, and nothing lost, for bad inputs and bad run directories.
+# Usage: pretrain_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
+set -uo pipefail
+gptrain=$1
+data=${GPTRAIN_TEST_DATA_DIR:-}
+if [ -z "$data" ] || [ ! -f "$data/the-verdict.txt" ] || [ ! -f "$data/gpt2_tokenizer/encoder.json" ]; then
+  echo "SKIP: the data directory (the-verdict.txt, gpt2_tokenizer/) is not available: set GPTRAIN_TEST_DATA_DIR"
+  exit 77
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+tiny=(--data-dir "$data" --emb-dim 32 --n-layers 2 --n-heads 2 --context-length 32 --batch-size 2
+      --max-steps 60 --eval-interval 1 --eval-iters 1 --sample-tokens 5 --threads 2 --save-interval 10)
+# the per-step record without the wall-clock throughput
+losses() { sed -E 's/"tokens_per_s":[^,}]*,?//' "$1/metrics.jsonl"; }
+
+# 1. determinism
+"$gptrain" pretrain "${tiny[@]}" --out-dir "$work/a" > "$work/a.log" 2>&1 || fail "run a exited $?"
+"$gptrain" pretrain "${tiny[@]}" --out-dir "$work/a2" > "$work/a2.log" 2>&1 || fail "run a2 exited $?"
+[ "$(wc -l < "$work/a/metrics.jsonl")" -eq 60 ] || fail "expected 60 records in metrics.jsonl"
+cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "two runs with the same seed differ"
+for f in run.json loss.svg final/config.json final/model.safetensors final/vocab.json final/merges.txt; do
+  [ -s "$work/a/$f" ] || fail "missing output $f"
+done
+grep -q "Ep 1 (Step 000000): Train loss" "$work/a.log" || fail "no book-style evaluation line"
+
+# 2. SIGINT, then resume
+"$gptrain" pretrain "${tiny[@]}" --out-dir "$work/b" > "$work/b.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [ -f "$work/b/metrics.jsonl" ] && [ "$(wc -l < "$work/b/metrics.jsonl")" -ge 15 ] && break
+  sleep 0.05
+done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+[ "$rc" -eq 130 ] || fail "SIGINT: exit code $rc, expected 130"
+grep -q "continue with --resume" "$work/b.log" || fail "SIGINT: no resume hint"
+ls "$work/b/checkpoints" | grep -q step_ || fail "SIGINT: no checkpoint written"
+"$gptrain" pretrain "${tiny[@]}" --out-dir "$work/b" --resume >> "$work/b.log" 2>&1 || fail "resume after SIGINT exited $?"
+cmp -s <(losses "$work/a") <(losses "$work/b") || fail "interrupted + resumed run differs from the uninterrupted one"
+
+# 3. SIGKILL during the checkpoint of step 20, then resume from step 10
+GPTRAIN_TEST_KILL_IN_CHECKPOINT=20 "$gptrain" pretrain "${tiny[@]}" --out-dir "$work/c" > "$work/c.log" 2>&1
+rc=$?
+[ "$rc" -eq 137 ] || fail "SIGKILL injection: exit code $rc, expected 137"
+[ -f "$work/c/checkpoints/step_00000010/DONE" ] || fail "SIGKILL: the previous checkpoint is gone"
+[ -d "$work/c/checkpoints/.tmp-step_00000020" ] || fail "SIGKILL: expected a partial checkpoint to be left behind"
+[ -e "$work/c/checkpoints/step_00000020" ] && fail "SIGKILL: a half-written checkpoint got the final name"
+"$gptrain" pretrain "${tiny[@]}" --out-dir "$work/c" --resume > "$work/c2.log" 2>&1 || fail "resume after SIGKILL exited $?"
+grep -q "resuming from .*step_00000010" "$work/c2.log" || fail "SIGKILL: resume did not use step 10"
+cmp -s <(losses "$work/a") <(losses "$work/c") || fail "run resumed after SIGKILL differs from the uninterrupted one"
+
+# 4. errors: each must fail (exit 1) with a message naming the problem
+expect_error() {  # expect_error PATTERN ARGS...
+  local pattern=$1
+  shift
+  local out
+  out=$("$gptrain" pretrain "$@" 2>&1)
+  local rc=$?
+  [ "$rc" -eq 1 ] || fail "expected exit 1 for: $* (got $rc)"
+  echo "$out" | grep -q -- "$pattern" || fail "expected '$pattern' for: $*; got: $(echo "$out" | tail -2)"
+}
+: > "$work/empty.txt"
+printf 'A short text.' > "$work/short.txt"
+touch "$work/file"
+expect_error "no such file" "${tiny[@]}" --out-dir "$work/e1" "$work/missing.txt"
+expect_error "empty" "${tiny[@]}" --out-dir "$work/e2" "$work/empty.txt"
+expect_error "needs at least 33 tokens.*smaller --context-length" "${tiny[@]}" --out-dir "$work/e3" "$work/short.txt"
+expect_error "cannot create" "${tiny[@]}" --out-dir "$work/file/run"
+expect_error "is not empty.*--resume.*--overwrite" "${tiny[@]}" --out-dir "$work/a"
+mkdir -p "$work/e4"
+expect_error "no complete checkpoint" "${tiny[@]}" --out-dir "$work/e4" --resume
+expect_error "contradict.*--seed" "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
+# nothing was lost: the finished run is untouched by the refused commands
+cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "a refused command changed a previous run"
+
+if [ "$fails" -ne 0 ]; then
+  echo "$fails failure(s); logs:"
+  tail -n 5 "$work"/*.log
+  exit 1
+fi
+echo "pretrain end-to-end: all checks passed"
