@@ -24,8 +24,7 @@ std::string errno_text(int error) {
 // Unique within the process (counter) and across processes (pid); O_EXCL catches the rest.
 std::filesystem::path temp_name_for(const std::filesystem::path& path) {
   static std::atomic<uint64_t> counter{0};
-  const std::string name = "." + path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
-                           std::to_string(counter.fetch_add(1));
+  const std::string name = fmt::format(".{}.tmp.{}.{}", path.filename().string(), ::getpid(), counter.fetch_add(1));
   return path.parent_path() / name;
 }
 

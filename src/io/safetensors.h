@@ -61,6 +61,7 @@ class SafeTensorsFile {
   void load_into(std::string_view name, const Tensor& dst) const;
 
  private:
+  SafeTensorsFile() = default;  // only open() and from_bytes() make one, always valid
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };
