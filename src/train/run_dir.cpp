@@ -56,7 +56,7 @@ RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, b
       if (may_change.count(it.key())) continue;
       const nlohmann::json before = saved.contains(it.key()) ? saved[it.key()] : nlohmann::json();
       if (before != it.value())
-        diffs += fmt::format("\n  --{}: checkpoint {} , now {}", it.key(), before.dump(), it.value().dump());
+        diffs += fmt::format("\n  --{}: checkpoint {}, now {}", it.key(), before.dump(), it.value().dump());
     }
     if (!diffs.empty())
       fail("--resume: these options contradict the checkpoint {}:{}\nrun with the checkpoint's values, or start a "

@@ -81,7 +81,7 @@ expect_error "cannot create" "${tiny[@]}" --out-dir "$work/file/run"
 expect_error "is not empty.*--resume.*--overwrite" "${tiny[@]}" --out-dir "$work/a"
 mkdir -p "$work/e4"
 expect_error "no complete checkpoint" "${tiny[@]}" --out-dir "$work/e4" --resume
-expect_error "contradict.*--seed" "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
+expect_error "--seed: checkpoint 123, now 7" "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
 # nothing was lost: the finished run is untouched by the refused commands
 cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "a refused command changed a previous run"
 
