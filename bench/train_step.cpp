@@ -90,7 +90,10 @@ int main(int argc, char** argv) {
     t.reset();
     opt.step();
     const double u = t.seconds();
-    if (s == 0) continue;
+    if (s == 0) {
+      ops::reset_profile();  // exclude the warm-up step
+      continue;
+    }
     t_total.push_back(total.seconds());
     t_fwd.push_back(f);
     t_bwd.push_back(b);
@@ -110,5 +113,18 @@ int main(int argc, char** argv) {
              flops / med / 1e9, loss);
   if (sgemm) fmt::print(", \"sgemm_gflops\": {:.2f}", sgemm_gflops(B * T, 3 * C, C));
   fmt::print("}}\n");
+  // GPTRAIN_PROFILE=1: where the step's time goes, per op (mean per step).
+  auto prof = ops::profile();
+  if (!prof.empty()) {
+    std::sort(prof.begin(), prof.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+    double total = 0;
+    for (const auto& e : prof) total += e.seconds;
+    fmt::print("{:<26} {:>8} {:>10} {:>7}\n", "op", "calls", "ms/step", "share");
+    for (const auto& e : prof)
+      fmt::print("{:<26} {:>8} {:>10.1f} {:>6.1f}%\n", e.op, e.calls / steps, 1e3 * e.seconds / steps,
+                 100 * e.seconds / total);
+    fmt::print("{:<26} {:>8} {:>10.1f}   (step {:.1f} ms; the rest is outside the ops)\n", "sum of ops", "",
+               1e3 * total / steps, 1e3 * med);
+  }
   return 0;
 }

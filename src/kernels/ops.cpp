@@ -2,6 +2,12 @@
 
 #include <omp.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+
 #include <algorithm>
 #include <vector>
 
@@ -30,7 +36,53 @@ void require_numel(const Tensor& t, int64_t n, const char* op, const char* what)
                   shape_string(t.shape()), t.numel(), n);
 }
 
+// Per-op wall time, on when GPTRAIN_PROFILE is set (read once): one relaxed load per op otherwise.
+struct OpStats {
+  int64_t calls = 0;
+  double seconds = 0;
+};
+std::mutex g_profile_mutex;
+std::map<std::string, OpStats>& profile_table() {
+  static std::map<std::string, OpStats> table;
+  return table;
+}
+bool profiling_enabled() {
+  static const bool enabled = std::getenv("GPTRAIN_PROFILE") != nullptr;
+  return enabled;
+}
+
+class OpTimer {
+ public:
+  explicit OpTimer(const char* name) : name_(profiling_enabled() ? name : nullptr) {
+    if (name_) start_ = std::chrono::steady_clock::now();
+  }
+  ~OpTimer() {
+    if (!name_) return;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::lock_guard<std::mutex> lock(g_profile_mutex);
+    OpStats& st = profile_table()[name_];
+    ++st.calls;
+    st.seconds += s;
+  }
+
+ private:
+  const char* name_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 }  // namespace
+
+std::vector<ProfileEntry> profile() {
+  std::lock_guard<std::mutex> lock(g_profile_mutex);
+  std::vector<ProfileEntry> out;
+  for (const auto& [name, st] : profile_table()) out.push_back({name, st.calls, st.seconds});
+  return out;
+}
+
+void reset_profile() {
+  std::lock_guard<std::mutex> lock(g_profile_mutex);
+  profile_table().clear();
+}
 
 void set_num_threads(int threads) {
   if (threads <= 0) threads = omp_get_num_procs();
@@ -41,6 +93,7 @@ int num_threads() { return omp_get_max_threads(); }
 
 void embedding_forward(const Tensor& out, std::span<const int32_t> tokens, const Tensor& wte,
                        const Tensor& wpe, int64_t pos_offset) {
+  const OpTimer timer("embedding_forward");
   require_cpu({&out, &wte, &wpe}, "embedding_forward");
   GPTRAIN_CHECK(out.ndim() == 3 && wte.ndim() == 2 && wpe.ndim() == 2 && wte.dim(1) == out.dim(2) &&
                     wpe.dim(1) == out.dim(2),
@@ -59,6 +112,7 @@ void embedding_forward(const Tensor& out, std::span<const int32_t> tokens, const
 
 void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
                         std::span<const int32_t> tokens, int64_t pos_offset) {
+  const OpTimer timer("embedding_backward");
   require_cpu({&dwte, &dwpe, &dout}, "embedding_backward");
   if (!dwte.defined() && !dwpe.defined()) return;
   const Tensor& table = dwte.defined() ? dwte : dwpe;
@@ -71,6 +125,7 @@ void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& do
 }
 
 void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed) {
+  const OpTimer timer("dropout_forward");
   require_cpu({&out, &inp}, "dropout_forward");
   require_numel(out, inp.numel(), "dropout_forward", "out");
   GPTRAIN_CHECK(p >= 0.0f && p <= 1.0f, "dropout probability {} outside [0, 1]", p);
@@ -82,6 +137,7 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
 }
 
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed) {
+  const OpTimer timer("dropout_backward");
   require_cpu({&dinp, &dout}, "dropout_backward");
   if (!dinp.defined()) return;
   require_numel(dinp, dout.numel(), "dropout_backward", "dinp");
@@ -94,6 +150,7 @@ void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t 
 
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
                        const Tensor& weight, const Tensor& bias, float eps) {
+  const OpTimer timer("layernorm_forward");
   require_cpu({&out, &mean, &rstd, &inp, &weight, &bias}, "layernorm_forward");
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(out, N * C, "layernorm_forward", "out");
@@ -108,6 +165,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
                         const Tensor& mean, const Tensor& rstd) {
+  const OpTimer timer("layernorm_backward");
   require_cpu({&dinp, &dweight, &dbias, &dout, &inp, &weight, &mean, &rstd}, "layernorm_backward");
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(dinp, N * C, "layernorm_backward", "dinp");
@@ -119,6 +177,7 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
 }
 
 void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+  const OpTimer timer("matmul_forward");
   require_cpu({&out, &inp, &weight, &bias}, "matmul_forward");
   GPTRAIN_CHECK(weight.ndim() == 2, "matmul_forward: weight shape {}", shape_string(weight.shape()));
   const int64_t OC = weight.dim(0), IC = weight.dim(1);
@@ -132,6 +191,7 @@ void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
 
 void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight) {
+  const OpTimer timer("matmul_backward");
   require_cpu({&dinp, &dweight, &dbias, &dout, &inp, &weight}, "matmul_backward");
   const int64_t OC = weight.dim(0), IC = weight.dim(1), N = inp.numel() / IC;
   require_numel(dout, N * OC, "matmul_backward", "dout");
@@ -153,6 +213,7 @@ AttentionParams attention_params(const Tensor& qkv, int64_t n_head, float dropou
 
 void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, int64_t n_head,
                        float dropout_p, uint64_t seed) {
+  const OpTimer timer("attention_forward");
   require_cpu({&out, &att, &qkv}, "attention_forward");
   const AttentionParams p = attention_params(qkv, n_head, dropout_p, seed);
   require_numel(out, p.B * p.T * p.NH * p.HS, "attention_forward", "out");
@@ -162,6 +223,7 @@ void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, 
 
 void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att,
                         int64_t n_head, float dropout_p, uint64_t seed) {
+  const OpTimer timer("attention_backward");
   require_cpu({&dqkv, &dout, &qkv, &att}, "attention_backward");
   const AttentionParams p = attention_params(qkv, n_head, dropout_p, seed);
   require_numel(dqkv, qkv.numel(), "attention_backward", "dqkv");
@@ -172,6 +234,7 @@ void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qk
 
 void attention_decode_forward(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
                               int64_t n_head, int64_t past) {
+  const OpTimer timer("attention_decode_forward");
   require_cpu({&out, &qkv, &k_cache, &v_cache}, "attention_decode_forward");
   GPTRAIN_CHECK(qkv.ndim() == 3 && qkv.dim(2) % 3 == 0 && k_cache.ndim() == 3, "attention_decode: qkv {} cache {}",
                 shape_string(qkv.shape()), shape_string(k_cache.shape()));
@@ -193,12 +256,14 @@ void attention_decode_forward(const Tensor& out, const Tensor& qkv, const Tensor
 }
 
 void gelu_forward(const Tensor& out, const Tensor& inp) {
+  const OpTimer timer("gelu_forward");
   require_cpu({&out, &inp}, "gelu_forward");
   require_numel(out, inp.numel(), "gelu_forward", "out");
   cpu::gelu_forward(out.data(), inp.data(), GeluParams{inp.numel()});
 }
 
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  const OpTimer timer("gelu_backward");
   require_cpu({&dinp, &inp, &dout}, "gelu_backward");
   require_numel(dinp, inp.numel(), "gelu_backward", "dinp");
   require_numel(dout, inp.numel(), "gelu_backward", "dout");
@@ -206,6 +271,7 @@ void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
 }
 
 void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const OpTimer timer("residual_forward");
   require_cpu({&out, &a, &b}, "residual_forward");
   require_numel(b, a.numel(), "residual_forward", "b");
   require_numel(out, a.numel(), "residual_forward", "out");
@@ -213,6 +279,7 @@ void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 void residual_backward(const Tensor& da, const Tensor& db, const Tensor& dout) {
+  const OpTimer timer("residual_backward");
   require_cpu({&da, &db, &dout}, "residual_backward");
   require_numel(da, dout.numel(), "residual_backward", "da");
   require_numel(db, dout.numel(), "residual_backward", "db");
@@ -233,6 +300,7 @@ CrossEntropyParams ce_params(const Tensor& logits, std::span<const int32_t> targ
 
 CrossEntropyResult cross_entropy_forward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
                                          std::span<const int32_t> targets, int32_t ignore_index) {
+  const OpTimer timer("cross_entropy_forward");
   require_cpu({&losses, &lse, &logits}, "cross_entropy_forward");
   const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(losses, p.N, "cross_entropy_forward", "losses");
@@ -250,6 +318,7 @@ CrossEntropyResult cross_entropy_forward(const Tensor& losses, const Tensor& lse
 
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             std::span<const int32_t> targets, float dloss, int32_t ignore_index) {
+  const OpTimer timer("cross_entropy_backward");
   require_cpu({&dlogits, &logits, &lse}, "cross_entropy_backward");
   const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(dlogits, logits.numel(), "cross_entropy_backward", "dlogits");
@@ -261,6 +330,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
 }
 
 void pool_forward(const Tensor& out, const Tensor& inp, PoolMode mode) {
+  const OpTimer timer("pool_forward");
   require_cpu({&out, &inp}, "pool_forward");
   GPTRAIN_CHECK(inp.ndim() == 3, "pool_forward: input shape {}", shape_string(inp.shape()));
   const PoolParams p{inp.dim(0), inp.dim(1), inp.dim(2), mode};
@@ -269,6 +339,7 @@ void pool_forward(const Tensor& out, const Tensor& inp, PoolMode mode) {
 }
 
 void pool_backward(const Tensor& dinp, const Tensor& dout, PoolMode mode) {
+  const OpTimer timer("pool_backward");
   require_cpu({&dinp, &dout}, "pool_backward");
   GPTRAIN_CHECK(dinp.ndim() == 3, "pool_backward: dinp shape {}", shape_string(dinp.shape()));
   const PoolParams p{dinp.dim(0), dinp.dim(1), dinp.dim(2), mode};
@@ -278,6 +349,7 @@ void pool_backward(const Tensor& dinp, const Tensor& dout, PoolMode mode) {
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                 const AdamWParams& params) {
+  const OpTimer timer("adamw_step");
   require_cpu({&param, &grad, &m, &v}, "adamw_step");
   require_numel(grad, param.numel(), "adamw_step", "grad");
   require_numel(m, param.numel(), "adamw_step", "m");
@@ -289,11 +361,13 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
 }
 
 double sum_squares(const Tensor& x) {
+  const OpTimer timer("sum_squares");
   require_cpu({&x}, "sum_squares");
   return cpu::sum_squares(x.data(), x.numel());
 }
 
 void scale_(const Tensor& x, float factor) {
+  const OpTimer timer("scale_");
   require_cpu({&x}, "scale_");
   cpu::scale(x.data(), factor, x.numel());
 }

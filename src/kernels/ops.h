@@ -8,11 +8,22 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "kernels/params.h"
 #include "tensor/tensor.h"
 
 namespace gptrain::ops {
+
+// With the environment variable GPTRAIN_PROFILE set, every op records its calls and wall time.
+struct ProfileEntry {
+  std::string op;
+  int64_t calls;
+  double seconds;
+};
+std::vector<ProfileEntry> profile();
+void reset_profile();
 
 // Threads used by every CPU kernel and by BLAS (one OpenMP pool; 0 = all cores).
 void set_num_threads(int threads);

@@ -138,7 +138,7 @@ TEST(Backend, matmul) {
 TEST(Backend, attention) {
   struct Case { int64_t B, T, NH, HS; float p; };
   for (const Case& c : {Case{1, 1, 1, 1, 0.0f}, Case{2, 5, 3, 7, 0.0f}, Case{1, 17, 2, 9, 0.25f},
-                        Case{2, 33, 4, 16, 0.1f}}) {
+                        Case{2, 33, 4, 16, 0.1f}, Case{1, 150, 2, 8, 0.1f}, Case{1, 130, 1, 4, 0.0f}}) {
     const AttentionParams p{c.B, c.T, c.NH, c.HS, c.p, 1234};
     const int64_t C = c.NH * c.HS;
     auto qkv = randf(c.B * c.T * 3 * C, 1), dout = randf(c.B * c.T * C, 2);

@@ -3,6 +3,7 @@
 // inside an OpenMP parallel region), the softmax and dropout as vectorized row loops.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -21,15 +22,20 @@ float* scratch(int64_t n, int slot) {
   return buffers[slot].data();
 }
 
-// probs * mask for one (b, h) into dst[T,T]; returns dst, or probs itself when there is no dropout.
-const float* dropped(const float* probs, float* dst, int64_t T, uint64_t base, const DropoutMask& mask,
-                     bool active) {
+// Rows [r0, r1) of probs * mask for one (b, h) into dst (only the causal part s <= t is read
+// later); returns dst, or probs itself when there is no dropout.
+const float* dropped(const float* probs, float* dst, int64_t T, int64_t r0, int64_t r1, uint64_t base,
+                     const DropoutMask& mask, bool active) {
   if (!active) return probs;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t s = 0; s < T; ++s)
-      dst[t * T + s] = s <= t ? probs[t * T + s] * mask.factor(base + t * T + s) : 0.0f;
+  for (int64_t t = r0; t < r1; ++t)
+    for (int64_t s = 0; s <= t; ++s) dst[t * T + s] = probs[t * T + s] * mask.factor(base + t * T + s);
   return dst;
 }
+
+// Query rows are processed in blocks of kRows; block [r0, r1) only meets keys [0, r1), so the
+// products skip the masked upper triangle except within the diagonal blocks (about 5/8 of the
+// full T x T work at T = 256, tending to 1/2 for long contexts).
+constexpr int64_t kRows = 64;
 
 }  // namespace
 
@@ -45,28 +51,37 @@ void attention_forward(float* out, float* att, const float* qkv, const Attention
     const float* k = q + C;
     const float* v = q + 2 * C;
     float* a = att + bh * T * T;
-    // scores[T,T] = scale * q @ k^T (the upper triangle is computed and then discarded)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, q, C3, k, C3, 0.0f, a, T);
-    for (int64_t t = 0; t < T; ++t) {
-      float* row = a + t * T;
-      float maxv = -INFINITY;
+    float* wbuf = drop ? scratch(T * T, 0) : nullptr;
+    float* o = out + b * T * C + h * HS;
+    for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+      const int64_t r1 = std::min(T, r0 + kRows), rows = r1 - r0;
+      // scores[r0:r1, 0:r1] = scale * q[r0:r1] @ k[0:r1]^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, scale, q + r0 * C3, C3, k, C3, 0.0f,
+                  a + r0 * T, T);
+      for (int64_t t = r0; t < r1; ++t) {
+        float* row = a + t * T;
+        float maxv = -INFINITY;
 #pragma omp simd reduction(max : maxv)
-      for (int64_t s = 0; s <= t; ++s) maxv = row[s] > maxv ? row[s] : maxv;
-      float sum = 0.0f;
+        for (int64_t s = 0; s <= t; ++s) maxv = row[s] > maxv ? row[s] : maxv;
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t s = 0; s <= t; ++s) {
-        row[s] = exp_fast(row[s] - maxv);
-        sum += row[s];
-      }
-      const float inv = 1.0f / sum;
+        for (int64_t s = 0; s <= t; ++s) {
+          row[s] = exp_fast(row[s] - maxv);
+          sum += row[s];
+        }
+        const float inv = 1.0f / sum;
 #pragma omp simd
-      for (int64_t s = 0; s <= t; ++s) row[s] *= inv;
-      for (int64_t s = t + 1; s < T; ++s) row[s] = 0.0f;
+        for (int64_t s = 0; s <= t; ++s) row[s] *= inv;
+        for (int64_t s = t + 1; s < T; ++s) row[s] = 0.0f;
+      }
+      const float* w = dropped(a, wbuf, T, r0, r1, static_cast<uint64_t>(bh * T * T), mask, drop);
+      if (drop)  // the diagonal block's upper part must be zero in the copy too
+        for (int64_t t = r0; t < r1; ++t)
+          for (int64_t s = t + 1; s < r1; ++s) wbuf[t * T + s] = 0.0f;
+      // out[r0:r1] (columns of head h) = w[r0:r1, 0:r1] @ v[0:r1]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, 1.0f, w + r0 * T, T, v, C3, 0.0f,
+                  o + r0 * C, C);
     }
-    const float* w = dropped(a, scratch(T * T, 0), T, static_cast<uint64_t>(bh * T * T), mask, drop);
-    // out[T,HS] (columns of head h) = w @ v
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, w, T, v, C3, 0.0f,
-                out + b * T * C + h * HS, C);
   }
 }
 
@@ -88,27 +103,38 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     const float* dy = dout + b * T * C + h * HS;
     const float* a = att + bh * T * T;
     const uint64_t base = static_cast<uint64_t>(bh * T * T);
-    const float* w = dropped(a, scratch(T * T, 0), T, base, mask, drop);
-    // dv += w^T @ dy
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, w, T, dy, C, 1.0f, dv, C3);
-    // dw[T,T] = dy @ v^T, then through dropout and softmax into dscores (in place)
+    float* wbuf = drop ? scratch(T * T, 0) : nullptr;
     float* ds = scratch(T * T, 1);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dy, C, v, C3, 0.0f, ds, T);
-    for (int64_t t = 0; t < T; ++t) {
-      const float* arow = a + t * T;
-      float* drow = ds + t * T;
+    for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+      const int64_t r1 = std::min(T, r0 + kRows), rows = r1 - r0;
+      const float* w = dropped(a, wbuf, T, r0, r1, base, mask, drop);
       if (drop)
-        for (int64_t s = 0; s <= t; ++s) drow[s] *= mask.factor(base + t * T + s);
-      float dot = 0.0f;
+        for (int64_t t = r0; t < r1; ++t)
+          for (int64_t s = t + 1; s < r1; ++s) wbuf[t * T + s] = 0.0f;
+      // dv[0:r1] += w[r0:r1, 0:r1]^T @ dy[r0:r1]
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, 1.0f, w + r0 * T, T, dy + r0 * C, C, 1.0f,
+                  dv, C3);
+      // dw[r0:r1, 0:r1] = dy[r0:r1] @ v[0:r1]^T, then through dropout and softmax (in place)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, 1.0f, dy + r0 * C, C, v, C3, 0.0f,
+                  ds + r0 * T, T);
+      for (int64_t t = r0; t < r1; ++t) {
+        const float* arow = a + t * T;
+        float* drow = ds + t * T;
+        if (drop)
+          for (int64_t s = 0; s <= t; ++s) drow[s] *= mask.factor(base + t * T + s);
+        float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t s = 0; s <= t; ++s) dot += arow[s] * drow[s];
+        for (int64_t s = 0; s <= t; ++s) dot += arow[s] * drow[s];
 #pragma omp simd
-      for (int64_t s = 0; s <= t; ++s) drow[s] = arow[s] * (drow[s] - dot);
-      for (int64_t s = t + 1; s < T; ++s) drow[s] = 0.0f;
+        for (int64_t s = 0; s <= t; ++s) drow[s] = arow[s] * (drow[s] - dot);
+        for (int64_t s = t + 1; s < r1; ++s) drow[s] = 0.0f;
+      }
+      // dq[r0:r1] += scale * ds[r0:r1, 0:r1] @ k[0:r1];  dk[0:r1] += scale * ds[r0:r1, 0:r1]^T @ q[r0:r1]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, scale, ds + r0 * T, T, k, C3, 1.0f,
+                  dq + r0 * C3, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, scale, ds + r0 * T, T, q + r0 * C3, C3,
+                  1.0f, dk, C3);
     }
-    // dq += scale * ds @ k;  dk += scale * ds^T @ q
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, scale, ds, T, k, C3, 1.0f, dq, C3);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, scale, ds, T, q, C3, 1.0f, dk, C3);
   }
 }
 
