@@ -2,6 +2,8 @@
 // inference path, ignored targets, the classifier head, and AdamW/clipping on real gradients.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "model/gpt2.h"
@@ -145,6 +147,41 @@ TEST(GPT2, classifier_head_reads_the_pooled_position) {
   const auto l2 = m.forward(x2, 2, 9, {false, 0}).to_vector();
   EXPECT_EQ(std::vector<float>(l1.begin(), l1.begin() + 3), std::vector<float>(l2.begin(), l2.begin() + 3));
   EXPECT_NE(std::vector<float>(l1.begin() + 3, l1.end()), std::vector<float>(l2.begin() + 3, l2.end()));
+}
+
+TEST(GPT2, initialisation_follows_pytorch_defaults_and_is_seeded) {
+  GPT2Config c = tiny(true);
+  c.emb_dim = 64;
+  c.vocab_size = 500;
+  GPT2 a(c, 5), b(c, 5), other(c, 6);
+  EXPECT_EQ(a.params().flat_values().to_vector(), b.params().flat_values().to_vector());
+  EXPECT_NE(a.params().flat_values().to_vector(), other.params().flat_values().to_vector());
+  auto stats = [](const std::vector<float>& v) {
+    double mean = 0, sq = 0, maxabs = 0;
+    for (float x : v) {
+      mean += x;
+      sq += double(x) * x;
+      maxabs = std::max(maxabs, std::fabs(double(x)));
+    }
+    mean /= v.size();
+    return std::array<double, 3>{mean, std::sqrt(sq / v.size() - mean * mean), maxabs};
+  };
+  // nn.Embedding: N(0, 1). 32000 samples: the sample sd errs by about 1/sqrt(2n) = 0.004.
+  const auto e = stats(a.params().at("tok_emb.weight").value.to_vector());
+  EXPECT_NEAR(e[0], 0.0, 0.03);
+  EXPECT_NEAR(e[1], 1.0, 0.02);
+  // nn.Linear weight and bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), sd bound/sqrt(3).
+  for (const char* name : {"blocks.0.mlp.fc.weight", "blocks.1.mlp.proj.weight", "blocks.0.attn.qkv.bias"}) {
+    const Parameter& p = a.params().at(name);
+    const double bound = 1.0 / std::sqrt(double(p.fan_in));
+    const auto w = stats(p.value.to_vector());
+    EXPECT_LE(w[2], bound) << name;
+    EXPECT_NEAR(w[1], bound / std::sqrt(3.0), 0.05 * bound) << name;
+  }
+  EXPECT_EQ(a.params().at("blocks.1.mlp.proj.weight").fan_in, 4 * 64);
+  // LayerNorm: scale 1, shift 0.
+  for (float x : a.params().at("ln_f.weight").value.to_vector()) ASSERT_EQ(x, 1.0f);
+  for (float x : a.params().at("blocks.0.ln1.bias").value.to_vector()) ASSERT_EQ(x, 0.0f);
 }
 
 TEST(GPT2, errors_name_the_problem) {
