@@ -1,8 +1,9 @@
 // One GPT-2 training step (zero grads, forward, cross-entropy, backward, AdamW) timed per phase.
 // Usage: train_step [--preset gpt2-small] [--batch 2] [--context 256] [--steps 5] [--threads N]
-//        [--drop 0.1] [--sgemm]   (--sgemm also measures this machine's sgemm rate)
+//        [--drop 0.1] [--tie] [--classes N [--last-block-only]] [--sgemm]   (--sgemm also measures this machine's sgemm rate)
 // Prints one JSON line per run so bench/compare_train_step.sh can put it beside PyTorch's.
 #include <cblas.h>
+#include <sys/resource.h>
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -37,6 +38,13 @@ double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
   return 2.0 * m * n * k / best / 1e9;
 }
 
+// Peak resident memory of this process (VmHWM), in MiB.
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -45,6 +53,9 @@ int main(int argc, char** argv) {
   int threads = 0;
   float drop = 0.1f;
   bool sgemm = false;
+  bool tie = false;  // share the head with tok_emb (GPT-2's and llm.c's layout)
+  int64_t classes = 0;  // > 0: the book's ch06 classifier head on the last token
+  bool last_block_only = false;  // train only the last block, final norm and head (ch06 freezing)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return std::string(argv[++i]); };
@@ -55,6 +66,9 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--drop") drop = std::stof(next());
     else if (a == "--sgemm") sgemm = true;
+    else if (a == "--tie") tie = true;
+    else if (a == "--classes") classes = std::stoll(next());
+    else if (a == "--last-block-only") last_block_only = true;
     else {
       fmt::print(stderr, "unknown option {}\n", a);
       return 2;
@@ -65,17 +79,28 @@ int main(int argc, char** argv) {
   preset_config(preset, cfg);
   cfg.context_length = T;
   cfg.drop_rate = drop;
+  cfg.tie_weights = tie;
+  if (classes > 0) {
+    cfg.head = HeadType::Classifier;
+    cfg.n_classes = classes;
+  }
   GPT2 model(cfg);
+  if (last_block_only) {
+    model.set_trainable_all(false);
+    model.set_trainable_prefix("blocks." + std::to_string(cfg.n_layers - 1) + ".", true);
+    model.set_trainable_prefix("ln_f.", true);
+    model.set_trainable_prefix("head.", true);
+    model.allocate_grads();
+  }
   AdamWOptions o;
   o.lr = 4e-4;
   o.weight_decay = 0.1;
   AdamW opt(model.params(), o);
   const CounterRng rng(1, 2);
-  std::vector<int32_t> x(B * T), y(B * T);
-  for (int64_t i = 0; i < B * T; ++i) {
-    x[i] = static_cast<int32_t>(rng.below(2 * i, cfg.vocab_size));
-    y[i] = static_cast<int32_t>(rng.below(2 * i + 1, cfg.vocab_size));
-  }
+  std::vector<int32_t> x(B * T), y(classes > 0 ? B : B * T);
+  for (int64_t i = 0; i < B * T; ++i) x[i] = static_cast<int32_t>(rng.below(2 * i, cfg.vocab_size));
+  for (size_t i = 0; i < y.size(); ++i)
+    y[i] = static_cast<int32_t>(rng.below(2 * i + 1, classes > 0 ? classes : cfg.vocab_size));
   std::vector<double> t_total, t_fwd, t_bwd, t_opt;
   double loss = 0;
   for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms up (page faults, arena, BLAS buffers)
@@ -104,13 +129,16 @@ int main(int argc, char** argv) {
   // half is counted, as PyTorch's and our useful work).
   const int64_t C = cfg.emb_dim;
   const double matmul_params = cfg.n_layers * 12.0 * C * C + double(cfg.vocab_size) * C;
+  // (for a classifier this is the full-model training FLOP count, the reference cost)
   const double flops = 6.0 * B * T * matmul_params + cfg.n_layers * 6.0 * B * T * T * C;
   const double med = median(t_total);
-  fmt::print("{{\"impl\": \"gptrain\", \"preset\": \"{}\", \"batch\": {}, \"context\": {}, \"threads\": {}, "
+  fmt::print("{{\"impl\": \"gptrain\", \"task\": \"{}\", \"preset\": \"{}\", \"batch\": {}, \"context\": {}, \"threads\": {}, "
              "\"step_s\": {:.4f}, \"forward_s\": {:.4f}, \"backward_s\": {:.4f}, \"optimizer_s\": {:.4f}, "
              "\"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, \"loss\": {:.4f}",
-             preset, B, T, ops::num_threads(), med, median(t_fwd), median(t_bwd), median(t_opt), B * T / med,
+             classes > 0 ? (last_block_only ? "classify-last-block" : "classify-all") : "lm", preset, B, T,
+             ops::num_threads(), med, median(t_fwd), median(t_bwd), median(t_opt), B * T / med,
              flops / med / 1e9, loss);
+  fmt::print(", \"peak_rss_mb\": {:.0f}", peak_rss_mb());
   if (sgemm) fmt::print(", \"sgemm_gflops\": {:.2f}", sgemm_gflops(B * T, 3 * C, C));
   fmt::print("}}\n");
   // GPTRAIN_PROFILE=1: where the step's time goes, per op (mean per step).
