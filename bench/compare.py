@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""One command for the CPU speed comparison of BENCHMARKS.md: gptrain against PyTorch eager (and
+torch.compile where it works) on the same threads, side by side in one run, with ratios.
+
+  python3 bench/compare.py [--build build] [--threads 2] [--steps 3] [--sections step,cls,scaling]
+                           [--llmc DIR]
+
+Sections:
+  step     training step of gpt2-small at the book's batch 2 x context 256 and at context 1024
+  compile  the same with torch.compile (slow to warm up; off unless asked)
+  cls      the book's classification step (batch 8 x 120, last block + final norm + head trained)
+  scaling  step time and peak memory for context 64..1024, gpt2-small and gpt2-medium
+  llmc     llm.c's CPU trainer (train_gpt2.c), built beside the project by the user and passed as
+           --llmc DIR (the directory holding train_gpt2 with B and T compiled in, gpt2_124M.bin and
+           its data files); llm.c ties the output head, so gptrain runs --tie for that row
+Every run is a fresh process; the peak memory is each process's max RSS (the Python interpreter
+and torch's libraries included for PyTorch, which is what a user pays).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:] or ["failed"]}
+    line = [l for l in out.stdout.splitlines() if l.startswith("{")][0]
+    return json.loads(line)
+
+
+def ours(build, args):
+    return run_json([os.path.join(build, "bench", "train_step")] + args)
+
+
+def torch_eager(args, compile_=False):
+    return run_json([sys.executable, os.path.join(HERE, "torch_train_step.py")] + args + (["--compile"] if compile_ else []))
+
+
+def row(label, a, b):
+    if "error" in a or "error" in b:
+        return f"| {label} | {a.get('step_s', a.get('error'))} | {b.get('step_s', b.get('error'))} | | | |"
+    return (f"| {label} | {a['step_s']:.3f} | {b['step_s']:.3f} | **{b['step_s'] / a['step_s']:.2f}x** | "
+            f"{a.get('peak_rss_mb', '?')} | {b.get('peak_rss_mb', '?')} |")
+
+
+def llmc_step_seconds(llmc_dir):
+    out = subprocess.run(["./train_gpt2"], cwd=llmc_dir, capture_output=True, text=True)
+    times = [float(t) / 1000 for _, t in re.findall(r"step (\d+): train loss [0-9.]+ \(took ([0-9.]+) ms\)", out.stdout)]
+    return statistics.median(times[1:]) if len(times) > 1 else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--sections", default="step,cls")
+    ap.add_argument("--llmc", help="directory of a built llm.c train_gpt2 (see the docstring)")
+    ap.add_argument("--llmc-batch", type=int, default=2)
+    ap.add_argument("--llmc-context", type=int, default=256)
+    a = ap.parse_args()
+    sections = set(a.sections.split(","))
+    common = ["--threads", str(a.threads), "--steps", str(a.steps)]
+    header = "| config | gptrain s/step | PyTorch s/step | speedup | gptrain peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|"
+    if "step" in sections:
+        print("## training step, gpt2-small (dropout 0.1, AdamW)\n" + header)
+        for T in (256, 1024):
+            cfg = ["--batch", "2", "--context", str(T)]
+            g = ours(a.build, cfg + common + ["--sgemm"])
+            t = torch_eager(cfg + common)
+            print(row(f"B=2, T={T}", g, t), flush=True)
+            if "sgemm_gflops" in g:
+                print(f"|   gptrain {g['gflops']:.1f} GFLOP/s = {100 * g['gflops'] / g['sgemm_gflops']:.0f}% of the "
+                      f"measured sgemm rate ({g['sgemm_gflops']:.1f}); fwd {g['forward_s']:.2f} bwd {g['backward_s']:.2f} "
+                      f"opt {g['optimizer_s']:.2f} s | | | | | |", flush=True)
+    if "compile" in sections:
+        print("## torch.compile\n" + header)
+        cfg = ["--batch", "2", "--context", "256"]
+        print(row("B=2, T=256, compiled", ours(a.build, cfg + common), torch_eager(cfg + common, True)), flush=True)
+    if "cls" in sections:
+        print("## classification step (book ch06: batch 8 x 120, 2 classes, last token)\n" + header)
+        for frozen in (True, False):
+            cfg = ["--batch", "8", "--context", "120", "--classes", "2", "--drop", "0"] + (["--last-block-only"] if frozen else [])
+            print(row("last block + ln_f + head" if frozen else "all parameters", ours(a.build, cfg + common),
+                      torch_eager(cfg + common)), flush=True)
+    if "scaling" in sections:
+        print("## scaling with context (batch 2)\n| model | T | gptrain s/step | PyTorch s/step | speedup | gptrain peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|")
+        for preset in ("gpt2-small", "gpt2-medium"):
+            for T in (64, 128, 256, 512, 1024):
+                cfg = ["--preset", preset, "--batch", "2", "--context", str(T)]
+                g, t = ours(a.build, cfg + common), torch_eager(cfg + common)
+                print(row(f"{preset} | {T}", g, t), flush=True)
+    if "llmc" in sections or a.llmc:
+        if not a.llmc:
+            print("llm.c: pass --llmc DIR")
+        else:
+            s = llmc_step_seconds(a.llmc)
+            cfg = ["--batch", str(a.llmc_batch), "--context", str(a.llmc_context), "--tie", "--drop", "0"]
+            g = ours(a.build, cfg + common)
+            print("## llm.c CPU trainer (tied head, no dropout, AdamW)\n| config | gptrain s/step | llm.c s/step | speedup |\n|---|---|---|---|")
+            print(f"| B={a.llmc_batch}, T={a.llmc_context} | {g['step_s']:.3f} | {s:.3f} | **{s / g['step_s']:.2f}x** |")
+
+
+if __name__ == "__main__":
+    main()
