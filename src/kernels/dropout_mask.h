@@ -2,22 +2,41 @@
 // same elements and the reference kernels can check both.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "util/rng.h"
 
 namespace gptrain::kernels {
 
+// Element i is kept when 16 random bits of it are at least round(p * 2^16): p is honoured to
+// within 2^-17, and one 64-bit counter draw serves four consecutive elements (hashing is the
+// mask's whole cost).
 struct DropoutMask {
   CounterRng rng;
-  float p;
+  uint32_t threshold;
   float scale;  // 1 / (1 - p), as torch computes it in float; 0 when p >= 1 (everything dropped)
 
-  DropoutMask(uint64_t seed, float p_)
-      : rng(seed, 0x64726f70ULL), p(p_), scale(p_ < 1.0f ? 1.0f / (1.0f - p_) : 0.0f) {}
+  DropoutMask(uint64_t seed, float p)
+      : rng(seed, 0x64726f70ULL),
+        threshold(p >= 1.0f ? 65536u : static_cast<uint32_t>(std::lround(static_cast<double>(p) * 65536.0))),
+        scale(p < 1.0f ? 1.0f / (1.0f - p) : 0.0f) {}
+
+  uint32_t bits16(uint64_t i) const { return static_cast<uint32_t>(rng.bits(i >> 2) >> ((i & 3) * 16)) & 0xFFFFu; }
 
   // Multiplier for element i: scale when kept, 0 when dropped.
-  float factor(uint64_t i) const { return rng.uniform(i) >= p ? scale : 0.0f; }
+  float factor(uint64_t i) const { return bits16(i) >= threshold ? scale : 0.0f; }
+
+  // Multipliers of elements [begin, begin + n) into out, one draw per aligned group of four.
+  void factors(uint64_t begin, int64_t n, float* out) const {
+    int64_t k = 0;
+    for (; k < n && ((begin + k) & 3) != 0; ++k) out[k] = factor(begin + k);
+    for (; k + 4 <= n; k += 4) {
+      const uint64_t h = rng.bits((begin + k) >> 2);
+      for (int j = 0; j < 4; ++j) out[k + j] = ((h >> (16 * j)) & 0xFFFFu) >= threshold ? scale : 0.0f;
+    }
+    for (; k < n; ++k) out[k] = factor(begin + k);
+  }
 };
 
 }  // namespace gptrain::kernels

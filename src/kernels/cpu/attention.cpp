@@ -17,7 +17,7 @@ namespace {
 
 // Per-thread scratch of at least n floats, reused across calls.
 float* scratch(int64_t n, int slot) {
-  thread_local std::vector<float> buffers[2];
+  thread_local std::vector<float> buffers[3];
   if (static_cast<int64_t>(buffers[slot].size()) < n) buffers[slot].resize(n);
   return buffers[slot].data();
 }
@@ -27,8 +27,12 @@ float* scratch(int64_t n, int slot) {
 const float* dropped(const float* probs, float* dst, int64_t T, int64_t r0, int64_t r1, uint64_t base,
                      const DropoutMask& mask, bool active) {
   if (!active) return probs;
-  for (int64_t t = r0; t < r1; ++t)
-    for (int64_t s = 0; s <= t; ++s) dst[t * T + s] = probs[t * T + s] * mask.factor(base + t * T + s);
+  for (int64_t t = r0; t < r1; ++t) {
+    float* row = dst + t * T;
+    mask.factors(base + t * T, t + 1, row);
+#pragma omp simd
+    for (int64_t s = 0; s <= t; ++s) row[s] *= probs[t * T + s];
+  }
   return dst;
 }
 
@@ -120,8 +124,12 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
       for (int64_t t = r0; t < r1; ++t) {
         const float* arow = a + t * T;
         float* drow = ds + t * T;
-        if (drop)
-          for (int64_t s = 0; s <= t; ++s) drow[s] *= mask.factor(base + t * T + s);
+        if (drop) {
+          float* f = scratch(T, 2);
+          mask.factors(base + t * T, t + 1, f);
+#pragma omp simd
+          for (int64_t s = 0; s <= t; ++s) drow[s] *= f[s];
+        }
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int64_t s = 0; s <= t; ++s) dot += arow[s] * drow[s];
