@@ -13,5 +13,12 @@ using Command = std::function<int()>;
 Command register_info(CLI::App& app);
 Command register_pretrain(CLI::App& app);
 Command register_tokenize(CLI::App& app);
+Command register_finetune_instruct(CLI::App& app);
+Command register_answer(CLI::App& app);
+Command register_chat(CLI::App& app);
+Command register_generate(CLI::App& app);
+Command register_download(CLI::App& app);
+Command register_finetune_cls(CLI::App& app);
+Command register_classify(CLI::App& app);
 
 }  // namespace gptrain::cli

@@ -26,6 +26,13 @@ int main(int argc, char** argv) {
   add(gptrain::cli::register_pretrain);
   add(gptrain::cli::register_info);
   add(gptrain::cli::register_tokenize);
+  add(gptrain::cli::register_finetune_instruct);
+  add(gptrain::cli::register_answer);
+  add(gptrain::cli::register_chat);
+  add(gptrain::cli::register_generate);
+  add(gptrain::cli::register_download);
+  add(gptrain::cli::register_finetune_cls);
+  add(gptrain::cli::register_classify);
 
   try {
     app.parse(argc, argv);

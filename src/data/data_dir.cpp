@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <system_error>
 
+#include "data/datasets.h"
 #include "util/error.h"
 
 namespace gptrain::data {
@@ -52,6 +53,7 @@ fs::path require_data_file(const fs::path& data_dir, const std::string& relative
   const fs::path path = data_dir / relative;
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) return path;
+  if (find_named_data_file(relative)) return ensure_data_file(data_dir, relative, what);  // download on a miss
   fail("{} not found: expected the file {} (data directory {}; set it with --data-dir or GPTRAIN_DATA_DIR)", what,
        path.string(), data_dir.string());
 }

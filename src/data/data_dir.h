@@ -11,8 +11,9 @@ namespace gptrain::data {
 // `cli_value` is the --data-dir option ("" when not given).
 std::filesystem::path resolve_data_dir(const std::string& cli_value = "");
 
-// data_dir / relative when it exists; otherwise a gptrain::Error that says which file to put where
-// (and, for `what`, which data set it is).
+// data_dir / relative when it exists; a named data set's file (data/datasets.h) is downloaded when
+// missing; otherwise a gptrain::Error that says which file to put where (and, for `what`, which data
+// set it is).
 std::filesystem::path require_data_file(const std::filesystem::path& data_dir, const std::string& relative,
                                         const std::string& what);
 

@@ -96,6 +96,31 @@ LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const Lo
     if (stop) break;
     if (state.batch >= nb) {
       task.end_of_epoch(state.epoch, progress);
+      if (const std::optional<EpochAccuracy> accuracy = task.epoch_accuracy(state.epoch)) {
+        progress.print(fmt::format("Training accuracy: {:.2f}% | Validation accuracy: {:.2f}%",
+                                   accuracy->train * 100, accuracy->val * 100));
+        // A run resumed from a checkpoint taken at the epoch's last step repeats this epoch end:
+        // its record may already be in the log.
+        const auto& records = metrics.records();
+        const bool recorded = std::any_of(records.begin(), records.end(), [&](const MetricRecord& r) {
+          return r.kind == "epoch" && r.epoch == static_cast<double>(state.epoch + 1);
+        });
+        if (!recorded) {
+          MetricRecord r;
+          r.kind = "epoch";
+          r.step = state.step - 1;
+          r.epoch = static_cast<double>(state.epoch + 1);
+          r.tokens_seen = state.tokens_seen;
+          r.examples_seen = state.examples_seen;
+          r.train_loss = NAN;
+          r.val_loss = NAN;
+          r.train_accuracy = accuracy->train;
+          r.val_accuracy = accuracy->val;
+          r.lr = o.schedule.at(std::max<int64_t>(0, state.step - 1));
+          metrics.append(r);
+          metrics.write_plots(o.examples_axis);
+        }
+      }
       ++state.epoch;
       state.batch = 0;
       if (o.save_interval == 0) checkpoint();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,11 @@ struct Evaluation {
   std::optional<double> train_accuracy, val_accuracy;
 };
 
+// Classifiers' accuracy after an epoch (the book's ch06: over the first eval_iters batches).
+struct EpochAccuracy {
+  double train = 0, val = 0;
+};
+
 class TrainTask {
  public:
   virtual ~TrainTask() = default;
@@ -40,6 +46,10 @@ class TrainTask {
   virtual void end_of_epoch(int64_t /*epoch*/, Progress& /*progress*/) {}
   // Class names to store with classifier checkpoints.
   virtual std::vector<std::string> class_names() const { return {}; }
+  // Classifiers: accuracies after each epoch (model in eval mode); the loop prints them as the book
+  // ("Training accuracy: 70.00% | Validation accuracy: 72.50%") and records them in
+  // metrics.jsonl (kind "epoch"), from which accuracy.svg is drawn.
+  virtual std::optional<EpochAccuracy> epoch_accuracy(int64_t /*epoch*/) { return std::nullopt; }
 };
 
 struct LoopOptions {

@@ -22,6 +22,9 @@ nlohmann::json to_json(const MetricRecord& r) {
                       {"lr", r.lr},               {"tokens_per_s", r.tokens_per_s}};
   if (r.train_accuracy) j["train_accuracy"] = *r.train_accuracy;
   if (r.val_accuracy) j["val_accuracy"] = *r.val_accuracy;
+  if (!r.kind.empty()) j["kind"] = r.kind;
+  if (r.test_accuracy) j["test_accuracy"] = *r.test_accuracy;
+  if (r.test_loss) j["test_loss"] = *r.test_loss;
   return j;
 }
 
@@ -38,6 +41,9 @@ MetricRecord from_json(const nlohmann::json& j) {
   r.tokens_per_s = j.value("tokens_per_s", 0.0);
   if (j.contains("train_accuracy")) r.train_accuracy = j["train_accuracy"].get<double>();
   if (j.contains("val_accuracy")) r.val_accuracy = j["val_accuracy"].get<double>();
+  r.kind = j.value("kind", std::string());
+  if (j.contains("test_accuracy")) r.test_accuracy = j["test_accuracy"].get<double>();
+  if (j.contains("test_loss") && j["test_loss"].is_number()) r.test_loss = j["test_loss"].get<double>();
   return r;
 }
 
@@ -79,10 +85,13 @@ void MetricsLog::write_plots(bool examples) const {
   PlotSeries train_acc{"Training accuracy", {}, {}, "", ""}, val_acc{"Validation accuracy", {}, {}, "8,4,2,4", ""};
   std::vector<double> at, top;
   for (const MetricRecord& r : records_) {
-    train.x.push_back(r.epoch);
-    train.y.push_back(r.train_loss);
-    val.x.push_back(r.epoch);
-    val.y.push_back(r.val_loss);
+    if (r.kind == "final") continue;
+    if (r.kind.empty()) {  // per-epoch accuracy records carry no loss
+      train.x.push_back(r.epoch);
+      train.y.push_back(r.train_loss);
+      val.x.push_back(r.epoch);
+      val.y.push_back(r.val_loss);
+    }
     at.push_back(r.epoch);
     top.push_back(static_cast<double>(examples ? r.examples_seen : r.tokens_seen));
     if (r.train_accuracy) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace gptrain {
@@ -20,6 +21,11 @@ struct MetricRecord {
   std::optional<double> train_accuracy, val_accuracy;
   double lr = 0;
   double tokens_per_s = 0;
+  // "" : an evaluation during training (the loss plot's points); "epoch": classifiers' accuracies
+  // after an epoch (the accuracy plot's points; no losses); "final": the accuracies (and losses)
+  // over the full train, validation and test sets at the end (in no plot).
+  std::string kind;
+  std::optional<double> test_accuracy, test_loss;
 };
 
 class MetricsLog {

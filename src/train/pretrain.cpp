@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "data/data_dir.h"
+#include "data/datasets.h"
 #include "data/text_file.h"
 #include "data/token_dataset.h"
 #include "generate/generate.h"
@@ -210,7 +211,7 @@ int run_pretrain(const PretrainOptions& o_in) {
   // Data.
   // A model dir brings its own vocabulary (vocab.json + merges.txt); otherwise the data dir's.
   const fs::path tokenizer_dir =
-      from_dir && fs::exists(fs::path(o.init) / "vocab.json") ? fs::path(o.init) : data_dir / "gpt2_tokenizer";
+      from_dir && fs::exists(fs::path(o.init) / "vocab.json") ? fs::path(o.init) : data::gpt2_tokenizer_dir(data_dir);
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   std::shared_ptr<data::TokenSource> train_tokens, val_tokens;
   const bool shards = is_shard(o.files[0], o.shard_format);

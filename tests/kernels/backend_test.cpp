@@ -105,7 +105,7 @@ TEST(Backend, layernorm) {
 TEST(Backend, matmul) {
   struct Case { int64_t N, IC, OC; bool bias; };
   for (const Case& c : {Case{1, 1, 1, true}, Case{1, 1, 1, false}, Case{7, 13, 17, true}, Case{33, 65, 31, false},
-                        Case{5, 129, 9, true}}) {
+                        Case{5, 129, 9, true}, Case{1, 129, 67, true}, Case{1, 300, 5, false}}) {  // N 1: gemv
     const MatmulParams p{c.N, c.IC, c.OC};
     auto x = randf(c.N * c.IC, 1), w = randf(c.OC * c.IC, 2), b = randf(c.OC, 3), dout = randf(c.N * c.OC, 4);
     auto x_d = to_double(x), w_d = to_double(w), b_d = to_double(b), dout_d = to_double(dout);

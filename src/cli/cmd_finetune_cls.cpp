@@ -1,0 +1,80 @@
+// gptrain finetune-cls: every option of the job, defined once with its default (the book's
+// chapter 6 run on the SMS Spam Collection).
+#include <memory>
+
+#include "cli/commands.h"
+#include "train/finetune_cls.h"
+
+namespace gptrain::cli {
+
+Command register_finetune_cls(CLI::App& app) {
+  auto o = std::make_shared<FinetuneClsOptions>();
+  CLI::App* s = app.add_subcommand(
+      "finetune-cls", "Finetune a GPT-2 into a text classifier (default: the book's chapter 6 spam classifier)");
+  s->add_option("--data", o->data,
+                "Labelled CSV/TSV to balance and split [default: the data dir's SMS Spam Collection]");
+  s->add_option("--train", o->train, "Ready training CSV/TSV (e.g. a previous run's train.csv); skips splitting");
+  s->add_option("--val", o->val, "Ready validation CSV/TSV (with --train)");
+  s->add_option("--test", o->test, "Ready test CSV/TSV (with --train; optional)");
+  s->add_option("--text-column", o->text_column, "Text column: a header name or a 0-based index [default: Text, or 1 "
+                                                  "without a header]");
+  s->add_option("--label-column", o->label_column, "Label column: a header name or a 0-based index [default: Label, "
+                                                    "or 0 without a header]");
+  s->add_flag("--no-header", o->no_header,
+              "The files have no header row (the SMS Spam Collection is known to have none)");
+  s->add_option("--sep", o->sep, "Field separator: one character, 'tab' or 'comma' [default: tab for .tsv and files "
+                                 "whose first line has a tab, else comma]");
+  s->add_flag("--balance", o->balance, "Undersample the larger classes to the smallest one's size (on for the SMS data)");
+  s->add_flag("--no-balance", o->no_balance, "Keep every row, also for the SMS data");
+  s->add_option("--split", o->split, "Training and validation fractions of a --data split; the rest is test")
+      ->delimiter(',')
+      ->expected(2)
+      ->capture_default_str();
+  s->add_option("--data-dir", o->data_dir, "Data directory [default: $GPTRAIN_DATA_DIR or ../shared/data]");
+  s->add_option("--out-dir", o->out_dir, "Run directory (splits, metrics, plots, checkpoints, final model)")
+      ->capture_default_str();
+  s->add_option("--init", o->init, "Model dir (gptrain or Hugging Face GPT-2) whose body to finetune, or a preset "
+                                   "(gpt2-small, ..., scratch) initialised at random")
+      ->capture_default_str();
+  s->add_option("--context-length", o->context_length, "Presets: context length [default: 1024]");
+  s->add_option("--emb-dim", o->emb_dim, "Presets: override the embedding width");
+  s->add_option("--n-layers", o->n_layers, "Presets: override the number of blocks");
+  s->add_option("--n-heads", o->n_heads, "Presets: override the number of attention heads");
+  s->add_flag("--qkv-bias", o->qkv_bias, "Presets: biases on the query/key/value projections");
+  s->add_option("--trainable", o->trainable, "What learns: head, last-block (the book: last block + final norm + "
+                                             "head), last-N, or all")
+      ->capture_default_str();
+  s->add_option("--pool", o->pool, "Which position's logits are classified: last (the book), first, or mean")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"last", "first", "mean"}));
+  s->add_option("--max-length", o->max_length, "Truncate and pad every text to this many tokens [default: the "
+                                               "longest training text]");
+  s->add_option("--pad-token-id", o->pad_token_id, "Padding token")->capture_default_str();
+  s->add_option("--drop-rate", o->drop_rate, "Dropout rate")->capture_default_str();
+  s->add_option("--batch-size", o->batch_size, "Texts per micro-batch")->capture_default_str();
+  s->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
+  s->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
+  s->add_flag("--no-decay-bias-norm", o->no_decay_bias_norm, "Exempt biases and LayerNorm parameters from decay");
+  s->add_option("--epochs", o->epochs, "Passes over the training data")->capture_default_str();
+  s->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps (0: no limit)");
+  s->add_option("--eval-interval", o->eval_interval, "Steps between loss evaluations")->capture_default_str();
+  s->add_option("--eval-iters", o->eval_iters, "Batches per evaluation and per epoch accuracy")->capture_default_str();
+  s->add_option("--warmup-steps", o->warmup_steps, "Linear warmup steps from --initial-lr to --lr");
+  s->add_option("--initial-lr", o->initial_lr, "Learning rate of the first warmup step");
+  s->add_option("--lr-schedule", o->lr_schedule, "constant or cosine (decay to --min-lr after warmup)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "cosine"}));
+  s->add_option("--min-lr", o->min_lr, "Final learning rate of the cosine decay");
+  s->add_option("--grad-clip", o->grad_clip, "Clip gradients to this global L2 norm after warmup (0: off)");
+  s->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step")->capture_default_str();
+  s->add_option("--save-interval", o->save_interval, "Steps between checkpoints (0: after every epoch)");
+  s->add_option("--keep-last", o->keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
+  s->add_option("--seed", o->seed, "Seed of the split, the head's initialisation, shuffling and dropout")
+      ->capture_default_str();
+  s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
+  s->add_flag("--resume", o->resume, "Continue the run in --out-dir from its newest complete checkpoint");
+  s->add_flag("--overwrite", o->overwrite, "Replace a previous run in --out-dir");
+  return [o] { return run_finetune_cls(*o); };
+}
+
+}  // namespace gptrain::cli

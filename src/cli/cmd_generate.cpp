@@ -1,0 +1,159 @@
+// gptrain generate: text from a model dir with the book's generate() (top-k, then temperature;
+// temperature 0 is greedy; stop at <|endoftext|>), plus top-p and a seed. Tokens are printed as
+// they are produced; statistics go to standard error so that standard output is the text alone.
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "data/data_dir.h"
+#include "data/datasets.h"
+#include "generate/generate.h"
+#include "generate/text_stream.h"
+#include "kernels/ops.h"
+#include "model/hf_gpt2.h"
+#include "tokenizer/bpe.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace gptrain::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct GenerateCliOptions {
+  std::string model;
+  std::string prompt;
+  int64_t max_new_tokens = 50;
+  double temperature = 0.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 123;
+  bool no_kv_cache = false;
+  bool ignore_eos = false;
+  bool no_echo = false;
+  bool print_ids = false;
+  int threads = 0;
+  std::string data_dir;
+};
+
+// The model dir's own vocabulary when it has one, else the data dir's GPT-2 vocabulary.
+Tokenizer load_tokenizer(const fs::path& model_dir, const std::string& data_dir) {
+  std::error_code ec;
+  for (const auto& [vocab, merges] : {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}})
+    if (fs::is_regular_file(model_dir / vocab, ec) && fs::is_regular_file(model_dir / merges, ec))
+      return Tokenizer::from_dir(model_dir);
+  return Tokenizer::from_dir(data::gpt2_tokenizer_dir(data::resolve_data_dir(data_dir)));
+}
+
+void write_out(const std::string& text) {
+  if (text.empty()) return;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) fail("cannot write to standard output");
+  std::fflush(stdout);
+}
+
+int run_generate(const GenerateCliOptions& o) {
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1], got {}", o.top_p);
+  ops::set_num_threads(o.threads);
+  if (!fs::is_directory(o.model))
+    fail("--model {}: not a directory; give a model dir (config.json + model.safetensors), e.g. one from "
+         "`gptrain download gpt2` or a run's final/",
+         o.model);
+  std::unique_ptr<GPT2> model = load_model_dir(o.model);
+  const Tokenizer tokenizer = load_tokenizer(o.model, o.data_dir);
+  const GPT2Config& config = model->config();
+
+  const std::vector<int32_t> prompt = tokenizer.encode(o.prompt, /*allow_special=*/true);
+  if (prompt.empty()) fail("--prompt is empty; generation needs at least one token");
+  for (int32_t id : prompt)
+    if (id >= config.vocab_size)
+      fail("the prompt's token {} is outside the model's vocabulary of {} (is the tokenizer the model's?)", id,
+           config.vocab_size);
+
+  GenerateOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.sampling.temperature = o.temperature;
+  g.sampling.top_k = o.top_k;
+  g.sampling.top_p = o.top_p;
+  g.sampling.seed = o.seed;
+  g.kv_cache = !o.no_kv_cache;
+  g.eos_id = o.ignore_eos ? -1 : tokenizer.eot_id();
+
+  fmt::print(stderr, "gptrain generate: {} ({} layers, emb_dim {}, context {}), {}, kv cache {}, {} threads\n", o.model,
+             config.n_layers, config.emb_dim, config.context_length,
+             o.temperature > 0 ? fmt::format("temperature {} top-k {} top-p {} seed {}", o.temperature, o.top_k, o.top_p, o.seed)
+                               : std::string("greedy"),
+             g.kv_cache ? "on" : "off", ops::num_threads());
+  std::fflush(stderr);
+  if (!o.no_echo) write_out(o.prompt);
+
+  Utf8Stream stream;
+  std::vector<int32_t> generated;
+  double first_token_s = 0;
+  Timer timer;
+  const std::vector<int32_t> ids = generate(*model, prompt, g, [&](int32_t id) {
+    if (generated.empty()) first_token_s = timer.seconds();
+    generated.push_back(id);
+    // A model whose vocabulary is padded past the tokenizer's may pick an id with no text.
+    write_out(id < tokenizer.vocab_size() ? stream.push(tokenizer.decode_token(id)) : stream.push("\xEF\xBF\xBD"));
+  });
+  const double seconds = timer.seconds();
+  write_out(stream.finish() + "\n");
+
+  const bool stopped = static_cast<int64_t>(generated.size()) < o.max_new_tokens;
+  if (o.print_ids) {
+    std::string line;
+    for (int32_t id : generated) line += (line.empty() ? "" : " ") + std::to_string(id);
+    fmt::print(stderr, "generated ids: {}\n", line);
+  }
+  fmt::print(stderr,
+             "gptrain generate: {} prompt tokens, {} new tokens in {:.3f} s: {:.2f} tokens/s (first token after {:.0f} "
+             "ms){}\n",
+             prompt.size(), generated.size(), seconds,
+             static_cast<double>(generated.size()) / std::max(seconds, 1e-9), first_token_s * 1000,
+             stopped ? "; stopped at <|endoftext|>" : "");
+  if (std::getenv("GPTRAIN_PROFILE"))  // where the time went, per op (kernels/ops.h)
+    for (const ops::ProfileEntry& e : ops::profile())
+      fmt::print(stderr, "  {:<28} {:>7} calls {:>9.3f} s\n", e.op, e.calls, e.seconds);
+  return 0;
+}
+
+}  // namespace
+
+Command register_generate(CLI::App& app) {
+  auto o = std::make_shared<GenerateCliOptions>();
+  CLI::App* s = app.add_subcommand("generate", "Generate text from a model dir (the book's generate(), streamed)");
+  s->add_option("--model", o->model, "Model dir: written by gptrain, `gptrain download`, or Hugging Face's save_pretrained")
+      ->required();
+  s->add_option("--prompt", o->prompt, "Text to continue (<|endoftext|> in it is the special token)")->required();
+  s->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  s->add_option("--temperature", o->temperature, "Softmax temperature; 0 is greedy (argmax), even with --top-k")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  s->add_option("--top-k", o->top_k, "Keep the k largest logits (and ties with the k-th) before temperature; 0: off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  s->add_option("--top-p", o->top_p, "Nucleus sampling after temperature: keep the most likely tokens up to this "
+                                     "probability mass; 1: off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  s->add_option("--seed", o->seed, "Seed of the sampling draws (the same seed gives the same text)")->capture_default_str();
+  s->add_flag("--no-kv-cache", o->no_kv_cache, "Recompute the whole window for every token (slower; same tokens)");
+  s->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at <|endoftext|> (always --max-new-tokens tokens)");
+  s->add_flag("--no-echo", o->no_echo, "Print only the generated text, not the prompt before it");
+  s->add_flag("--print-ids", o->print_ids, "Also print the generated token ids on standard error");
+  s->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
+  s->add_option("--data-dir", o->data_dir, "Data directory with gpt2_tokenizer/, used when the model dir has no "
+                                           "vocab.json + merges.txt [default: $GPTRAIN_DATA_DIR or ../shared/data]");
+  return [o] { return run_generate(*o); };
+}
+
+}  // namespace gptrain::cli

@@ -1,0 +1,146 @@
+#include "train/classifier_model.h"
+
+#include <fmt/core.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "data/data_dir.h"
+#include "data/text_file.h"
+#include "io/atomic_file.h"
+#include "model/hf_gpt2.h"
+#include "util/error.h"
+
+namespace gptrain {
+
+namespace fs = std::filesystem;
+
+std::unique_ptr<GPT2> build_classifier(const ClassifierModelOptions& o, int64_t n_classes) {
+  GPT2Config cfg;
+  const bool from_dir = fs::is_directory(o.init);
+  if (from_dir) {
+    if (o.emb_dim || o.n_layers || o.n_heads || o.context_length || o.qkv_bias)
+      fail("--emb-dim, --n-layers, --n-heads, --context-length and --qkv-bias shape a preset; --init {} is a model "
+           "dir whose config.json fixes them",
+           o.init);
+    cfg = read_model_config(o.init);
+  } else {
+    if (!preset_config(o.init == "scratch" ? "gpt2-small" : o.init, cfg))
+      fail("--init '{}' is neither a model directory nor a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, "
+           "scratch)",
+           o.init);
+    if (o.context_length) cfg.context_length = o.context_length;
+    if (o.emb_dim) cfg.emb_dim = o.emb_dim;
+    if (o.n_layers) cfg.n_layers = o.n_layers;
+    if (o.n_heads) cfg.n_heads = o.n_heads;
+    cfg.qkv_bias = o.qkv_bias;
+  }
+  cfg.head = HeadType::Classifier;
+  cfg.n_classes = n_classes;
+  cfg.tie_weights = false;
+  cfg.drop_rate = static_cast<float>(o.drop_rate);
+  if (o.pool == "last") cfg.pooling = Pooling::Last;
+  else if (o.pool == "first") cfg.pooling = Pooling::First;
+  else if (o.pool == "mean") cfg.pooling = Pooling::Mean;
+  else fail("--pool '{}': expected last (the book), first or mean", o.pool);
+  // Every weight is initialised (the head as torch.nn.Linear), then the body is replaced by the dir's.
+  auto model = std::make_unique<GPT2>(cfg, o.seed);
+  if (from_dir) load_model_weights(*model, o.init, /*include_head=*/false);
+  return model;
+}
+
+std::string apply_trainable(GPT2& model, const std::string& mode) {
+  const int64_t L = model.config().n_layers;
+  std::string what;
+  if (mode == "all") {
+    model.set_trainable_all(true);
+    what = "every parameter";
+  } else {
+    int64_t blocks = 0;
+    if (mode == "head") {
+      blocks = 0;
+    } else if (mode == "last-block") {
+      blocks = 1;
+    } else if (mode.starts_with("last-") && mode.size() > 5 && mode.size() < 10 &&
+               mode.find_first_not_of("0123456789", 5) == std::string::npos) {
+      blocks = std::stoll(mode.substr(5));
+      if (blocks < 1 || blocks > L)
+        fail("--trainable {}: the model has {} blocks; use last-1 to last-{}, head, or all", mode, L, L);
+    } else {
+      fail("--trainable '{}': expected head, last-block (the book), last-N (the last N blocks) or all", mode);
+    }
+    if (blocks > L) fail("--trainable {}: the model has no transformer block", mode);
+    model.set_trainable_all(false);
+    model.set_trainable_prefix("head.", true);
+    if (blocks > 0) {
+      model.set_trainable_prefix("ln_f.", true);
+      for (int64_t l = L - blocks; l < L; ++l) model.set_trainable_prefix(fmt::format("blocks.{}.", l), true);
+    }
+    what = blocks == 0 ? "the head"
+           : blocks == 1 ? "the last block, the final norm and the head"
+                         : fmt::format("the last {} blocks, the final norm and the head", blocks);
+  }
+  model.allocate_grads();
+  return what;
+}
+
+fs::path classifier_tokenizer_dir(const std::string& init, const fs::path& data_dir) {
+  if (fs::is_directory(init) && fs::exists(fs::path(init) / "vocab.json") && fs::exists(fs::path(init) / "merges.txt"))
+    return init;
+  return data::require_data_file(data_dir, "gpt2_tokenizer/encoder.json", "the GPT-2 vocabulary").parent_path();
+}
+
+void check_vocabulary(const GPT2Config& config, const Tokenizer& tokenizer, int64_t pad_token_id,
+                      const std::string& model_name) {
+  if (tokenizer.vocab_size() > config.vocab_size)
+    fail("{}: the model's vocab_size is {}, but the tokenizer has {} tokens; use a model with the GPT-2 vocabulary "
+         "(or put its own vocab.json and merges.txt in its dir)",
+         model_name, config.vocab_size, tokenizer.vocab_size());
+  if (pad_token_id < 0 || pad_token_id >= config.vocab_size)
+    fail("--pad-token-id {} is outside the model's vocabulary (0 to {}); the book pads with 50256 (<|endoftext|>)",
+         pad_token_id, config.vocab_size - 1);
+}
+
+void save_classifier_dir(const GPT2& model, const fs::path& dir, const std::vector<std::string>& class_names,
+                         int64_t max_length, int32_t pad_token_id, const fs::path& tokenizer_dir) {
+  save_model_dir(model, dir, class_names);
+  // What `classify` needs to pad a text exactly as in training: the pooled position of "last"
+  // is max_length - 1.
+  const fs::path config_path = dir / "config.json";
+  nlohmann::json config = nlohmann::json::parse(data::read_text_file(config_path));
+  config["gptrain"]["max_length"] = max_length;
+  config["gptrain"]["pad_token_id"] = pad_token_id;
+  io::write_file_atomic(config_path, config.dump(2) + "\n");
+  const bool hf = fs::exists(tokenizer_dir / "vocab.json");
+  io::write_file_atomic(dir / "vocab.json", data::read_text_file(tokenizer_dir / (hf ? "vocab.json" : "encoder.json")));
+  io::write_file_atomic(dir / "merges.txt", data::read_text_file(tokenizer_dir / (hf ? "merges.txt" : "vocab.bpe")));
+}
+
+ClassifierInputs read_classifier_inputs(const fs::path& dir) {
+  const fs::path path = dir / "config.json";
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(data::read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", path.string(), e.what());
+  }
+  ClassifierInputs in;
+  if (!config.contains("gptrain") || !config["gptrain"].is_object()) return in;
+  const nlohmann::json& g = config["gptrain"];
+  if (g.contains("max_length")) {
+    if (!g["max_length"].is_number_integer() || g["max_length"].get<int64_t>() <= 0)
+      fail("{}: key 'gptrain.max_length' must be a positive integer, got {}", path.string(), g["max_length"].dump());
+    in.max_length = g["max_length"].get<int64_t>();
+  }
+  if (g.contains("pad_token_id")) {
+    if (!g["pad_token_id"].is_number_integer() || g["pad_token_id"].get<int64_t>() < 0)
+      fail("{}: key 'gptrain.pad_token_id' must be a non-negative integer, got {}", path.string(),
+           g["pad_token_id"].dump());
+    in.pad_token_id = static_cast<int32_t>(g["pad_token_id"].get<int64_t>());
+  }
+  return in;
+}
+
+}  // namespace gptrain

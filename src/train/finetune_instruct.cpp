@@ -1,0 +1,302 @@
+#include "train/finetune_instruct.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "data/data_dir.h"
+#include "data/instruction_data.h"
+#include "data/text_file.h"
+#include "generate/instruct.h"
+#include "io/atomic_file.h"
+#include "kernels/ops.h"
+#include "model/hf_gpt2.h"
+#include "tokenizer/bpe.h"
+#include "train/loop.h"
+#include "train/run_dir.h"
+#include "util/error.h"
+#include "util/rng.h"
+#include "util/signals.h"
+
+namespace gptrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json options_json(const InstructOptions& o) {
+  return {{"data", o.data},
+          {"val-data", o.val_data},
+          {"test-data", o.test_data},
+          {"train-split", o.train_split},
+          {"test-split", o.test_split},
+          {"init", o.init},
+          {"max-length", o.max_length},
+          {"mask-prompt", o.mask_prompt},
+          {"drop-rate", o.drop_rate},
+          {"batch-size", o.batch_size},
+          {"lr", o.lr},
+          {"weight-decay", o.weight_decay},
+          {"no-decay-bias-norm", o.no_decay_bias_norm},
+          {"epochs", o.epochs},
+          {"max-steps", o.max_steps},
+          {"eval-interval", o.eval_interval},
+          {"eval-iters", o.eval_iters},
+          {"warmup-steps", o.warmup_steps},
+          {"initial-lr", o.initial_lr},
+          {"lr-schedule", o.lr_schedule},
+          {"min-lr", o.min_lr},
+          {"grad-clip", o.grad_clip},
+          {"grad-accum", o.grad_accum},
+          {"sample-tokens", o.sample_tokens},
+          {"answer-test", o.answer_test},
+          {"answer-tokens", o.answer_tokens},
+          {"save-interval", o.save_interval},
+          {"keep-last", o.keep_last},
+          {"seed", o.seed},
+          {"threads", o.threads}};
+}
+
+// Options a resumed run may change: they do not alter what the next steps compute.
+const std::set<std::string> kMayChangeOnResume = {"epochs",       "max-steps",     "eval-interval", "eval-iters",
+                                                  "sample-tokens", "answer-test",  "answer-tokens", "save-interval",
+                                                  "keep-last",     "threads"};
+
+class InstructTask : public TrainTask {
+ public:
+  InstructTask(GPT2& model, const Tokenizer& tokenizer, const std::vector<data::TokenizedExample>& train,
+               const std::vector<data::TokenizedExample>& val, const data::InstructionEntry* sample_entry,
+               const data::CollateOptions& collate, const InstructOptions& o)
+      : model_(model), tokenizer_(tokenizer), train_examples_(train), sample_entry_(sample_entry), collate_(collate),
+        o_(o), train_(train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true, o.seed, collate),
+        val_(val, o.batch_size, /*shuffle=*/false, /*drop_last=*/false, o.seed, collate) {}
+
+  int64_t batches_per_epoch() const override { return train_.num_batches(); }
+  int64_t val_batches() const { return val_.num_batches(); }
+
+  void train_batch(int64_t epoch, int64_t index, Batch& b) override {
+    train_.get(epoch, index, collated_);
+    b.inputs.swap(collated_.inputs);
+    b.targets.swap(collated_.targets);
+    b.B = collated_.B;
+    b.T = collated_.T;
+  }
+
+  Evaluation evaluate(int64_t step) override {
+    // The book iterates a fresh (reshuffled) train loader each evaluation; ours reshuffles with a
+    // seed derived from the step, so a resumed run evaluates on the same batches.
+    const data::InstructionLoader train_eval(train_examples_, o_.batch_size, true, true,
+                                             derive_seed(o_.seed, 0x4556414cULL, static_cast<uint64_t>(step)),
+                                             collate_);
+    return {loader_loss(train_eval), loader_loss(val_), std::nullopt, std::nullopt};
+  }
+
+  // The book prints the model's continuation of the first validation prompt after every epoch.
+  void end_of_epoch(int64_t epoch, Progress& progress) override {
+    if (o_.sample_tokens <= 0 || !sample_entry_) return;
+    AnswerOptions a;
+    a.max_new_tokens = o_.sample_tokens;
+    const Answer answer = answer_entry(model_, tokenizer_, *sample_entry_, a);
+    std::string text = data::format_prompt(*sample_entry_) + utf8_lossy(tokenizer_.decode(answer.generated));
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    progress.print(fmt::format("Ep {} sample (first validation entry): {}", epoch + 1, text));
+  }
+
+ private:
+  // calc_loss_loader: the plain mean of the first eval_iters batch means; NaN for no batch.
+  double loader_loss(const data::InstructionLoader& loader) {
+    const int64_t n = std::min(o_.eval_iters, loader.num_batches());
+    if (n <= 0) return NAN;
+    double sum = 0;
+    data::CollatedBatch b;
+    for (int64_t i = 0; i < n; ++i) {
+      loader.get(0, i, b);
+      sum += model_.forward_loss(b.inputs, b.targets, b.B, b.T, ForwardOptions{false, 0});
+    }
+    return sum / static_cast<double>(n);
+  }
+
+  GPT2& model_;
+  const Tokenizer& tokenizer_;
+  const std::vector<data::TokenizedExample>& train_examples_;
+  const data::InstructionEntry* sample_entry_;
+  data::CollateOptions collate_;
+  const InstructOptions& o_;
+  data::InstructionLoader train_, val_;
+  data::CollatedBatch collated_;
+};
+
+// The vocabulary next to the weights, under Hugging Face's names, so the model dir is complete.
+void copy_tokenizer_files(const fs::path& model_dir, const fs::path& data_dir, const fs::path& to) {
+  const bool own = fs::exists(model_dir / "vocab.json") && fs::exists(model_dir / "merges.txt");
+  const fs::path vocab = own ? model_dir / "vocab.json" : data_dir / "gpt2_tokenizer" / "encoder.json";
+  const fs::path merges = own ? model_dir / "merges.txt" : data_dir / "gpt2_tokenizer" / "vocab.bpe";
+  io::write_file_atomic(to / "vocab.json", data::read_text_file(vocab));
+  io::write_file_atomic(to / "merges.txt", data::read_text_file(merges));
+}
+
+void report_lengths(const char* name, const std::vector<data::TokenizedExample>& examples, int64_t max_length,
+                    bool mask_prompt) {
+  const data::LengthReport r = data::length_report(examples, max_length, mask_prompt);
+  std::string line = fmt::format("  {}: {} entries, longest {} tokens", name, r.entries, r.longest);
+  if (r.truncated > 0)
+    line += fmt::format("; {} longer than --max-length {} are truncated", r.truncated, max_length);
+  else
+    line += fmt::format("; none longer than --max-length {}", max_length);
+  if (r.no_response_left > 0)
+    line += fmt::format("; {} keep no response token (their prompt fills --max-length)", r.no_response_left);
+  if (r.prompt_misaligned > 0)
+    line += fmt::format("; {} prompts end inside a token (that token is masked as prompt)", r.prompt_misaligned);
+  fmt::print("{}\n", line);
+}
+
+}  // namespace
+
+int run_finetune_instruct(const InstructOptions& o_in) {
+  InstructOptions o = o_in;
+  ops::set_num_threads(o.threads);
+  const fs::path data_dir = data::resolve_data_dir(o.data_dir);
+  if (o.data.empty())
+    o.data = data::require_data_file(data_dir, "instruction-data.json", "the book's instruction data (ch07)").string();
+  if (o.init.empty())
+    fail("--init MODEL_DIR is required: the model to finetune (the final/ dir of `gptrain pretrain`, a checkpoint "
+         "dir, or a Hugging Face GPT-2 model dir)");
+  if (!fs::is_directory(o.init))
+    fail("--init {}: not a model directory (finetuning starts from trained weights: give the final/ dir of `gptrain "
+         "pretrain` or a Hugging Face GPT-2 model dir)",
+         o.init);
+  if (o.batch_size <= 0) fail("--batch-size must be positive, got {}", o.batch_size);
+  if (o.eval_iters <= 0) fail("--eval-iters must be positive, got {}", o.eval_iters);
+  if (o.max_length <= 0) fail("--max-length must be positive, got {}", o.max_length);
+  if (o.lr_schedule != "constant" && o.lr_schedule != "cosine")
+    fail("--lr-schedule must be constant or cosine, got '{}'", o.lr_schedule);
+
+  ModelLoadOptions load;
+  load.drop_rate = static_cast<float>(o.drop_rate);
+  std::unique_ptr<GPT2> model = load_model_dir(o.init, load);
+  const GPT2Config& cfg = model->config();
+  if (cfg.head != HeadType::LanguageModel)
+    fail("--init {}: a classifier model; instruction finetuning needs a language-model head", o.init);
+
+  const nlohmann::json opts = options_json(o);
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume);
+
+  fmt::print("gptrain finetune-instruct\n");
+  for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());
+  fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
+  const int64_t max_length = std::min(o.max_length, cfg.context_length);
+  if (max_length < o.max_length)
+    fmt::print("--max-length {} exceeds the model's context length {}: sequences are cut to {}\n", o.max_length,
+               cfg.context_length, max_length);
+
+  // Data: the book's split in file order; a --val-data / --test-data file replaces that part,
+  // whose entries then train.
+  const Tokenizer tokenizer = load_tokenizer_for_model(o.init, o.data_dir);
+  if (tokenizer.vocab_size() > cfg.vocab_size)
+    fail("--init {}: the model's vocabulary has {} entries, fewer than the tokenizer's {}", o.init, cfg.vocab_size,
+         tokenizer.vocab_size());
+  const std::vector<data::InstructionEntry> all = data::load_instruction_file(o.data);
+  data::InstructionSplit split = data::split_instruction_data(all, o.train_split, o.test_split);
+  if (!o.test_data.empty()) {
+    split.train.insert(split.train.end(), split.test.begin(), split.test.end());
+    split.test = data::load_instruction_file(o.test_data);
+  }
+  if (!o.val_data.empty()) {
+    split.train.insert(split.train.end(), split.val.begin(), split.val.end());
+    split.val = data::load_instruction_file(o.val_data);
+  }
+  std::stable_sort(split.train.begin(), split.train.end(),
+                   [](const auto& a, const auto& b) { return a.index < b.index; });
+  fmt::print("data: {} entries in {}: train {}, val {}{}, test {}{}\n", all.size(), o.data, split.train.size(),
+             split.val.size(), o.val_data.empty() ? "" : " (from --val-data)", split.test.size(),
+             o.test_data.empty() ? "" : " (from --test-data)");
+  if (split.train.empty())
+    fail("no training entries: {} has {} entries and --train-split {} gives none", o.data, all.size(), o.train_split);
+  const std::vector<data::TokenizedExample> train = data::tokenize_examples(tokenizer, split.train);
+  const std::vector<data::TokenizedExample> val = data::tokenize_examples(tokenizer, split.val);
+  report_lengths("train", train, max_length, o.mask_prompt);
+  report_lengths("val", val, max_length, o.mask_prompt);
+  if (!split.test.empty()) report_lengths("test", data::tokenize_examples(tokenizer, split.test), max_length, o.mask_prompt);
+  if (val.empty()) fmt::print("warning: no validation entries; the validation loss is NaN and no sample is printed\n");
+
+  data::CollateOptions collate;
+  collate.pad_id = tokenizer.eot_id();
+  collate.max_length = max_length;
+  collate.mask_prompt = o.mask_prompt;
+  InstructTask task(*model, tokenizer, train, val, split.val.empty() ? nullptr : &split.val[0], collate, o);
+  if (task.batches_per_epoch() == 0)
+    fail("{} training entries are fewer than one batch of --batch-size {}: lower --batch-size or give more data",
+         train.size(), o.batch_size);
+  fmt::print("batches: train {} of {} per epoch (the last partial batch dropped), val {}; targets: {}\n",
+             task.batches_per_epoch(), o.batch_size, task.val_batches(),
+             o.mask_prompt ? "the response and its end-of-text (prompt and padding are -100)"
+                           : "prompt, response and end-of-text (padding is -100; --no-mask-prompt, the book's chapter)");
+  fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters\n", cfg.n_layers, cfg.n_heads,
+             cfg.emb_dim, cfg.context_length, model->params().trainable_numel());
+
+  AdamWOptions ao;
+  ao.lr = o.lr;
+  ao.weight_decay = o.weight_decay;
+  ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
+  AdamW optimizer(model->params(), ao);
+  LoopOptions lo;
+  lo.epochs = o.epochs;
+  lo.max_steps = o.max_steps;
+  lo.eval_interval = o.eval_interval;
+  lo.grad_accum = o.grad_accum;
+  lo.grad_clip = o.grad_clip;
+  lo.save_interval = o.save_interval;
+  lo.keep_last = o.keep_last;
+  lo.seed = o.seed;
+  lo.schedule.peak_lr = o.lr;
+  lo.schedule.initial_lr = o.warmup_steps > 0 ? o.initial_lr : o.lr;
+  lo.schedule.min_lr = o.min_lr;
+  lo.schedule.warmup_steps = o.warmup_steps;
+  lo.schedule.cosine = o.lr_schedule == "cosine";
+  lo.schedule.total_steps = planned_steps(lo, task.batches_per_epoch());
+
+  TrainerState state;
+  state.options = opts;
+  if (plan.resume_from) {
+    state = load_checkpoint(*plan.resume_from, *model, optimizer);
+    state.options = opts;
+    fmt::print("resuming from {} (step {}, epoch {})\n", plan.resume_from->string(), state.step, state.epoch + 1);
+  }
+  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
+  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
+             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
+             o.eval_iters);
+  install_stop_handlers();
+  const LoopResult r = run_training(*model, optimizer, task, lo, state, plan.dir, metrics);
+  if (r.interrupted) {
+    fmt::print("stopped by signal {} at step {}; checkpoint saved in {}; continue with --resume\n", r.signal,
+               r.state.step, (plan.dir / "checkpoints").string());
+    return 128 + r.signal;
+  }
+  const fs::path final_dir = plan.dir / "final";
+  save_model_dir(*model, final_dir);
+  copy_tokenizer_files(o.init, data_dir, final_dir);
+  const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
+  fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
+             r.state.tokens_seen, r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());
+
+  if (o.answer_test && !split.test.empty()) {
+    // The book's last step: the model's answer to every test entry, saved with the entries.
+    AnswerOptions a;
+    a.max_new_tokens = o.answer_tokens;
+    AnswerStats stats;
+    fmt::print("answering the {} test entries (greedy, up to {} new tokens)\n", split.test.size(), a.max_new_tokens);
+    const std::vector<std::string> responses = answer_entries(
+        *model, tokenizer, split.test, a, stats, [](const std::string& line) { fmt::print("  {}\n", line); });
+    const fs::path out = plan.dir / "test-responses.json";
+    data::write_entries_with_responses(out, split.test, responses);
+    fmt::print("test responses in {} ({} of {} stopped at --answer-tokens {})\n", out.string(),
+               stats.hit_max_new_tokens, stats.entries, a.max_new_tokens);
+  }
+  return 0;
+}
+
+}  // namespace gptrain
