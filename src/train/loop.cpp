@@ -34,6 +34,28 @@ LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const Lo
     save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names());
     metrics.write_plots(o.examples_axis);
   };
+  double last_loss = NAN, last_lr = 0;
+  int64_t steps_this_run = 0;
+  // Evaluation after the update of global step `step` (the book's evaluate_model), logged.
+  auto evaluate = [&](int64_t step) {
+    const Evaluation ev = task.evaluate(step);
+    MetricRecord r;
+    r.step = step;
+    r.epoch = static_cast<double>(state.epoch) + static_cast<double>(state.batch) / static_cast<double>(nb);
+    r.tokens_seen = state.tokens_seen;
+    r.examples_seen = state.examples_seen;
+    r.train_loss = ev.train_loss;
+    r.val_loss = ev.val_loss;
+    r.step_loss = last_loss;
+    r.train_accuracy = ev.train_accuracy;
+    r.val_accuracy = ev.val_accuracy;
+    r.lr = last_lr;
+    r.tokens_per_s = recent_tokens_per_s;
+    metrics.append(r);
+    metrics.write_plots(o.examples_axis);
+    progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}", state.epoch + 1, step,
+                               ev.train_loss, ev.val_loss));
+  };
   bool stop = false;
   while (!stop && state.epoch < o.epochs && (o.max_steps <= 0 || state.step < o.max_steps)) {
     while (state.batch < nb) {
@@ -64,27 +86,12 @@ LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const Lo
       state.batch += group;
       const int64_t step = state.step;  // the book's global_step of this update
       ++state.step;
+      ++steps_this_run;
       recent_tokens_per_s = static_cast<double>(step_tokens) / step_timer.seconds();
 
-      if (step % o.eval_interval == 0) {
-        const Evaluation ev = task.evaluate(step);
-        MetricRecord r;
-        r.step = step;
-        r.epoch = static_cast<double>(state.epoch) + static_cast<double>(state.batch) / static_cast<double>(nb);
-        r.tokens_seen = state.tokens_seen;
-        r.examples_seen = state.examples_seen;
-        r.train_loss = ev.train_loss;
-        r.val_loss = ev.val_loss;
-        r.step_loss = loss;
-        r.train_accuracy = ev.train_accuracy;
-        r.val_accuracy = ev.val_accuracy;
-        r.lr = lr;
-        r.tokens_per_s = recent_tokens_per_s;
-        metrics.append(r);
-        metrics.write_plots(o.examples_axis);
-        progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}", state.epoch + 1, step,
-                                   ev.train_loss, ev.val_loss));
-      }
+      last_loss = loss;
+      last_lr = lr;
+      if (step % o.eval_interval == 0) evaluate(step);
       progress.update(state.step, loss, recent_tokens_per_s);
       if (o.save_interval > 0 && state.step % o.save_interval == 0) checkpoint();
       if (stop_requested()) {
@@ -125,6 +132,12 @@ LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const Lo
       state.batch = 0;
       if (o.save_interval == 0) checkpoint();
     }
+  }
+  // A finished run reports the model it ends with: an evaluation at its last step (unless that
+  // step was just evaluated), and, when it ended at --max-steps inside an epoch, the sample.
+  if (!stop && state.step > 0 && steps_this_run > 0) {
+    if ((state.step - 1) % o.eval_interval != 0) evaluate(state.step - 1);
+    if (state.batch > 0 && state.batch < nb) task.end_of_epoch(state.epoch, progress);
   }
   progress.finish();
   if (stop) {

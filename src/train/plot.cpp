@@ -77,8 +77,10 @@ std::string render_svg(const PlotSpec& spec) {
                        escape(spec.title));
   // grid, ticks and labels
   std::vector<double> xt = nice_ticks(x0, x1, 8);
-  if (spec.integer_x_ticks) {
-    std::erase_if(xt, [](double v) { return v != std::floor(v); });
+  if (spec.integer_x_ticks) {  // whole epochs, unless the run is shorter than two (then fractions)
+    std::vector<double> whole = xt;
+    std::erase_if(whole, [](double v) { return v != std::floor(v); });
+    if (whole.size() >= 2) xt = whole;
     if (xt.empty()) xt = {x0};
   }
   for (double t : xt)

@@ -223,5 +223,51 @@ TEST(AdamW, exempting_bias_and_norm_leaves_them_undecayed_with_zero_gradient) {
   EXPECT_EQ(m.params().at("blocks.0.mlp.fc.weight").value[0], w * static_cast<float>(1 - 0.1 * 0.5));
 }
 
+// The training path with dropout on: the gradient must be the derivative of the loss that the same
+// dropout masks give (a mask drawn differently in backward than in forward passes every kernel test
+// yet trains a different function). Central difference of the float32 loss along a random sign
+// direction, per parameter; the masks depend only on the seed, so they are equal in all passes.
+TEST(GPT2, gradient_with_dropout_is_the_derivative_of_the_dropped_out_loss) {
+  GPT2Config cfg = tiny(/*qkv_bias=*/true);
+  cfg.drop_rate = 0.3f;  // many dropped elements at every site
+  GPT2 m(cfg);
+  const auto x = ids(2 * 20, 71, 7), y = ids(2 * 20, 71, 8);
+  const ForwardOptions train{true, 1234};
+  m.zero_grads();
+  const double base_loss = m.forward_loss(x, y, 2, 20, train);
+  m.backward();
+  uint64_t state = 99;
+  auto next_sign = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (state >> 63) ? 1.0f : -1.0f;
+  };
+  int checked = 0;
+  for (Parameter& p : m.params().all()) {
+    const int64_t n = p.value.numel();
+    std::vector<float> d(static_cast<size_t>(n));
+    for (float& v : d) v = next_sign();
+    const std::vector<float> g = p.grad.to_vector(), v0 = p.value.to_vector();
+    double analytic = 0, gnorm = 0;
+    for (int64_t i = 0; i < n; ++i) analytic += double(g[i]) * d[i], gnorm += double(g[i]) * g[i];
+    // A step of 1e-2 in norm: the float32 roundoff of the loss (~1e-6) over 2h and the curvature
+    // term (h^2 times the third derivative) both stay well below the tolerance.
+    const double h = 1e-2 / std::sqrt(static_cast<double>(n));
+    auto loss_at = [&](double t) {
+      float* w = p.value.data();
+      for (int64_t i = 0; i < n; ++i) w[i] = v0[i] + static_cast<float>(t) * d[i];
+      return m.forward_loss(x, y, 2, 20, train);
+    };
+    const double numeric = (loss_at(h) - loss_at(-h)) / (2 * h);
+    loss_at(0);
+    // <g, d> over random signs is of the size of |g|; a wrong mask changes it by as much. The
+    // tolerance: 1% of |g| for the curvature term, plus the float32 roundoff of the two losses
+    // (a few ulps of |L| each) over 2h.
+    const double tol = 1e-2 * std::sqrt(gnorm) + 8 * 6e-8 * std::fabs(base_loss) / (2 * h);
+    EXPECT_NEAR(numeric, analytic, tol) << p.name << ": directional derivative, |g| = " << std::sqrt(gnorm);
+    ++checked;
+  }
+  EXPECT_EQ(checked, m.params().size());
+}
+
 }  // namespace
 }  // namespace gptrain
