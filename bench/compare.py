@@ -10,6 +10,8 @@ Sections:
   compile  the same with torch.compile (slow to warm up; off unless asked)
   cls      the book's classification step (batch 8 x 120, last block + final norm + head trained)
   scaling  step time and peak memory for context 64..1024, gpt2-small and gpt2-medium
+  blas     gptrain with OpenBLAS (--build) against gptrain with BLIS (--blis-build DIR, configured
+           with -DGPTRAIN_BLAS=blis): the step and each library's sgemm rate
   llmc     llm.c's CPU trainer (train_gpt2.c), built beside the project by the user and passed as
            --llmc DIR (the directory holding train_gpt2 with B and T compiled in, gpt2_124M.bin and
            its data files); llm.c ties the output head, so gptrain runs --tie for that row
@@ -63,6 +65,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--sections", default="step,cls")
     ap.add_argument("--llmc", help="directory of a built llm.c train_gpt2 (see the docstring)")
+    ap.add_argument("--blis-build", help="a build dir configured with -DGPTRAIN_BLAS=blis (section blas)")
     ap.add_argument("--llmc-batch", type=int, default=2)
     ap.add_argument("--llmc-context", type=int, default=256)
     a = ap.parse_args()
@@ -97,6 +100,20 @@ def main():
                 cfg = ["--preset", preset, "--batch", "2", "--context", str(T)]
                 g, t = ours(a.build, cfg + common), torch_eager(cfg + common)
                 print(row(f"{preset} | {T}", g, t), flush=True)
+    if "blas" in sections:
+        if not a.blis_build:
+            print("blas: pass --blis-build DIR")
+        else:
+            print("## BLAS: OpenBLAS against BLIS (gpt2-small step, batch 2)\n| T | OpenBLAS s/step | BLIS s/step | "
+                  "OpenBLAS/BLIS time | OpenBLAS sgemm GFLOP/s | BLIS sgemm GFLOP/s |\n|---|---|---|---|---|---|")
+            for T in (256, 1024):
+                cfg = ["--batch", "2", "--context", str(T), "--sgemm"] + common
+                o, b = ours(a.build, cfg), ours(a.blis_build, cfg)
+                if "error" in o or "error" in b:
+                    print(f"| {T} | {o.get('step_s', o.get('error'))} | {b.get('step_s', b.get('error'))} | | | |")
+                    continue
+                print(f"| {T} | {o['step_s']:.3f} | {b['step_s']:.3f} | {o['step_s'] / b['step_s']:.2f} | "
+                      f"{o['sgemm_gflops']:.1f} | {b['sgemm_gflops']:.1f} |", flush=True)
     if "llmc" in sections or a.llmc:
         if not a.llmc:
             print("llm.c: pass --llmc DIR")

@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=123, help="torch.manual_seed (the book: 123)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     enc = gpt2_encoding(a.data_dir)
@@ -65,12 +66,12 @@ def main():
     split = int(0.90 * len(text))
     cfg = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
            "drop_rate": 0.1, "qkv_bias": False}
-    torch.manual_seed(123)
+    torch.manual_seed(a.seed)
     train = torch.utils.data.DataLoader(Windows(enc.encode(text[:split], allowed_special={"<|endoftext|>"}), 256, 256),
                                         batch_size=2, shuffle=True, drop_last=True)
     val = torch.utils.data.DataLoader(Windows(enc.encode(text[split:], allowed_special={"<|endoftext|>"}), 256, 256),
                                       batch_size=2, shuffle=False, drop_last=False)
-    torch.manual_seed(123)
+    torch.manual_seed(a.seed)
     model = GPTModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     start = time.perf_counter()

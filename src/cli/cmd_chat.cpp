@@ -130,8 +130,9 @@ int run_chat(const ChatOptions& o) {
   LineReader reader;
   std::string line;
   while (true) {
-    if (interactive) write_out("\n>>> ");
+    // Clear the flag before the prompt appears: a Ctrl-C typed as soon as it shows must count.
     g_interrupted.store(false);
+    if (interactive) write_out("\n>>> ");
     if (!reader.next(line)) break;
     const std::string message = trim(line);
     if (message.empty()) continue;

@@ -53,7 +53,9 @@ LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const Lo
     r.tokens_per_s = recent_tokens_per_s;
     metrics.append(r);
     metrics.write_plots(o.examples_axis);
-    progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}", state.epoch + 1, step,
+    // After an epoch's last batch the loop has moved on to the next epoch: name the one that ended.
+    const int64_t shown_epoch = state.batch == 0 && state.epoch > 0 ? state.epoch : state.epoch + 1;
+    progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}", shown_epoch, step,
                                ev.train_loss, ev.val_loss));
   };
   bool stop = false;

@@ -349,6 +349,22 @@ TEST(HfGpt2Export, writes_model_dirs_for_transformers) {
     io::save_safetensors(dir / "reference.safetensors", reference);
     std::printf("wrote %s\n", dir.c_str());
   }
+  // A model dir that a gptrain run wrote (e.g. a pretrain run's final/), copied as it is, with
+  // the logits gptrain computes from it.
+  if (const char* trained = std::getenv("GPTRAIN_HF_EXPORT_TRAINED")) {
+    const fs::path dir = fs::path(out) / "trained";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const auto& entry : fs::directory_iterator(trained))
+      if (entry.is_regular_file()) fs::copy_file(entry.path(), dir / entry.path().filename());
+    const std::unique_ptr<GPT2> model = load_model_dir(dir);
+    const int64_t B = 2, T = std::min<int64_t>(64, model->config().context_length);
+    const std::vector<int32_t> tokens = testing_util::random_tokens(B * T, model->config().vocab_size, 6);
+    const Tensor& logits = model->forward(tokens, B, T, {});
+    std::vector<float> ids(tokens.begin(), tokens.end());
+    io::save_safetensors(dir / "reference.safetensors", {{"tokens", Tensor::from_vector({B, T}, ids)}, {"logits", logits}});
+    std::printf("wrote %s (from %s)\n", dir.c_str(), trained);
+  }
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Loads the model dirs gptrain wrote in transformers and compares the logits with gptrain's.
 
-  GPTRAIN_HF_EXPORT_DIR=/tmp/export [GPTRAIN_HF_EXPORT_SHAPE=gpt2-small] \
+  GPTRAIN_HF_EXPORT_DIR=/tmp/export [GPTRAIN_HF_EXPORT_SHAPE=gpt2-small] [GPTRAIN_HF_EXPORT_TRAINED=run/final] \
       build/tests/model/hf_gpt2_test --gtest_filter='HfGpt2Export.*'
   python tests/tools/check_hf_export.py /tmp/export
 
