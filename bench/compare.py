@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--sections", default="step,cls")
     ap.add_argument("--llmc", help="directory of a built llm.c train_gpt2 (see the docstring)")
+    ap.add_argument("--presets", default="gpt2-small,gpt2-medium", help="models of the scaling section")
     ap.add_argument("--blis-build", help="a build dir configured with -DGPTRAIN_BLAS=blis (section blas)")
     ap.add_argument("--llmc-batch", type=int, default=2)
     ap.add_argument("--llmc-context", type=int, default=256)
@@ -95,7 +96,7 @@ def main():
                       torch_eager(cfg + common)), flush=True)
     if "scaling" in sections:
         print("## scaling with context (batch 2)\n| model | T | gptrain s/step | PyTorch s/step | speedup | gptrain peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|")
-        for preset in ("gpt2-small", "gpt2-medium"):
+        for preset in a.presets.split(","):
             for T in (64, 128, 256, 512, 1024):
                 cfg = ["--preset", preset, "--batch", "2", "--context", str(T)]
                 g, t = ours(a.build, cfg + common), torch_eager(cfg + common)
