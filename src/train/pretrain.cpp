@@ -268,26 +268,8 @@ int run_pretrain(const PretrainOptions& o_in) {
              cfg.n_heads, cfg.emb_dim, cfg.context_length, with_commas(counts.total),
              with_commas(model->params().trainable_numel()));
 
-  AdamWOptions ao;
-  ao.lr = o.lr;
-  ao.weight_decay = o.weight_decay;
-  ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
-  AdamW optimizer(model->params(), ao);
-  LoopOptions lo;
-  lo.epochs = o.epochs;
-  lo.max_steps = o.max_steps;
-  lo.eval_interval = o.eval_interval;
-  lo.grad_accum = o.grad_accum;
-  lo.grad_clip = o.grad_clip;
-  lo.save_interval = o.save_interval;
-  lo.keep_last = o.keep_last;
-  lo.seed = o.seed;
-  lo.schedule.peak_lr = o.lr;
-  lo.schedule.initial_lr = o.warmup_steps > 0 ? o.initial_lr : o.lr;
-  lo.schedule.min_lr = o.min_lr;
-  lo.schedule.warmup_steps = o.warmup_steps;
-  lo.schedule.cosine = o.lr_schedule == "cosine";
-  lo.schedule.total_steps = planned_steps(lo, task.batches_per_epoch());
+  AdamW optimizer(model->params(), adamw_options(o));
+  const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 
   TrainerState state;
   state.options = opts;
