@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/hf_gpt2.h"
@@ -181,6 +182,12 @@ TrainerState load_checkpoint(const fs::path& checkpoint, GPT2& model, AdamW& opt
   }
   optimizer.set_steps_taken(std::stoll(meta.at("steps_taken")));
   return state;
+}
+
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to) {
+  const bool hf = std::filesystem::exists(from / "vocab.json");
+  io::write_file_atomic(to / "vocab.json", data::read_text_file(from / (hf ? "vocab.json" : "encoder.json")));
+  io::write_file_atomic(to / "merges.txt", data::read_text_file(from / (hf ? "merges.txt" : "vocab.bpe")));
 }
 
 }  // namespace gptrain

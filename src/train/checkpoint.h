@@ -48,4 +48,9 @@ TrainerState load_checkpoint(const std::filesystem::path& checkpoint, GPT2& mode
 // Removes temporary checkpoint directories left by an interrupted write.
 void remove_incomplete_checkpoints(const std::filesystem::path& run_dir);
 
+// The vocabulary next to the weights, under Hugging Face's names (vocab.json, merges.txt), so a
+// model dir is complete: `from` holds them under those names or under GPT-2's (encoder.json,
+// vocab.bpe).
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);
+
 }  // namespace gptrain

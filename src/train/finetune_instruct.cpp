@@ -129,15 +129,6 @@ class InstructTask : public TrainTask {
   data::CollatedBatch collated_;
 };
 
-// The vocabulary next to the weights, under Hugging Face's names, so the model dir is complete.
-void copy_tokenizer_files(const fs::path& model_dir, const fs::path& data_dir, const fs::path& to) {
-  const bool own = fs::exists(model_dir / "vocab.json") && fs::exists(model_dir / "merges.txt");
-  const fs::path vocab = own ? model_dir / "vocab.json" : data_dir / "gpt2_tokenizer" / "encoder.json";
-  const fs::path merges = own ? model_dir / "merges.txt" : data_dir / "gpt2_tokenizer" / "vocab.bpe";
-  io::write_file_atomic(to / "vocab.json", data::read_text_file(vocab));
-  io::write_file_atomic(to / "merges.txt", data::read_text_file(merges));
-}
-
 void report_lengths(const char* name, const std::vector<data::TokenizedExample>& examples, int64_t max_length,
                     bool mask_prompt) {
   const data::LengthReport r = data::length_report(examples, max_length, mask_prompt);
@@ -260,7 +251,9 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   }
   const fs::path final_dir = plan.dir / "final";
   save_model_dir(*model, final_dir);
-  copy_tokenizer_files(o.init, data_dir, final_dir);
+  const fs::path init(o.init);
+  const bool own_vocabulary = fs::exists(init / "vocab.json") && fs::exists(init / "merges.txt");
+  copy_tokenizer_files(own_vocabulary ? init : data_dir / "gpt2_tokenizer", final_dir);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
              r.state.tokens_seen, r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());

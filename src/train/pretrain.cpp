@@ -133,15 +133,6 @@ class PretrainTask : public TrainTask {
   data::BatchLoader train_, val_;
 };
 
-// The vocabulary next to the weights, under Hugging Face's names, so the model dir is complete.
-void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
-  const bool hf = fs::exists(from / "vocab.json");
-  const fs::path vocab = from / (hf ? "vocab.json" : "encoder.json");
-  const fs::path merges = from / (hf ? "merges.txt" : "vocab.bpe");
-  io::write_file_atomic(to / "vocab.json", data::read_text_file(vocab));
-  io::write_file_atomic(to / "merges.txt", data::read_text_file(merges));
-}
-
 std::string with_commas(int64_t n) {
   std::string digits = std::to_string(n), out;
   for (size_t i = 0; i < digits.size(); ++i) {
