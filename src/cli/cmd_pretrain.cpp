@@ -29,6 +29,7 @@ Command register_pretrain(CLI::App& app) {
   s->add_flag("--tie-weights", o->tie_weights, "Share the output head with the token embedding");
   s->add_option("--drop-rate", o->drop_rate, "Dropout rate")->capture_default_str();
   s->add_option("--batch-size", o->batch_size, "Sequences per micro-batch")->capture_default_str();
+  s->add_flag("--no-shuffle", o->no_shuffle, "Train on the windows in corpus order every epoch (default: a seeded shuffle per epoch)");
   s->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
   s->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
   s->add_flag("--no-decay-bias-norm", o->no_decay_bias_norm, "Exempt biases and LayerNorm parameters from decay");

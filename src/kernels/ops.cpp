@@ -211,25 +211,25 @@ AttentionParams attention_params(const Tensor& qkv, int64_t n_head, float dropou
 }
 }  // namespace
 
-void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, int64_t n_head,
+void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv, int64_t n_head,
                        float dropout_p, uint64_t seed) {
   const OpTimer timer("attention_forward");
-  require_cpu({&out, &att, &qkv}, "attention_forward");
+  require_cpu({&out, &stats, &qkv}, "attention_forward");
   const AttentionParams p = attention_params(qkv, n_head, dropout_p, seed);
   require_numel(out, p.B * p.T * p.NH * p.HS, "attention_forward", "out");
-  require_numel(att, p.B * p.NH * p.T * p.T, "attention_forward", "att");
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), p);
+  require_numel(stats, p.B * p.NH * p.T * 2, "attention_forward", "stats");
+  cpu::attention_forward(out.data(), stats.data(), qkv.data(), p);
 }
 
-void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att,
+void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& stats,
                         int64_t n_head, float dropout_p, uint64_t seed) {
   const OpTimer timer("attention_backward");
-  require_cpu({&dqkv, &dout, &qkv, &att}, "attention_backward");
+  require_cpu({&dqkv, &dout, &qkv, &stats}, "attention_backward");
   const AttentionParams p = attention_params(qkv, n_head, dropout_p, seed);
   require_numel(dqkv, qkv.numel(), "attention_backward", "dqkv");
   require_numel(dout, p.B * p.T * p.NH * p.HS, "attention_backward", "dout");
-  require_numel(att, p.B * p.NH * p.T * p.T, "attention_backward", "att");
-  cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), p);
+  require_numel(stats, p.B * p.NH * p.T * 2, "attention_backward", "stats");
+  cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), stats.data(), p);
 }
 
 void attention_decode_forward(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,

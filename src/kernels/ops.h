@@ -51,10 +51,11 @@ void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
 void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight);
 
-// out[B,T,C], att[B,NH,T,T] from qkv[B,T,3C]
-void attention_forward(const Tensor& out, const Tensor& att, const Tensor& qkv, int64_t n_head,
+// out[B,T,C] and stats[B,NH,T,2] (per query row: softmax maximum, reciprocal sum) from qkv[B,T,3C];
+// the backward recomputes the attention probabilities from qkv and stats.
+void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv, int64_t n_head,
                        float dropout_p = 0.0f, uint64_t seed = 0);
-void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att,
+void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& stats,
                         int64_t n_head, float dropout_p = 0.0f, uint64_t seed = 0);
 
 // Appends the k and v parts of qkv[B,Tn,3C] to the caches [B,max_T,C] at rows past..past+Tn-1,

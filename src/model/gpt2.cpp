@@ -101,7 +101,7 @@ int64_t GPT2::activation_floats(int64_t B, int64_t T, bool training) const {
   const int64_t out_rows = config_.head == HeadType::Classifier ? B : BT;
   const int64_t out_cols = config_.head == HeadType::Classifier ? config_.n_classes : config_.vocab_size;
   const int64_t per_block = 9 * pad(BT * C) + 2 * pad(BT * 4 * C) + pad(BT * 3 * C) + 4 * pad(BT) +
-                            pad(B * NH * T * T);
+                            pad(B * NH * T * 2);
   int64_t total = pad(BT * C) + pad(BT * C) + 2 * pad(BT) + pad(B * C) + pad(out_rows * out_cols) +
                   2 * pad(out_rows);
   // Inference keeps one block's activations (they are overwritten layer by layer).
@@ -125,7 +125,7 @@ void GPT2::plan(int64_t B, int64_t T, bool training) {
     a.ln1_mean = arena_.alloc({BT});
     a.ln1_rstd = arena_.alloc({BT});
     a.qkv = arena_.alloc({B, T, 3 * C});
-    a.att = arena_.alloc({B, NH, T, T});
+    a.att_stats = arena_.alloc({B, NH, T, 2});
     a.atty = arena_.alloc({B, T, C});
     a.attproj = arena_.alloc({B, T, C});
     a.res2 = arena_.alloc({B, T, C});
@@ -188,7 +188,7 @@ const Tensor& GPT2::forward(std::span<const int32_t> tokens, int64_t B, int64_t 
     BlockActs& a = acts_[static_cast<size_t>(l)];
     ops::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, residual, value(bp.ln1_w), value(bp.ln1_b), config_.layer_norm_eps);
     ops::matmul_forward(a.qkv, a.ln1, value(bp.qkv_w), opt_value(bp.qkv_b));
-    ops::attention_forward(a.atty, a.att, a.qkv, NH, p, site_seed(l, 0));
+    ops::attention_forward(a.atty, a.att_stats, a.qkv, NH, p, site_seed(l, 0));
     ops::matmul_forward(a.attproj, a.atty, value(bp.proj_w), value(bp.proj_b));
     ops::dropout_forward(a.attproj, a.attproj, p, site_seed(l, 1));
     ops::residual_forward(a.res2, residual, a.attproj);
@@ -367,7 +367,7 @@ void GPT2::backward(float loss_scale) {
     datty_.zero();
     ops::matmul_backward(datty_, opt_grad(bp.proj_w), opt_grad(bp.proj_b), dbranch_, a.atty, value(bp.proj_w));
     dqkv_.zero();
-    ops::attention_backward(dqkv_, datty_, a.qkv, a.att, NH, p, site_seed(l, 0));
+    ops::attention_backward(dqkv_, datty_, a.qkv, a.att_stats, NH, p, site_seed(l, 0));
     dln_.zero();
     ops::matmul_backward(dln_, opt_grad(bp.qkv_w), opt_grad(bp.qkv_b), dqkv_, a.ln1, value(bp.qkv_w));
     ops::layernorm_backward(below ? dresidual_ : Tensor(), opt_grad(bp.ln1_w), opt_grad(bp.ln1_b), dln_, residual,

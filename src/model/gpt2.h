@@ -83,7 +83,7 @@ class GPT2 {
     int ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
   };
   struct BlockActs {
-    Tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, attproj, res2, ln2, ln2_mean, ln2_rstd, fch,
+    Tensor ln1, ln1_mean, ln1_rstd, qkv, att_stats, atty, attproj, res2, ln2, ln2_mean, ln2_rstd, fch,
         fch_gelu, fcproj, res3;
   };
   const Tensor& value(int index) const { return params_[index].value; }

@@ -65,6 +65,7 @@ nlohmann::json options_json(const PretrainOptions& o, const std::vector<std::str
           {"sample-tokens", o.sample_tokens},
           {"save-interval", o.save_interval},
           {"keep-last", o.keep_last},
+          {"no-shuffle", o.no_shuffle},
           {"seed", o.seed},
           {"threads", o.threads}};
 }
@@ -79,7 +80,7 @@ class PretrainTask : public TrainTask {
   PretrainTask(GPT2& model, const Tokenizer& tokenizer, const data::SlidingWindows& train,
                const data::SlidingWindows& val, const PretrainOptions& o)
       : model_(model), tokenizer_(tokenizer), train_windows_(train), val_windows_(val), o_(o),
-        train_(train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true, o.seed),
+        train_(train, o.batch_size, /*shuffle=*/!o.no_shuffle, /*drop_last=*/true, o.seed),
         val_(val, o.batch_size, /*shuffle=*/false, /*drop_last=*/false, o.seed) {}
 
   int64_t batches_per_epoch() const override { return train_.num_batches(); }
@@ -94,7 +95,7 @@ class PretrainTask : public TrainTask {
   Evaluation evaluate(int64_t step) override {
     // The book iterates a fresh (reshuffled) train loader each evaluation; ours reshuffles with a
     // seed derived from the step, so a resumed run evaluates on the same batches.
-    const data::BatchLoader train_eval(train_windows_, o_.batch_size, true, true,
+    const data::BatchLoader train_eval(train_windows_, o_.batch_size, !o_.no_shuffle, true,
                                        derive_seed(o_.seed, 0x4556414cULL, static_cast<uint64_t>(step)));
     return {loader_loss(train_eval), loader_loss(val_), std::nullopt, std::nullopt};
   }

@@ -23,6 +23,7 @@ struct PretrainOptions {
   bool tie_weights = false;
   double drop_rate = 0.1;
   int64_t batch_size = 2;
+  bool no_shuffle = false;  // train batches in corpus order every epoch
   double lr = 4e-4;
   double weight_decay = 0.1;
   bool no_decay_bias_norm = false;

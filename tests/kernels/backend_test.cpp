@@ -144,9 +144,9 @@ TEST(Backend, attention) {
     auto qkv = randf(c.B * c.T * 3 * C, 1), dout = randf(c.B * c.T * C, 2);
     for (float& v : qkv) v *= 2;
     auto qkv_d = to_double(qkv), dout_d = to_double(dout);
-    std::vector<float> out(c.B * c.T * C), att(c.B * c.NH * c.T * c.T);
-    std::vector<double> out_d(out.size()), att_d(att.size());
-    cpu::attention_forward(out.data(), att.data(), qkv.data(), p);
+    std::vector<float> out(c.B * c.T * C), stats(c.B * c.NH * c.T * 2);
+    std::vector<double> out_d(out.size()), att_d(c.B * c.NH * c.T * c.T);
+    cpu::attention_forward(out.data(), stats.data(), qkv.data(), p);
     ref::attention_forward(out_d.data(), att_d.data(), qkv_d.data(), p);
     // Scores: HS-term dot products of values <= 2, error <= gamma(HS+1) * 4 HS * scale =: e_s.
     // Probabilities: relative error <= 2 e_s (shift) + 2 ulp (exp) + gamma(T + 2) (sum, divide).
@@ -154,17 +154,34 @@ TEST(Backend, attention) {
     const double e_s = gamma(c.HS + 1) * 4 * c.HS / std::sqrt(double(c.HS));
     const double rel_p = 2 * e_s + 4 * kU32 + gamma(c.T + 2);
     const double scale_drop = c.p > 0 ? 1.0 / (1.0 - c.p) : 1.0;
-    expect_within("attention probabilities", att, att_d, rel_p);
+    // The row statistics (max, 1/sum) rebuild the probabilities: exp(score - max) * (1/sum) with
+    // exact scores differs from the exact softmax only by the error of 1/sum (within rel_p).
+    std::vector<float> rebuilt(att_d.size(), 0.0f);
+    const double sc = 1.0 / std::sqrt(double(c.HS));
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t h = 0; h < c.NH; ++h)
+        for (int64_t t = 0; t < c.T; ++t) {
+          const float* st = stats.data() + ((b * c.NH + h) * c.T + t) * 2;
+          for (int64_t s2 = 0; s2 <= t; ++s2) {
+            double dot = 0;
+            for (int64_t i = 0; i < c.HS; ++i)
+              dot += qkv_d[(b * c.T + t) * 3 * C + h * c.HS + i] * qkv_d[(b * c.T + s2) * 3 * C + C + h * c.HS + i];
+            rebuilt[((b * c.NH + h) * c.T + t) * c.T + s2] = static_cast<float>(std::exp(dot * sc - st[0]) * st[1]);
+          }
+        }
+    expect_within("attention probabilities from the row statistics", rebuilt, att_d, rel_p + kU32);
     expect_within("attention forward", out, out_d, (rel_p + gamma(c.T + 1)) * 2 * scale_drop * 1.01);
-    // backward from the reference's probabilities, into nonzero gradients
-    auto att_f = std::vector<float>(att_d.begin(), att_d.end());
+    // backward: ours recomputes its probabilities from qkv and its row statistics (relative error
+    // rel_p against the reference's exact ones, which the reference backward uses), into nonzero
+    // gradients
     auto dqkv = randf(qkv.size(), 3);
     auto dqkv_d = to_double(dqkv);
-    cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), att_f.data(), p);
-    ref::attention_backward(dqkv_d.data(), dout_d.data(), qkv_d.data(), to_double(att_f).data(), p);
+    cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), stats.data(), p);
+    ref::attention_backward(dqkv_d.data(), dout_d.data(), qkv_d.data(), att_d.data(), p);
     // dv: T-term sums of |p dy| <= 1 (x dropout scale); dscores: HS-term products (<= 2 HS) times p;
-    // dq, dk: T-term sums of |dscore| * 2 * scale. A common bound: gamma(T + HS + 4) * 8 HS T.
-    expect_within("attention dqkv", dqkv, dqkv_d, gamma(c.T + c.HS + 4) * 8 * c.HS * c.T * scale_drop + 4 * kU32);
+    // dq, dk: T-term sums of |dscore| * 2 * scale. A common bound: (gamma(T + HS + 4) + rel_p) * 8 HS T.
+    expect_within("attention dqkv", dqkv, dqkv_d,
+                  (gamma(c.T + c.HS + 4) + rel_p) * 8 * c.HS * c.T * scale_drop + 4 * kU32);
   }
 }
 

@@ -30,8 +30,10 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const MatmulParams& p);
 
-void attention_forward(float* out, float* att, const float* qkv, const AttentionParams& p);
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+// stats[B,NH,T,2]: each query row's softmax maximum and reciprocal sum, all the backward needs
+// besides qkv (it recomputes the probabilities).
+void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* stats,
                         const AttentionParams& p);
 
 void attention_decode_forward(float* out, const float* qkv, const float* k_cache, const float* v_cache,
