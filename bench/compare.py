@@ -12,6 +12,9 @@ Sections:
   scaling  step time and peak memory for context 64..1024, gpt2-small and gpt2-medium
   blas     gptrain with OpenBLAS (--build) against gptrain with BLIS (--blis-build DIR, configured
            with -DGPTRAIN_BLAS=blis): the step and each library's sgemm rate
+  baseline gptrain (--build) against another gptrain build (--baseline-build DIR, e.g. an earlier
+           commit built beside it) on the same steps, alternating the two binaries, to measure one
+           change: step time and peak memory
   llmc     llm.c's CPU trainer (train_gpt2.c), built beside the project by the user and passed as
            --llmc DIR (the directory holding train_gpt2 with B and T compiled in, gpt2_124M.bin and
            its data files); llm.c ties the output head, so gptrain runs --tie for that row
@@ -67,6 +70,8 @@ def main():
     ap.add_argument("--llmc", help="directory of a built llm.c train_gpt2 (see the docstring)")
     ap.add_argument("--presets", default="gpt2-small,gpt2-medium", help="models of the scaling section")
     ap.add_argument("--blis-build", help="a build dir configured with -DGPTRAIN_BLAS=blis (section blas)")
+    ap.add_argument("--baseline-build", help="another gptrain build dir (section baseline)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two builds (section baseline)")
     ap.add_argument("--llmc-batch", type=int, default=2)
     ap.add_argument("--llmc-context", type=int, default=256)
     a = ap.parse_args()
@@ -115,6 +120,22 @@ def main():
                     continue
                 print(f"| {T} | {o['step_s']:.3f} | {b['step_s']:.3f} | {o['step_s'] / b['step_s']:.2f} | "
                       f"{o['sgemm_gflops']:.1f} | {b['sgemm_gflops']:.1f} |", flush=True)
+    if "baseline" in sections:
+        if not a.baseline_build:
+            print("baseline: pass --baseline-build DIR")
+        else:
+            print(f"## gptrain ({a.build}) against gptrain ({a.baseline_build}), gpt2-small step, batch 2\n"
+                  "| T | round | this s/step | baseline s/step | baseline/this time | this peak MB | baseline peak MB |\n"
+                  "|---|---|---|---|---|---|---|")
+            for T in (256, 1024):
+                cfg = ["--batch", "2", "--context", str(T)] + common
+                for r in range(a.rounds):
+                    n, b = ours(a.build, cfg), ours(a.baseline_build, cfg)
+                    if "error" in n or "error" in b:
+                        print(f"| {T} | {r + 1} | {n.get('step_s', n.get('error'))} | {b.get('step_s', b.get('error'))} | | | |")
+                        continue
+                    print(f"| {T} | {r + 1} | {n['step_s']:.3f} | {b['step_s']:.3f} | {b['step_s'] / n['step_s']:.3f} | "
+                          f"{n.get('peak_rss_mb', '?')} | {b.get('peak_rss_mb', '?')} |", flush=True)
     if "llmc" in sections or a.llmc:
         if not a.llmc:
             print("llm.c: pass --llmc DIR")

@@ -82,6 +82,8 @@ expect_error "is not empty.*--resume.*--overwrite" "${tiny[@]}" --out-dir "$work
 mkdir -p "$work/e4"
 expect_error "no complete checkpoint" "${tiny[@]}" --out-dir "$work/e4" --resume
 expect_error "--seed: checkpoint 123, now 7" "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
+# the batch order is part of what a resumed run must keep
+expect_error "--no-shuffle: checkpoint false, now true" "${tiny[@]}" --out-dir "$work/a" --resume --no-shuffle
 # nothing was lost: the finished run is untouched by the refused commands
 cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "a refused command changed a previous run"
 
