@@ -276,7 +276,8 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
              with_commas(count_parameters(cfg).total), with_commas(model->params().trainable_numel()), trainable_what);
 
   // Run dir before training, after every check of the inputs, so a refused run leaves nothing behind.
-  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume);
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
+                                          options_json(FinetuneClsOptions{}, o.data, balance));
   if (splits.from_split) {
     io::write_file_atomic(plan.dir / "train.csv", data::labelled_csv(splits.train.rows));
     io::write_file_atomic(plan.dir / "validation.csv", data::labelled_csv(splits.validation.rows));

@@ -173,7 +173,8 @@ int run_finetune_instruct(const InstructOptions& o_in) {
     fail("--init {}: a classifier model; instruction finetuning needs a language-model head", o.init);
 
   const nlohmann::json opts = options_json(o);
-  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume);
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
+                                          options_json(InstructOptions{}));
 
   fmt::print("gptrain finetune-instruct\n");
   for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());

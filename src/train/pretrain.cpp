@@ -194,7 +194,8 @@ int run_pretrain(const PretrainOptions& o_in) {
 
   // Run dir before the heavy work, so a clobbering mistake fails fast.
   const nlohmann::json opts = options_json(o, o.files);
-  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume);
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
+                                          options_json(PretrainOptions{}, o.files));
 
   fmt::print("gptrain pretrain\n");
   for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());

@@ -33,7 +33,7 @@ void check_writable(const fs::path& dir) {
 }  // namespace
 
 RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, bool resume, bool overwrite,
-                           const std::set<std::string>& may_change) {
+                           const std::set<std::string>& may_change, const nlohmann::json& defaults) {
   if (resume && overwrite) fail("--resume and --overwrite contradict each other: choose one");
   RunDirPlan plan;
   plan.dir = dir;
@@ -54,7 +54,9 @@ RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, b
     const nlohmann::json& saved = plan.resume_state.options;
     for (auto it = options.begin(); it != options.end(); ++it) {
       if (may_change.count(it.key())) continue;
-      const nlohmann::json before = saved.contains(it.key()) ? saved[it.key()] : nlohmann::json();
+      const nlohmann::json before = saved.contains(it.key())      ? saved[it.key()]
+                                    : defaults.contains(it.key()) ? defaults[it.key()]
+                                                                  : nlohmann::json();
       if (before != it.value())
         diffs += fmt::format("\n  --{}: checkpoint {}, now {}", it.key(), before.dump(), it.value().dump());
     }

@@ -23,9 +23,12 @@ struct RunDirPlan {
 // - new run: the dir must be absent or empty, unless overwrite (then our previous outputs are
 //   removed); the dir must be writable;
 // - resume: the newest complete checkpoint is used; every option outside `may_change` must equal
-//   the checkpoint's, or the error lists each difference.
+//   the checkpoint's, or the error lists each difference. An option the checkpoint does not record
+//   (it was written by a version without that option) counts as its value in `defaults`, so runs
+//   stay resumable when a release adds an option.
 // Writes run.json (options, version, the checkpoint resumed from).
 RunDirPlan prepare_run_dir(const std::filesystem::path& dir, const nlohmann::json& options, bool resume,
-                           bool overwrite, const std::set<std::string>& may_change);
+                           bool overwrite, const std::set<std::string>& may_change,
+                           const nlohmann::json& defaults = nlohmann::json::object());
 
 }  // namespace gptrain

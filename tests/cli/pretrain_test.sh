@@ -84,6 +84,14 @@ expect_error "no complete checkpoint" "${tiny[@]}" --out-dir "$work/e4" --resume
 expect_error "--seed: checkpoint 123, now 7" "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
 # the batch order is part of what a resumed run must keep
 expect_error "--no-shuffle: checkpoint false, now true" "${tiny[@]}" --out-dir "$work/a" --resume --no-shuffle
+# a checkpoint written before an option existed resumes with that option at its default
+cp -r "$work/a" "$work/old"
+newest=$(ls -d "$work/old/checkpoints"/step_* | sort | tail -1)
+sed -i '/"no-shuffle"/d' "$newest/trainer_state.json"
+grep -q no-shuffle "$newest/trainer_state.json" && fail "could not strip no-shuffle from the checkpoint"
+"$gptrain" pretrain "${tiny[@]/60/62}" --out-dir "$work/old" --resume > "$work/old.log" 2>&1 ||
+  fail "resume from a checkpoint without the no-shuffle record exited $?"
+expect_error "--no-shuffle: checkpoint false, now true" "${tiny[@]}" --out-dir "$work/old" --resume --no-shuffle
 # nothing was lost: the finished run is untouched by the refused commands
 cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "a refused command changed a previous run"
 
