@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/train_options_cli.h"
 #include "train/finetune_cls.h"
 
 namespace gptrain::cli {
@@ -50,30 +51,10 @@ Command register_finetune_cls(CLI::App& app) {
   s->add_option("--max-length", o->max_length, "Truncate and pad every text to this many tokens [default: the "
                                                "longest training text]");
   s->add_option("--pad-token-id", o->pad_token_id, "Padding token")->capture_default_str();
-  s->add_option("--drop-rate", o->drop_rate, "Dropout rate")->capture_default_str();
-  s->add_option("--batch-size", o->batch_size, "Texts per micro-batch")->capture_default_str();
-  s->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
-  s->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
-  s->add_flag("--no-decay-bias-norm", o->no_decay_bias_norm, "Exempt biases and LayerNorm parameters from decay");
-  s->add_option("--epochs", o->epochs, "Passes over the training data")->capture_default_str();
-  s->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps (0: no limit)");
-  s->add_option("--eval-interval", o->eval_interval, "Steps between loss evaluations")->capture_default_str();
-  s->add_option("--eval-iters", o->eval_iters, "Batches per evaluation and per epoch accuracy")->capture_default_str();
-  s->add_option("--warmup-steps", o->warmup_steps, "Linear warmup steps from --initial-lr to --lr");
-  s->add_option("--initial-lr", o->initial_lr, "Learning rate of the first warmup step");
-  s->add_option("--lr-schedule", o->lr_schedule, "constant or cosine (decay to --min-lr after warmup)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"constant", "cosine"}));
-  s->add_option("--min-lr", o->min_lr, "Final learning rate of the cosine decay");
-  s->add_option("--grad-clip", o->grad_clip, "Clip gradients to this global L2 norm after warmup (0: off)");
-  s->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step")->capture_default_str();
-  s->add_option("--save-interval", o->save_interval, "Steps between checkpoints (0: after every epoch)");
-  s->add_option("--keep-last", o->keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
-  s->add_option("--seed", o->seed, "Seed of the split, the head's initialisation, shuffling and dropout")
-      ->capture_default_str();
-  s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
-  s->add_flag("--resume", o->resume, "Continue the run in --out-dir from its newest complete checkpoint");
-  s->add_flag("--overwrite", o->overwrite, "Replace a previous run in --out-dir");
+  add_training_options(s, *o,
+                       TrainOptionsHelp{"Texts per micro-batch", "Passes over the training data",
+                                        "Steps between loss evaluations", "Batches per evaluation and per epoch accuracy"});
+  add_run_options(s, *o, "Seed of the split, the head's initialisation, shuffling and dropout");
   return [o] { return run_finetune_cls(*o); };
 }
 

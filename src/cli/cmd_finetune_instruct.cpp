@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/train_options_cli.h"
 #include "train/finetune_instruct.h"
 
 namespace gptrain::cli {
@@ -29,35 +30,16 @@ Command register_finetune_instruct(CLI::App& app) {
   auto no_mask_prompt = std::make_shared<bool>(false), no_answer_test = std::make_shared<bool>(false);
   s->add_flag("--no-mask-prompt", *no_mask_prompt,
               "Grade the prompt's tokens too, as the book's chapter (default: only the response and its end-of-text)");
-  s->add_option("--drop-rate", o->drop_rate, "Dropout rate")->capture_default_str();
-  s->add_option("--batch-size", o->batch_size, "Entries per micro-batch")->capture_default_str();
-  s->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
-  s->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
-  s->add_flag("--no-decay-bias-norm", o->no_decay_bias_norm, "Exempt biases and LayerNorm parameters from decay");
-  s->add_option("--epochs", o->epochs, "Passes over the training entries")->capture_default_str();
-  s->add_option("--max-steps", o->max_steps, "Stop after this many optimizer steps (0: no limit)");
-  s->add_option("--eval-interval", o->eval_interval, "Steps between evaluations")->capture_default_str();
-  s->add_option("--eval-iters", o->eval_iters, "Batches per evaluation")->capture_default_str();
-  s->add_option("--warmup-steps", o->warmup_steps, "Linear warmup steps from --initial-lr to --lr");
-  s->add_option("--initial-lr", o->initial_lr, "Learning rate of the first warmup step");
-  s->add_option("--lr-schedule", o->lr_schedule, "constant or cosine (decay to --min-lr after warmup)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"constant", "cosine"}));
-  s->add_option("--min-lr", o->min_lr, "Final learning rate of the cosine decay");
-  s->add_option("--grad-clip", o->grad_clip, "Clip gradients to this global L2 norm after warmup (0: off)");
-  s->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step")->capture_default_str();
+  add_training_options(s, *o,
+                       TrainOptionsHelp{"Entries per micro-batch", "Passes over the training entries",
+                                        "Steps between evaluations", "Batches per evaluation"});
   s->add_option("--sample-tokens", o->sample_tokens,
                 "New tokens of the answer to the first validation entry after each epoch (0: none)")
       ->capture_default_str();
   s->add_flag("--no-answer-test", *no_answer_test,
               "Skip the last step: answering the test entries into test-responses.json");
   s->add_option("--answer-tokens", o->answer_tokens, "New tokens per test answer")->capture_default_str();
-  s->add_option("--save-interval", o->save_interval, "Steps between checkpoints (0: after every epoch)");
-  s->add_option("--keep-last", o->keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
-  s->add_option("--seed", o->seed, "Seed of shuffling and dropout")->capture_default_str();
-  s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
-  s->add_flag("--resume", o->resume, "Continue the run in --out-dir from its newest complete checkpoint");
-  s->add_flag("--overwrite", o->overwrite, "Replace a previous run in --out-dir");
+  add_run_options(s, *o, "Seed of shuffling and dropout");
   return [o, no_mask_prompt, no_answer_test] {
     o->mask_prompt = !*no_mask_prompt;
     o->answer_test = !*no_answer_test;

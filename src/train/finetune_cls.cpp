@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -47,50 +48,32 @@ char parse_sep(const std::string& s) {
 }
 
 nlohmann::json options_json(const FinetuneClsOptions& o, const std::string& data, bool balance) {
-  return {{"data", data},
-          {"train", o.train},
-          {"val", o.val},
-          {"test", o.test},
-          {"text-column", o.text_column},
-          {"label-column", o.label_column},
-          {"no-header", o.no_header},
-          {"sep", o.sep},
-          {"balance", balance},
-          {"split", o.split},
-          {"init", o.init},
-          {"context-length", o.context_length},
-          {"emb-dim", o.emb_dim},
-          {"n-layers", o.n_layers},
-          {"n-heads", o.n_heads},
-          {"qkv-bias", o.qkv_bias},
-          {"trainable", o.trainable},
-          {"pool", o.pool},
-          {"max-length", o.max_length},
-          {"pad-token-id", o.pad_token_id},
-          {"drop-rate", o.drop_rate},
-          {"batch-size", o.batch_size},
-          {"lr", o.lr},
-          {"weight-decay", o.weight_decay},
-          {"no-decay-bias-norm", o.no_decay_bias_norm},
-          {"epochs", o.epochs},
-          {"max-steps", o.max_steps},
-          {"eval-interval", o.eval_interval},
-          {"eval-iters", o.eval_iters},
-          {"warmup-steps", o.warmup_steps},
-          {"initial-lr", o.initial_lr},
-          {"lr-schedule", o.lr_schedule},
-          {"min-lr", o.min_lr},
-          {"grad-clip", o.grad_clip},
-          {"grad-accum", o.grad_accum},
-          {"save-interval", o.save_interval},
-          {"keep-last", o.keep_last},
-          {"seed", o.seed},
-          {"threads", o.threads}};
+  nlohmann::json j = {{"data", data},
+                      {"train", o.train},
+                      {"val", o.val},
+                      {"test", o.test},
+                      {"text-column", o.text_column},
+                      {"label-column", o.label_column},
+                      {"no-header", o.no_header},
+                      {"sep", o.sep},
+                      {"balance", balance},
+                      {"split", o.split},
+                      {"init", o.init},
+                      {"context-length", o.context_length},
+                      {"emb-dim", o.emb_dim},
+                      {"n-layers", o.n_layers},
+                      {"n-heads", o.n_heads},
+                      {"qkv-bias", o.qkv_bias},
+                      {"trainable", o.trainable},
+                      {"pool", o.pool},
+                      {"max-length", o.max_length},
+                      {"pad-token-id", o.pad_token_id}};
+  j.update(train_options_json(o));
+  return j;
 }
 
 // Options a resumed run may change: they do not alter what the next steps compute.
-const std::set<std::string> kMayChangeOnResume = {"epochs", "max-steps", "eval-interval", "eval-iters",
-                                                  "save-interval", "keep-last", "threads"};
+const std::set<std::string>& kMayChangeOnResume = train_options_may_change_on_resume();
 
 // Loss and accuracy of a loader's first `max_batches` batches (all when max_batches <= 0): the
 // book's calc_loss_loader (the mean of batch means) and calc_accuracy_loader (argmax of the
@@ -290,25 +273,8 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   LoopOptions lo = loop_options(o, task.batches_per_epoch());
   lo.examples_axis = true;  // classifiers plot against examples seen
 
-  TrainerState state;
-  state.options = opts;
-  if (plan.resume_from) {
-    state = load_checkpoint(*plan.resume_from, *model, optimizer);
-    state.options = opts;
-    fmt::print("resuming from {} (step {}, epoch {}, examples seen {})\n", plan.resume_from->string(), state.step,
-               state.epoch + 1, state.examples_seen);
-  }
-  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
-  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
-             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
-             o.eval_iters);
-  install_stop_handlers();
-  const LoopResult r = run_training(*model, optimizer, task, lo, state, plan.dir, metrics);
-  if (r.interrupted) {
-    fmt::print("stopped by signal {} at step {}; checkpoint saved in {}; continue with --resume\n", r.signal,
-               r.state.step, (plan.dir / "checkpoints").string());
-    return 128 + r.signal;
-  }
+  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts);
+  if (r.interrupted) return report_interrupted(r, plan.dir);
   fmt::print("Training completed in {:.2f} minutes.\n", r.seconds / 60);
 
   // The book's final accuracies over the full loaders (train: shuffled, last partial batch dropped).
@@ -333,6 +299,8 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
     fin.test_accuracy = test_score.accuracy;
     fin.test_loss = test_score.loss;
   }
+  // The log as the loop left it, plus the final record.
+  MetricsLog metrics(plan.dir, std::numeric_limits<int64_t>::max());
   metrics.append(fin);
 
   const fs::path final_dir = plan.dir / "final";

@@ -9,9 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "train/train_options.h"
+
 namespace gptrain {
 
-struct FinetuneClsOptions {
+struct FinetuneClsOptions : TrainOptions {
+  FinetuneClsOptions() {
+    // the book's chapter 6 run
+    out_dir = "out/finetune-cls";
+    drop_rate = 0.0;
+    batch_size = 8;
+    lr = 5e-5;
+    epochs = 5;
+    eval_interval = 50;
+  }
   std::string data;              // a labelled CSV/TSV; default the data dir's SMS Spam Collection
   std::string train, val, test;  // ready splits instead (the book's train/validation/test.csv)
   std::string text_column, label_column;  // default "Text"/"Label" with a header, 1/0 without
@@ -20,7 +31,6 @@ struct FinetuneClsOptions {
   bool balance = false, no_balance = false;  // neither: balance the SMS data only (the book)
   std::vector<double> split = {0.7, 0.1};    // train and validation fractions; the rest is test
   std::string data_dir;
-  std::string out_dir = "out/finetune-cls";
   std::string init = "gpt2-small";  // a model dir (gptrain or Hugging Face GPT-2), a preset, or "scratch"
   int64_t context_length = 0;       // presets only; 0: the preset's 1024
   int64_t emb_dim = 0, n_layers = 0, n_heads = 0;  // preset overrides
@@ -29,27 +39,6 @@ struct FinetuneClsOptions {
   std::string pool = "last";                       // last | first | mean
   int64_t max_length = 0;                          // 0: the longest training text
   int64_t pad_token_id = 50256;
-  double drop_rate = 0.0;
-  int64_t batch_size = 8;
-  double lr = 5e-5;
-  double weight_decay = 0.1;
-  bool no_decay_bias_norm = false;
-  int64_t epochs = 5;
-  int64_t max_steps = 0;
-  int64_t eval_interval = 50;
-  int64_t eval_iters = 5;
-  int64_t warmup_steps = 0;
-  double initial_lr = 0.0;
-  std::string lr_schedule = "constant";
-  double min_lr = 0.0;
-  double grad_clip = 0.0;
-  int64_t grad_accum = 1;
-  int64_t save_interval = 0;
-  int keep_last = 2;
-  uint64_t seed = 123;
-  int threads = 0;
-  bool resume = false;
-  bool overwrite = false;
 };
 
 // Returns the exit code: 0 when done, 128 + signal when stopped by SIGINT/SIGTERM (after writing a

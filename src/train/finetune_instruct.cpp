@@ -28,42 +28,27 @@ namespace fs = std::filesystem;
 namespace {
 
 nlohmann::json options_json(const InstructOptions& o) {
-  return {{"data", o.data},
-          {"val-data", o.val_data},
-          {"test-data", o.test_data},
-          {"train-split", o.train_split},
-          {"test-split", o.test_split},
-          {"init", o.init},
-          {"max-length", o.max_length},
-          {"mask-prompt", o.mask_prompt},
-          {"drop-rate", o.drop_rate},
-          {"batch-size", o.batch_size},
-          {"lr", o.lr},
-          {"weight-decay", o.weight_decay},
-          {"no-decay-bias-norm", o.no_decay_bias_norm},
-          {"epochs", o.epochs},
-          {"max-steps", o.max_steps},
-          {"eval-interval", o.eval_interval},
-          {"eval-iters", o.eval_iters},
-          {"warmup-steps", o.warmup_steps},
-          {"initial-lr", o.initial_lr},
-          {"lr-schedule", o.lr_schedule},
-          {"min-lr", o.min_lr},
-          {"grad-clip", o.grad_clip},
-          {"grad-accum", o.grad_accum},
-          {"sample-tokens", o.sample_tokens},
-          {"answer-test", o.answer_test},
-          {"answer-tokens", o.answer_tokens},
-          {"save-interval", o.save_interval},
-          {"keep-last", o.keep_last},
-          {"seed", o.seed},
-          {"threads", o.threads}};
+  nlohmann::json j = {{"data", o.data},
+                      {"val-data", o.val_data},
+                      {"test-data", o.test_data},
+                      {"train-split", o.train_split},
+                      {"test-split", o.test_split},
+                      {"init", o.init},
+                      {"max-length", o.max_length},
+                      {"mask-prompt", o.mask_prompt},
+                      {"sample-tokens", o.sample_tokens},
+                      {"answer-test", o.answer_test},
+                      {"answer-tokens", o.answer_tokens}};
+  j.update(train_options_json(o));
+  return j;
 }
 
 // Options a resumed run may change: they do not alter what the next steps compute.
-const std::set<std::string> kMayChangeOnResume = {"epochs",       "max-steps",     "eval-interval", "eval-iters",
-                                                  "sample-tokens", "answer-test",  "answer-tokens", "save-interval",
-                                                  "keep-last",     "threads"};
+const std::set<std::string> kMayChangeOnResume = [] {
+  std::set<std::string> keys = train_options_may_change_on_resume();
+  keys.insert({"sample-tokens", "answer-test", "answer-tokens"});
+  return keys;
+}();
 
 class InstructTask : public TrainTask {
  public:
@@ -232,24 +217,8 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 
-  TrainerState state;
-  state.options = opts;
-  if (plan.resume_from) {
-    state = load_checkpoint(*plan.resume_from, *model, optimizer);
-    state.options = opts;
-    fmt::print("resuming from {} (step {}, epoch {})\n", plan.resume_from->string(), state.step, state.epoch + 1);
-  }
-  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
-  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
-             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
-             o.eval_iters);
-  install_stop_handlers();
-  const LoopResult r = run_training(*model, optimizer, task, lo, state, plan.dir, metrics);
-  if (r.interrupted) {
-    fmt::print("stopped by signal {} at step {}; checkpoint saved in {}; continue with --resume\n", r.signal,
-               r.state.step, (plan.dir / "checkpoints").string());
-    return 128 + r.signal;
-  }
+  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts);
+  if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
   save_model_dir(*model, final_dir);
   const fs::path init(o.init);

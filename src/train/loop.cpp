@@ -12,6 +12,57 @@
 
 namespace gptrain {
 
+AdamWOptions adamw_options(const TrainOptions& o) {
+  AdamWOptions ao;
+  ao.lr = o.lr;
+  ao.weight_decay = o.weight_decay;
+  ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
+  return ao;
+}
+
+LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
+  LoopOptions lo;
+  lo.epochs = o.epochs;
+  lo.max_steps = o.max_steps;
+  lo.eval_interval = o.eval_interval;
+  lo.grad_accum = o.grad_accum;
+  lo.grad_clip = o.grad_clip;
+  lo.save_interval = o.save_interval;
+  lo.keep_last = o.keep_last;
+  lo.seed = o.seed;
+  lo.schedule.peak_lr = o.lr;
+  lo.schedule.initial_lr = o.warmup_steps > 0 ? o.initial_lr : o.lr;
+  lo.schedule.min_lr = o.min_lr;
+  lo.schedule.warmup_steps = o.warmup_steps;
+  lo.schedule.cosine = o.lr_schedule == "cosine";
+  lo.schedule.total_steps = planned_steps(lo, batches_per_epoch);
+  return lo;
+}
+
+LoopResult run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
+                            const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts) {
+  TrainerState state;
+  state.options = opts;
+  if (plan.resume_from) {
+    state = load_checkpoint(*plan.resume_from, model, optimizer);
+    state.options = opts;
+    fmt::print("resuming from {} (step {}, epoch {}, tokens seen {}, examples seen {})\n", plan.resume_from->string(),
+               state.step, state.epoch + 1, state.tokens_seen, state.examples_seen);
+  }
+  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
+  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
+             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
+             o.eval_iters);
+  install_stop_handlers();
+  return run_training(model, optimizer, task, lo, state, plan.dir, metrics);
+}
+
+int report_interrupted(const LoopResult& r, const std::filesystem::path& run_dir) {
+  fmt::print("stopped by signal {} at step {}; checkpoint saved in {}; continue with --resume\n", r.signal,
+             r.state.step, (run_dir / "checkpoints").string());
+  return 128 + r.signal;
+}
+
 int64_t planned_steps(const LoopOptions& o, int64_t batches_per_epoch) {
   const int64_t per_epoch = (batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
   const int64_t total = per_epoch * o.epochs;

@@ -14,7 +14,9 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
+#include "train/run_dir.h"
 #include "train/schedule.h"
+#include "train/train_options.h"
 #include "util/progress.h"
 
 namespace gptrain {
@@ -76,37 +78,19 @@ struct LoopResult {
 // Total optimizer steps the options imply (before max_steps).
 int64_t planned_steps(const LoopOptions& options, int64_t batches_per_epoch);
 
-// The optimizer and loop settings that pretrain, finetune-cls and finetune-instruct share, read
-// from their options (any struct with these fields).
-template <class Options>
-AdamWOptions adamw_options(const Options& o) {
-  AdamWOptions ao;
-  ao.lr = o.lr;
-  ao.weight_decay = o.weight_decay;
-  ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
-  return ao;
-}
+// The optimizer and loop settings of a training command's shared options.
+AdamWOptions adamw_options(const TrainOptions& o);
+LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch);
 
-template <class Options>
-LoopOptions loop_options(const Options& o, int64_t batches_per_epoch) {
-  LoopOptions lo;
-  lo.epochs = o.epochs;
-  lo.max_steps = o.max_steps;
-  lo.eval_interval = o.eval_interval;
-  lo.grad_accum = o.grad_accum;
-  lo.grad_clip = o.grad_clip;
-  lo.save_interval = o.save_interval;
-  lo.keep_last = o.keep_last;
-  lo.seed = o.seed;
-  lo.schedule.peak_lr = o.lr;
-  lo.schedule.initial_lr = o.warmup_steps > 0 ? o.initial_lr : o.lr;
-  lo.schedule.min_lr = o.min_lr;
-  lo.schedule.warmup_steps = o.warmup_steps;
-  lo.schedule.cosine = o.lr_schedule == "cosine";
-  lo.schedule.total_steps = planned_steps(lo, batches_per_epoch);
-  return lo;
-}
 
+// A training command's run in its run dir: model, optimizer and loop position restored from
+// plan.resume_from when resuming (with a "resuming from" line), the plan printed, the SIGINT/SIGTERM
+// handlers installed, then run_training. `opts` (the command's options) goes into every checkpoint.
+LoopResult run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
+                            const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts);
+
+// Prints where a run stopped by a signal left its checkpoint; returns the exit code (128 + signal).
+int report_interrupted(const LoopResult& r, const std::filesystem::path& run_dir);
 
 // Runs from `state` (fresh or loaded from a checkpoint) to the end; writes metrics, plots and
 // checkpoints into run_dir.

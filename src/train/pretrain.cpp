@@ -34,46 +34,31 @@ bool is_shard(const fs::path& p, const std::string& format) {
 }
 
 nlohmann::json options_json(const PretrainOptions& o, const std::vector<std::string>& files) {
-  return {{"files", files},
-          {"val-data", o.val_data},
-          {"train-split", o.train_split},
-          {"shard-format", o.shard_format},
-          {"init", o.init},
-          {"context-length", o.context_length},
-          {"stride", o.stride},
-          {"emb-dim", o.emb_dim},
-          {"n-layers", o.n_layers},
-          {"n-heads", o.n_heads},
-          {"qkv-bias", o.qkv_bias},
-          {"tie-weights", o.tie_weights},
-          {"drop-rate", o.drop_rate},
-          {"batch-size", o.batch_size},
-          {"lr", o.lr},
-          {"weight-decay", o.weight_decay},
-          {"no-decay-bias-norm", o.no_decay_bias_norm},
-          {"epochs", o.epochs},
-          {"max-steps", o.max_steps},
-          {"eval-interval", o.eval_interval},
-          {"eval-iters", o.eval_iters},
-          {"warmup-steps", o.warmup_steps},
-          {"initial-lr", o.initial_lr},
-          {"lr-schedule", o.lr_schedule},
-          {"min-lr", o.min_lr},
-          {"grad-clip", o.grad_clip},
-          {"grad-accum", o.grad_accum},
-          {"sample-prompt", o.sample_prompt},
-          {"sample-tokens", o.sample_tokens},
-          {"save-interval", o.save_interval},
-          {"keep-last", o.keep_last},
-          {"no-shuffle", o.no_shuffle},
-          {"seed", o.seed},
-          {"threads", o.threads}};
+  nlohmann::json j = {{"files", files},
+                      {"val-data", o.val_data},
+                      {"train-split", o.train_split},
+                      {"shard-format", o.shard_format},
+                      {"init", o.init},
+                      {"context-length", o.context_length},
+                      {"stride", o.stride},
+                      {"emb-dim", o.emb_dim},
+                      {"n-layers", o.n_layers},
+                      {"n-heads", o.n_heads},
+                      {"qkv-bias", o.qkv_bias},
+                      {"tie-weights", o.tie_weights},
+                      {"sample-prompt", o.sample_prompt},
+                      {"sample-tokens", o.sample_tokens},
+                      {"no-shuffle", o.no_shuffle}};
+  j.update(train_options_json(o));
+  return j;
 }
 
 // Options a resumed run may change: they do not alter what the next steps compute.
-const std::set<std::string> kMayChangeOnResume = {"epochs",      "max-steps", "eval-interval", "eval-iters",
-                                                  "sample-prompt", "sample-tokens", "save-interval", "keep-last",
-                                                  "threads"};
+const std::set<std::string> kMayChangeOnResume = [] {
+  std::set<std::string> keys = train_options_may_change_on_resume();
+  keys.insert({"sample-prompt", "sample-tokens"});
+  return keys;
+}();
 
 class PretrainTask : public TrainTask {
  public:
@@ -264,26 +249,9 @@ int run_pretrain(const PretrainOptions& o_in) {
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 
-  TrainerState state;
-  state.options = opts;
-  if (plan.resume_from) {
-    state = load_checkpoint(*plan.resume_from, *model, optimizer);
-    state.options = opts;
-    fmt::print("resuming from {} (step {}, epoch {}, tokens seen {})\n", plan.resume_from->string(), state.step,
-               state.epoch + 1, state.tokens_seen);
-  }
-  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
-  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
-             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
-             o.eval_iters);
-  install_stop_handlers();
-  const LoopResult r = run_training(*model, optimizer, task, lo, state, plan.dir, metrics);
+  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
-  if (r.interrupted) {
-    fmt::print("stopped by signal {} at step {}; checkpoint saved in {}; continue with --resume\n", r.signal,
-               r.state.step, (plan.dir / "checkpoints").string());
-    return 128 + r.signal;
-  }
+  if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
   save_model_dir(*model, final_dir);
   copy_tokenizer_files(tokenizer_dir, final_dir);

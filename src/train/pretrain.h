@@ -6,45 +6,34 @@
 #include <string>
 #include <vector>
 
+#include "train/train_options.h"
+
 namespace gptrain {
 
-struct PretrainOptions {
+struct PretrainOptions : TrainOptions {
+  PretrainOptions() {
+    // the book's chapter 5 notebook run
+    out_dir = "out/pretrain";
+    drop_rate = 0.1;
+    batch_size = 2;
+    lr = 4e-4;
+    epochs = 10;
+    eval_interval = 5;
+  }
   std::vector<std::string> files;  // text files, or one token shard (.u16/.u32); default the-verdict.txt
   std::string val_data;            // validation text or shard; default: the last 10% of the text
   double train_split = 0.9;
   std::string data_dir;
   std::string shard_format;  // "u16"/"u32" for shards without the extension
-  std::string out_dir = "out/pretrain";
   std::string init = "gpt2-small";  // preset, "scratch" (= gpt2-small), or a model dir
   int64_t context_length = 256;
   int64_t stride = 0;  // 0: the context length
   int64_t emb_dim = 0, n_layers = 0, n_heads = 0;  // preset overrides
   bool qkv_bias = false;
   bool tie_weights = false;
-  double drop_rate = 0.1;
-  int64_t batch_size = 2;
   bool no_shuffle = false;  // train batches in corpus order every epoch
-  double lr = 4e-4;
-  double weight_decay = 0.1;
-  bool no_decay_bias_norm = false;
-  int64_t epochs = 10;
-  int64_t max_steps = 0;
-  int64_t eval_interval = 5;
-  int64_t eval_iters = 5;
-  int64_t warmup_steps = 0;
-  double initial_lr = 0.0;
-  std::string lr_schedule = "constant";  // constant | cosine
-  double min_lr = 0.0;
-  double grad_clip = 0.0;
-  int64_t grad_accum = 1;
   std::string sample_prompt = "Every effort moves you";
   int64_t sample_tokens = 50;
-  int64_t save_interval = 0;
-  int keep_last = 2;
-  uint64_t seed = 123;
-  int threads = 0;
-  bool resume = false;
-  bool overwrite = false;
 };
 
 // Returns the process exit code: 0 when done, 128 + signal when stopped by SIGINT/SIGTERM (after

@@ -1,0 +1,34 @@
+#include "cli/train_options_cli.h"
+
+namespace gptrain::cli {
+
+void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& help) {
+  s->add_option("--drop-rate", o.drop_rate, "Dropout rate")->capture_default_str();
+  s->add_option("--batch-size", o.batch_size, help.batch_size)->capture_default_str();
+  s->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+  s->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay")->capture_default_str();
+  s->add_flag("--no-decay-bias-norm", o.no_decay_bias_norm, "Exempt biases and LayerNorm parameters from decay");
+  s->add_option("--epochs", o.epochs, help.epochs)->capture_default_str();
+  s->add_option("--max-steps", o.max_steps, "Stop after this many optimizer steps (0: no limit)");
+  s->add_option("--eval-interval", o.eval_interval, help.eval_interval)->capture_default_str();
+  s->add_option("--eval-iters", o.eval_iters, help.eval_iters)->capture_default_str();
+  s->add_option("--warmup-steps", o.warmup_steps, "Linear warmup steps from --initial-lr to --lr");
+  s->add_option("--initial-lr", o.initial_lr, "Learning rate of the first warmup step");
+  s->add_option("--lr-schedule", o.lr_schedule, "constant or cosine (decay to --min-lr after warmup)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "cosine"}));
+  s->add_option("--min-lr", o.min_lr, "Final learning rate of the cosine decay");
+  s->add_option("--grad-clip", o.grad_clip, "Clip gradients to this global L2 norm after warmup (0: off)");
+  s->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->capture_default_str();
+}
+
+void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help) {
+  s->add_option("--save-interval", o.save_interval, "Steps between checkpoints (0: after every epoch)");
+  s->add_option("--keep-last", o.keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
+  s->add_option("--seed", o.seed, seed_help)->capture_default_str();
+  s->add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  s->add_flag("--resume", o.resume, "Continue the run in --out-dir from its newest complete checkpoint");
+  s->add_flag("--overwrite", o.overwrite, "Replace a previous run in --out-dir");
+}
+
+}  // namespace gptrain::cli

@@ -1,0 +1,26 @@
+// Registers the options every training command shares (train/train_options.h) on a subcommand,
+// with that command's defaults shown in --help and its own wording where the meaning differs.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "train/train_options.h"
+
+namespace gptrain::cli {
+
+struct TrainOptionsHelp {
+  const char* batch_size = "Sequences per micro-batch";
+  const char* epochs = "Passes over the training data";
+  const char* eval_interval = "Steps between evaluations";
+  const char* eval_iters = "Batches per evaluation";
+};
+
+// --drop-rate, --batch-size, AdamW (--lr, --weight-decay, --no-decay-bias-norm), the loop (--epochs,
+// --max-steps, --eval-interval, --eval-iters) and the schedule (--warmup-steps, --initial-lr,
+// --lr-schedule, --min-lr, --grad-clip, --grad-accum).
+void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& help = {});
+
+// --save-interval, --keep-last, --seed (described by seed_help), --threads, --resume, --overwrite.
+void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help);
+
+}  // namespace gptrain::cli

@@ -1,0 +1,33 @@
+#include "train/train_options.h"
+
+namespace gptrain {
+
+nlohmann::json train_options_json(const TrainOptions& o) {
+  return {{"drop-rate", o.drop_rate},
+          {"batch-size", o.batch_size},
+          {"lr", o.lr},
+          {"weight-decay", o.weight_decay},
+          {"no-decay-bias-norm", o.no_decay_bias_norm},
+          {"epochs", o.epochs},
+          {"max-steps", o.max_steps},
+          {"eval-interval", o.eval_interval},
+          {"eval-iters", o.eval_iters},
+          {"warmup-steps", o.warmup_steps},
+          {"initial-lr", o.initial_lr},
+          {"lr-schedule", o.lr_schedule},
+          {"min-lr", o.min_lr},
+          {"grad-clip", o.grad_clip},
+          {"grad-accum", o.grad_accum},
+          {"save-interval", o.save_interval},
+          {"keep-last", o.keep_last},
+          {"seed", o.seed},
+          {"threads", o.threads}};
+}
+
+const std::set<std::string>& train_options_may_change_on_resume() {
+  static const std::set<std::string> keys = {"epochs",        "max-steps", "eval-interval", "eval-iters",
+                                             "save-interval", "keep-last", "threads"};
+  return keys;
+}
+
+}  // namespace gptrain

@@ -1,0 +1,47 @@
+// The options every training command (pretrain, finetune-cls, finetune-instruct) shares: the run
+// dir, dropout and batch size, AdamW, the loop, its learning-rate schedule and checkpoints. Each
+// command's options derive from TrainOptions and set the book's defaults for that chapter in their
+// constructor; the CLI registers these options once (cli/train_options_cli.h).
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace gptrain {
+
+struct TrainOptions {
+  std::string out_dir;
+  double drop_rate = 0.0;
+  int64_t batch_size = 8;
+  double lr = 5e-5;
+  double weight_decay = 0.1;
+  bool no_decay_bias_norm = false;
+  int64_t epochs = 1;
+  int64_t max_steps = 0;  // 0: no limit
+  int64_t eval_interval = 5;
+  int64_t eval_iters = 5;
+  int64_t warmup_steps = 0;
+  double initial_lr = 0.0;
+  std::string lr_schedule = "constant";  // constant | cosine
+  double min_lr = 0.0;
+  double grad_clip = 0.0;  // 0: off
+  int64_t grad_accum = 1;
+  int64_t save_interval = 0;  // 0: after every epoch
+  int keep_last = 2;
+  uint64_t seed = 123;
+  int threads = 0;  // 0: all cores
+  bool resume = false;
+  bool overwrite = false;
+};
+
+// The shared options as run.json and checkpoints record them (CLI spelling; out-dir, resume and
+// overwrite are not part of a run's identity).
+nlohmann::json train_options_json(const TrainOptions& o);
+
+// Shared options a resumed run may change: they do not alter what the next steps compute.
+const std::set<std::string>& train_options_may_change_on_resume();
+
+}  // namespace gptrain
