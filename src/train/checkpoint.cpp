@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "data/data_dir.h"
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
@@ -188,6 +189,13 @@ void copy_tokenizer_files(const std::filesystem::path& from, const std::filesyst
   const bool hf = std::filesystem::exists(from / "vocab.json");
   io::write_file_atomic(to / "vocab.json", data::read_text_file(from / (hf ? "vocab.json" : "encoder.json")));
   io::write_file_atomic(to / "merges.txt", data::read_text_file(from / (hf ? "merges.txt" : "vocab.bpe")));
+}
+
+std::filesystem::path model_tokenizer_dir(const std::string& init, const std::filesystem::path& data_dir) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(init) && fs::exists(fs::path(init) / "vocab.json") && fs::exists(fs::path(init) / "merges.txt"))
+    return init;
+  return data::require_data_file(data_dir, "gpt2_tokenizer/encoder.json", "the GPT-2 vocabulary").parent_path();
 }
 
 }  // namespace gptrain

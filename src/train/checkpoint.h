@@ -53,4 +53,8 @@ void remove_incomplete_checkpoints(const std::filesystem::path& run_dir);
 // vocab.bpe).
 void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);
 
+// Where a model's vocabulary comes from: its dir's vocab.json + merges.txt, else the data dir's
+// gpt2_tokenizer/ (an error naming it when that is missing).
+std::filesystem::path model_tokenizer_dir(const std::string& init, const std::filesystem::path& data_dir);
+
 }  // namespace gptrain

@@ -11,6 +11,7 @@
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "model/hf_gpt2.h"
+#include "train/checkpoint.h"
 #include "util/error.h"
 
 namespace gptrain {
@@ -86,12 +87,6 @@ std::string apply_trainable(GPT2& model, const std::string& mode) {
   return what;
 }
 
-fs::path classifier_tokenizer_dir(const std::string& init, const fs::path& data_dir) {
-  if (fs::is_directory(init) && fs::exists(fs::path(init) / "vocab.json") && fs::exists(fs::path(init) / "merges.txt"))
-    return init;
-  return data::require_data_file(data_dir, "gpt2_tokenizer/encoder.json", "the GPT-2 vocabulary").parent_path();
-}
-
 void check_vocabulary(const GPT2Config& config, const Tokenizer& tokenizer, int64_t pad_token_id,
                       const std::string& model_name) {
   if (tokenizer.vocab_size() > config.vocab_size)
@@ -113,9 +108,7 @@ void save_classifier_dir(const GPT2& model, const fs::path& dir, const std::vect
   config["gptrain"]["max_length"] = max_length;
   config["gptrain"]["pad_token_id"] = pad_token_id;
   io::write_file_atomic(config_path, config.dump(2) + "\n");
-  const bool hf = fs::exists(tokenizer_dir / "vocab.json");
-  io::write_file_atomic(dir / "vocab.json", data::read_text_file(tokenizer_dir / (hf ? "vocab.json" : "encoder.json")));
-  io::write_file_atomic(dir / "merges.txt", data::read_text_file(tokenizer_dir / (hf ? "merges.txt" : "vocab.bpe")));
+  copy_tokenizer_files(tokenizer_dir, dir);
 }
 
 ClassifierInputs read_classifier_inputs(const fs::path& dir) {

@@ -34,9 +34,6 @@ std::unique_ptr<GPT2> build_classifier(const ClassifierModelOptions& options, in
 // norm and the head), "all". Rebuilds the gradient buffer; returns a description.
 std::string apply_trainable(GPT2& model, const std::string& mode);
 
-// Where the vocabulary comes from: the model dir's vocab.json + merges.txt, else the data dir's
-// gpt2_tokenizer/.
-std::filesystem::path classifier_tokenizer_dir(const std::string& init, const std::filesystem::path& data_dir);
 
 // The tokenizer's ids and the pad id must be rows of the model's embedding.
 void check_vocabulary(const GPT2Config& config, const Tokenizer& tokenizer, int64_t pad_token_id,

@@ -14,6 +14,7 @@
 #include "kernels/ops.h"
 #include "model/hf_gpt2.h"
 #include "tokenizer/bpe.h"
+#include "train/checkpoint.h"
 #include "train/classifier_model.h"
 #include "train/finetune_cls.h"
 #include "util/error.h"
@@ -104,7 +105,7 @@ int run_classify(const ClassifyOptions& o) {
          "N\")",
          o.model);
   T = std::min(T, cfg.context_length);  // the book: min(max_length, supported_context_length)
-  const fs::path tokenizer_dir = classifier_tokenizer_dir(o.model, data::resolve_data_dir(o.data_dir));
+  const fs::path tokenizer_dir = model_tokenizer_dir(o.model, data::resolve_data_dir(o.data_dir));
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   check_vocabulary(cfg, tokenizer, inputs.pad_token_id, o.model);
 

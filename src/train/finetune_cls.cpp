@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <set>
 
@@ -227,7 +226,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
                "dir (the book uses OpenAI's GPT-2 124M) or --trainable all\n",
                o.init, trainable_what);
 
-  const fs::path tokenizer_dir = classifier_tokenizer_dir(o.init, data_dir);
+  const fs::path tokenizer_dir = model_tokenizer_dir(o.init, data_dir);
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   check_vocabulary(cfg, tokenizer, o.pad_token_id, o.init);
   const auto train_encoded = encode_texts(tokenizer, splits.train);
@@ -273,7 +272,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   LoopOptions lo = loop_options(o, task.batches_per_epoch());
   lo.examples_axis = true;  // classifiers plot against examples seen
 
-  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts);
+  auto [r, metrics] = run_training_job(*model, optimizer, task, lo, o, plan, opts);
   if (r.interrupted) return report_interrupted(r, plan.dir);
   fmt::print("Training completed in {:.2f} minutes.\n", r.seconds / 60);
 
@@ -299,8 +298,6 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
     fin.test_accuracy = test_score.accuracy;
     fin.test_loss = test_score.loss;
   }
-  // The log as the loop left it, plus the final record.
-  MetricsLog metrics(plan.dir, std::numeric_limits<int64_t>::max());
   metrics.append(fin);
 
   const fs::path final_dir = plan.dir / "final";

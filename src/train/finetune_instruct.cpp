@@ -217,13 +217,11 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 
-  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts);
+  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts).result;
   if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
   save_model_dir(*model, final_dir);
-  const fs::path init(o.init);
-  const bool own_vocabulary = fs::exists(init / "vocab.json") && fs::exists(init / "merges.txt");
-  copy_tokenizer_files(own_vocabulary ? init : data_dir / "gpt2_tokenizer", final_dir);
+  copy_tokenizer_files(model_tokenizer_dir(o.init, data_dir), final_dir);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
              r.state.tokens_seen, r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());

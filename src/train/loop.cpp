@@ -39,8 +39,8 @@ LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
   return lo;
 }
 
-LoopResult run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
-                            const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts) {
+TrainingJob run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
+                             const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts) {
   TrainerState state;
   state.options = opts;
   if (plan.resume_from) {
@@ -54,7 +54,8 @@ LoopResult run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, cons
              lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
              o.eval_iters);
   install_stop_handlers();
-  return run_training(model, optimizer, task, lo, state, plan.dir, metrics);
+  LoopResult result = run_training(model, optimizer, task, lo, state, plan.dir, metrics);
+  return {std::move(result), std::move(metrics)};
 }
 
 int report_interrupted(const LoopResult& r, const std::filesystem::path& run_dir) {

@@ -86,8 +86,13 @@ LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch);
 // A training command's run in its run dir: model, optimizer and loop position restored from
 // plan.resume_from when resuming (with a "resuming from" line), the plan printed, the SIGINT/SIGTERM
 // handlers installed, then run_training. `opts` (the command's options) goes into every checkpoint.
-LoopResult run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
-                            const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts);
+// The metrics log comes back with the result, for records a command adds after the loop.
+struct TrainingJob {
+  LoopResult result;
+  MetricsLog metrics;
+};
+TrainingJob run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
+                             const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts);
 
 // Prints where a run stopped by a signal left its checkpoint; returns the exit code (128 + signal).
 int report_interrupted(const LoopResult& r, const std::filesystem::path& run_dir);

@@ -249,7 +249,7 @@ int run_pretrain(const PretrainOptions& o_in) {
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 
-  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts);
+  const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts).result;
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
