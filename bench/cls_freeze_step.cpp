@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 #include "train/classifier_model.h"
 #include "util/rng.h"
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     }
   }
   ops::set_num_threads(threads);
-  GPT2Config cfg;
+  ModelConfig cfg;
   if (!preset_config(preset, cfg)) {
     fmt::print(stderr, "unknown preset {}\n", preset);
     return 2;
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   cfg.drop_rate = 0.0f;
   cfg.head = HeadType::Classifier;
   cfg.n_classes = 2;
-  GPT2 model(cfg, 123);
+  Transformer model(cfg, 123);
   std::vector<int32_t> tokens(static_cast<size_t>(B * T)), labels(static_cast<size_t>(B));
   const CounterRng rng(1, 2);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(rng.below(i, 50257));

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 #include "util/rng.h"
 #include "util/timer.h"
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     }
   }
   ops::set_num_threads(threads);
-  GPT2Config cfg;
+  ModelConfig cfg;
   preset_config(preset, cfg);
   cfg.context_length = T;
   cfg.drop_rate = drop;
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     cfg.head = HeadType::Classifier;
     cfg.n_classes = classes;
   }
-  GPT2 model(cfg);
+  Transformer model(cfg);
   if (last_block_only) {
     model.set_trainable_all(false);
     model.set_trainable_prefix("blocks." + std::to_string(cfg.n_layers - 1) + ".", true);

@@ -106,7 +106,7 @@ std::string trim(const std::string& s) {
 int run_chat(const ChatOptions& o) {
   ops::set_num_threads(o.threads);
   if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
-  const std::unique_ptr<GPT2> model = load_model_dir(o.model);
+  const std::unique_ptr<Transformer> model = load_model_dir(o.model);
   if (model->config().head != HeadType::LanguageModel)
     fail("--model {}: a classifier model; chat needs a language-model head", o.model);
   const Tokenizer tokenizer = load_tokenizer_for_model(o.model, o.data_dir);

@@ -55,7 +55,7 @@ int run_download(const DownloadCliOptions& o) {
     fmt::print("  {:<18} {:>13} bytes  {}; {}\n", r.name, r.size, check, how);
     std::fflush(stdout);
   });
-  const GPT2Config config = read_model_config(dir);  // the dir must be usable as --model / --init
+  const ModelConfig config = read_model_config(dir);  // the dir must be usable as --model / --init
   if (!o.quiet)
     fmt::print("done: {} layers, {} heads, emb_dim {}, context {}. Try: gptrain generate --model {} --prompt "
                "\"Every effort moves you\"\n",

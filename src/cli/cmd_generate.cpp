@@ -13,7 +13,7 @@
 #include "cli/commands.h"
 #include "data/data_dir.h"
 #include "data/datasets.h"
-#include "generate/generate.h"
+#include "generate/engine.h"
 #include "generate/text_stream.h"
 #include "kernels/ops.h"
 #include "model/hf_gpt2.h"
@@ -65,9 +65,9 @@ int run_generate(const GenerateCliOptions& o) {
     fail("--model {}: not a directory; give a model dir (config.json + model.safetensors), e.g. one from "
          "`gptrain download gpt2` or a run's final/",
          o.model);
-  std::unique_ptr<GPT2> model = load_model_dir(o.model);
+  std::unique_ptr<Transformer> model = load_model_dir(o.model);
   const Tokenizer tokenizer = load_tokenizer(o.model, o.data_dir);
-  const GPT2Config& config = model->config();
+  const ModelConfig& config = model->config();
 
   const std::vector<int32_t> prompt = tokenizer.encode(o.prompt, /*allow_special=*/true);
   if (prompt.empty()) fail("--prompt is empty; generation needs at least one token");

@@ -1,11 +1,18 @@
-// gptrain info: a model's configuration, parameter counts and memory, without allocating it.
+// gptrain info: a model's configuration, parameter counts and memory, without allocating it: the
+// counts come from the model's parameter layout, the memory from the same layout code that plans
+// its buffers (training activations for a batch, the KV cache and decode buffers of a sequence).
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
 #include "model/config.h"
+#include "model/hf_gpt2.h"
+#include "model/transformer.h"
+#include "train/classifier_model.h"
 #include "util/error.h"
+#include "util/format.h"
 
 namespace gptrain::cli {
 
@@ -13,46 +20,94 @@ namespace {
 
 struct InfoOptions {
   std::string init = "gpt2-small";
+  std::string model;
   bool qkv_bias = false;
   bool tie_weights = false;
+  int64_t emb_dim = 0, n_layers = 0, n_heads = 0;
   int64_t context_length = 0;
   int64_t batch_size = 2;
-  int64_t sequence_length = 256;
+  int64_t classes = 0;
+  std::string trainable = "all";
 };
 
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return n < 0 ? "-" + out : out;
-}
+constexpr double kMiB = 1024.0 * 1024.0;
+
+std::string mib(double bytes) { return fmt::format("{:>12.2f} MB", bytes / kMiB); }
 
 int run_info(const InfoOptions& o) {
-  GPT2Config config;
-  if (!preset_config(o.init, config))
-    fail("--init '{}' is not a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl)", o.init);
-  config.qkv_bias = o.qkv_bias;
-  config.tie_weights = o.tie_weights;
-  if (o.context_length > 0) config.context_length = o.context_length;
+  ModelConfig config;
+  std::string name = o.init;
+  if (!o.model.empty()) {
+    if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
+    config = read_model_config(o.model);
+    name = o.model;
+    if (o.emb_dim || o.n_layers || o.n_heads || o.qkv_bias || o.tie_weights)
+      fail("--emb-dim, --n-layers, --n-heads, --qkv-bias and --tie-weights shape a preset; --model {} fixes them",
+           o.model);
+  } else {
+    if (!preset_config(o.init, config))
+      fail("--init '{}' is not a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl)", o.init);
+    config.qkv_bias = o.qkv_bias;
+    config.tie_weights = o.tie_weights;
+    if (o.emb_dim) config.emb_dim = o.emb_dim;
+    if (o.n_layers) config.n_layers = o.n_layers;
+    if (o.n_heads) config.n_heads = o.n_heads;
+  }
+  if (o.classes > 0) {  // the classifier finetune-cls would build on this body
+    if (o.classes < 2) fail("--classes must be at least 2, got {}", o.classes);
+    config.head = HeadType::Classifier;
+    config.n_classes = o.classes;
+    config.tie_weights = false;
+  }
+  // The context a run uses: the model's unless shorter is asked for (or longer for a preset).
+  const int64_t T = o.context_length > 0 ? o.context_length : config.context_length;
+  if (o.context_length > 0 && o.model.empty()) config.context_length = o.context_length;
+  if (T > config.context_length)
+    fail("--context-length {} exceeds the model's context length {}", T, config.context_length);
+  if (o.batch_size <= 0) fail("--batch-size must be positive, got {}", o.batch_size);
   config.validate();
+
+  ParameterSet params = parameter_layout(config);
   const ParameterCounts counts = count_parameters(config);
-  const double mib = 1024.0 * 1024.0;
-  fmt::print("model: {}\n", o.init);
-  fmt::print("  vocab_size {}  context_length {}  emb_dim {}  n_layers {}  n_heads {}  head_size {}\n",
+  const std::string trainable_what = mark_trainable(params, config.n_layers, o.trainable);
+  const int64_t trainable = params.trainable_numel();
+
+  fmt::print("model: {}\n", name);
+  fmt::print("  vocab_size {}  context_length {}  emb_dim {}  n_layers {}  n_heads {}  n_kv_heads {}  head_size {}\n",
              config.vocab_size, config.context_length, config.emb_dim, config.n_layers, config.n_heads,
-             config.head_size());
+             config.kv_heads(), config.head_size());
+  fmt::print("  mlp {} x {}  norm {}{} eps {}  positions {}\n", mlp_name(config.mlp), config.mlp_width(),
+             norm_name(config.norm), config.norm == NormKind::LayerNorm && !config.norm_bias ? " (no bias)" : "",
+             config.norm_eps, positions_name(config.positions));
   fmt::print("  drop_rate {}  qkv_bias {}  output head {}\n", config.drop_rate, config.qkv_bias,
-             config.tie_weights ? "tied to tok_emb" : "separate");
+             config.head == HeadType::Classifier
+                 ? fmt::format("{} classes ({} pooling)", config.n_classes, pooling_name(config.pooling))
+             : config.tie_weights ? std::string("tied to tok_emb")
+                                  : std::string("separate"));
   fmt::print("parameters:\n");
   fmt::print("  total                {:>15}\n", with_commas(counts.total));
   fmt::print("  without output head  {:>15}\n", with_commas(counts.without_head));
-  fmt::print("  trainable            {:>15}\n", with_commas(counts.total));
+  fmt::print("  trainable            {:>15}  (--trainable {}: {})\n", with_commas(trainable), o.trainable,
+             trainable_what);
+
+  // float32 everywhere; AdamW keeps two moments per trainable parameter.
+  const double weights = static_cast<double>(counts.total) * 4;
+  const double grads = static_cast<double>(trainable) * 4, moments = static_cast<double>(trainable) * 8;
+  const double activations = static_cast<double>(activation_bytes(config, o.batch_size, T, /*training=*/true));
   fmt::print("memory (float32):\n");
-  fmt::print("  parameters           {:>12.2f} MB\n", static_cast<double>(counts.total) * 4 / mib);
-  // Training holds parameters, gradients and AdamW's two moments: four floats per parameter.
-  fmt::print("  params+grads+AdamW   {:>12.2f} MB\n", static_cast<double>(counts.total) * 16 / mib);
+  fmt::print("  parameters           {}\n", mib(weights));
+  fmt::print("  training, batch {} x {} tokens:\n", o.batch_size, T);
+  fmt::print("    gradients          {}\n", mib(grads));
+  fmt::print("    AdamW moments      {}\n", mib(moments));
+  fmt::print("    activations        {}  (kept for backward, with its gradient buffers)\n", mib(activations));
+  fmt::print("    total              {}\n", mib(weights + grads + moments + activations));
+  const double kv = static_cast<double>(kv_cache_bytes(config, T));
+  const double step = static_cast<double>(decode_workspace_bytes(config, 1, 1));
+  fmt::print("  decoding, per sequence of {} positions:\n", T);
+  fmt::print("    KV cache           {}\n", mib(kv));
+  fmt::print("    decode step        {}  (one row; shared by the sequences of an engine)\n", mib(step));
+  fmt::print("  evaluation, batch {} x {} tokens: activations {}\n", o.batch_size, T,
+             mib(static_cast<double>(activation_bytes(config, o.batch_size, T, /*training=*/false))));
   return 0;
 }
 
@@ -63,9 +118,20 @@ Command register_info(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("info", "Print a model's configuration, parameter counts and memory");
   sub->add_option("--init", options->init, "Model preset: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl")
       ->capture_default_str();
+  sub->add_option("--model", options->model, "A model dir instead of a preset (its config.json)");
   sub->add_flag("--qkv-bias", options->qkv_bias, "Biases on the query/key/value projections (OpenAI GPT-2)");
   sub->add_flag("--tie-weights", options->tie_weights, "Share the output head with the token embedding");
-  sub->add_option("--context-length", options->context_length, "Override the preset's context length");
+  sub->add_option("--emb-dim", options->emb_dim, "Override the preset's width");
+  sub->add_option("--n-layers", options->n_layers, "Override the preset's number of blocks");
+  sub->add_option("--n-heads", options->n_heads, "Override the preset's number of heads");
+  sub->add_option("--context-length", options->context_length,
+                  "Sequence length of the memory figures (a preset's context is set to it) [default: the model's]");
+  sub->add_option("--batch-size", options->batch_size, "Batch of the training and evaluation memory figures")
+      ->capture_default_str();
+  sub->add_option("--classes", options->classes, "Count a classifier head of N classes (as finetune-cls builds)");
+  sub->add_option("--trainable", options->trainable,
+                  "Which parameters train, as finetune-cls: all, head, last-block, last-N")
+      ->capture_default_str();
   return [options] { return run_info(*options); };
 }
 

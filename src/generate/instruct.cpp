@@ -1,6 +1,7 @@
 #include "generate/instruct.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 #include "data/data_dir.h"
@@ -57,8 +58,6 @@ bool is_python_space(uint32_t cp) {
          cp == 0x3000;
 }
 
-struct Cancelled {};
-
 }  // namespace
 
 std::string strip_unicode_whitespace(std::string_view text) {
@@ -92,53 +91,81 @@ std::string extract_response(std::string_view generated_text) {
   return strip_unicode_whitespace(text);
 }
 
-Answer answer_entry(GPT2& model, const Tokenizer& tokenizer, const data::InstructionEntry& entry,
-                    const AnswerOptions& options, const std::function<void(std::string_view)>& on_text) {
+namespace {
+
+SequenceRequest answer_request(const Tokenizer& tokenizer, const data::InstructionEntry& entry,
+                               const AnswerOptions& options) {
   const std::string prompt = options.response_header ? data::format_prompt(entry) : data::format_input(entry);
-  const std::vector<int32_t> prompt_ids = tokenizer.encode(prompt, /*allow_special=*/false);
-  GenerateOptions g;
-  g.max_new_tokens = options.max_new_tokens;
-  g.sampling = options.sampling;
-  g.eos_id = tokenizer.eot_id();
+  SequenceRequest r;
+  r.prompt = tokenizer.encode(prompt, /*allow_special=*/false);
+  r.max_new_tokens = options.max_new_tokens;
+  r.sampling = options.sampling;
+  r.stop_ids = {tokenizer.eot_id()};
+  return r;
+}
+
+Answer answer_of(const Tokenizer& tokenizer, const SequenceResult& result) {
   Answer a;
-  Utf8Stream stream;
-  generate(model, prompt_ids, g, [&](int32_t id) {
-    a.generated.push_back(id);
-    if (on_text) {
-      const std::string text = stream.push(tokenizer.decode_token(id));
-      if (!text.empty()) on_text(text);
-    }
-  });
-  if (on_text) {
-    const std::string rest = stream.finish();
-    if (!rest.empty()) on_text(rest);
-  }
-  a.stopped_at_eos = static_cast<int64_t>(a.generated.size()) < options.max_new_tokens;
+  a.generated = result.generated;
+  a.stopped_at_eos = result.finish == FinishReason::StopId;
   a.response = extract_response(utf8_lossy(tokenizer.decode(a.generated)));
   return a;
 }
 
-std::vector<std::string> answer_entries(GPT2& model, const Tokenizer& tokenizer,
+}  // namespace
+
+Answer answer_entry(const Transformer& model, const Tokenizer& tokenizer, const data::InstructionEntry& entry,
+                    const AnswerOptions& options, const std::function<void(std::string_view)>& on_text) {
+  DecodeEngine engine(model, [&](int32_t id) { return tokenizer.decode_token(id); });
+  const int64_t id = engine.add(answer_request(tokenizer, entry, options));
+  engine.run([&](const TokenEvent& ev) {
+    if (on_text && !ev.text.empty()) on_text(ev.text);
+  });
+  return answer_of(tokenizer, engine.result(id));
+}
+
+std::vector<std::string> answer_entries(const Transformer& model, const Tokenizer& tokenizer,
                                         const std::vector<data::InstructionEntry>& entries,
                                         const AnswerOptions& options, AnswerStats& stats,
                                         const std::function<void(const std::string&)>& log) {
+  if (options.batch_size < 1) fail("--batch-size must be at least 1, got {}", options.batch_size);
   stats = AnswerStats{};
-  std::vector<std::string> responses;
-  responses.reserve(entries.size());
+  std::vector<std::string> responses(entries.size());
   const Timer timer;
-  for (const data::InstructionEntry& entry : entries) {
-    const Answer a = answer_entry(model, tokenizer, entry, options);
-    responses.push_back(a.response);
-    ++stats.entries;
-    stats.generated_tokens += static_cast<int64_t>(a.generated.size());
-    if (!a.stopped_at_eos) ++stats.hit_max_new_tokens;
-    const int64_t n = static_cast<int64_t>(entries.size());
-    if (log && (stats.entries % 10 == 0 || stats.entries == n)) {
-      const double s = timer.seconds();
-      log(fmt::format("answered {}/{} entries: {} tokens in {}, {:.1f} tokens/s, ETA {}", stats.entries, n,
-                      stats.generated_tokens, format_duration(s), static_cast<double>(stats.generated_tokens) / s,
-                      format_duration(s / static_cast<double>(stats.entries) * static_cast<double>(n - stats.entries))));
+  const int64_t n = static_cast<int64_t>(entries.size());
+  EngineOptions eo;
+  eo.max_batch = options.batch_size;
+  DecodeEngine engine(model, {}, eo);
+  std::map<int64_t, size_t> entry_of;  // engine sequence -> entry
+  size_t next = 0;
+  // Keep batch_size sequences running: a finished one is replaced by the next entry at once.
+  const auto refill = [&] {
+    while (next < entries.size() && engine.running() < options.batch_size) {
+      const int64_t id = engine.add(answer_request(tokenizer, entries[next], options));
+      entry_of[id] = next++;
     }
+  };
+  refill();
+  while (engine.running() > 0) {
+    std::vector<int64_t> done;
+    engine.step([&](const TokenEvent& ev) {
+      if (ev.finish != FinishReason::None) done.push_back(ev.seq);
+    });
+    for (int64_t id : done) {
+      const Answer a = answer_of(tokenizer, engine.result(id));
+      responses[entry_of.at(id)] = a.response;
+      engine.release(id);
+      ++stats.entries;
+      stats.generated_tokens += static_cast<int64_t>(a.generated.size());
+      if (!a.stopped_at_eos) ++stats.hit_max_new_tokens;
+      if (log && (stats.entries % 10 == 0 || stats.entries == n)) {
+        const double s = timer.seconds();
+        log(fmt::format("answered {}/{} entries: {} tokens in {}, {:.1f} tokens/s, ETA {}", stats.entries, n,
+                        stats.generated_tokens, format_duration(s), static_cast<double>(stats.generated_tokens) / s,
+                        format_duration(s / static_cast<double>(stats.entries) * static_cast<double>(n - stats.entries))));
+      }
+    }
+    refill();
   }
   stats.seconds = timer.seconds();
   return responses;
@@ -155,7 +182,7 @@ Tokenizer load_tokenizer_for_model(const std::filesystem::path& model_dir, const
   return Tokenizer::from_dir(dir / "gpt2_tokenizer");
 }
 
-ChatSession::ChatSession(GPT2& model, const Tokenizer& tokenizer, const AnswerOptions& options, bool keep_history)
+ChatSession::ChatSession(const Transformer& model, const Tokenizer& tokenizer, const AnswerOptions& options, bool keep_history)
     : model_(model), tokenizer_(tokenizer), options_(options), keep_history_(keep_history) {
   if (options_.max_new_tokens <= 0) fail("--max-new-tokens must be positive, got {}", options_.max_new_tokens);
 }
@@ -186,24 +213,20 @@ std::string ChatSession::reply(const std::string& message, const std::function<v
   ids.insert(ids.end(), prompt.begin(), prompt.end());
   last_prompt_tokens_ = static_cast<int64_t>(ids.size());
 
-  GenerateOptions g;
-  g.max_new_tokens = options_.max_new_tokens;
-  g.sampling = options_.sampling;
-  g.sampling.seed = derive_seed(options_.sampling.seed, 0x43484154ULL, static_cast<uint64_t>(replies_++));
-  g.eos_id = tokenizer_.eot_id();
-  std::vector<int32_t> generated;
-  Utf8Stream stream;
-  try {
-    generate(model_, ids, g, [&](int32_t id) {
-      generated.push_back(id);
-      const std::string text = stream.push(tokenizer_.decode_token(id));
-      if (!text.empty() && on_text) on_text(text);
-      if (should_stop && should_stop()) throw Cancelled{};
-    });
-  } catch (const Cancelled&) {
-  }
-  const std::string rest = stream.finish();
-  if (!rest.empty() && on_text) on_text(rest);
+  SequenceRequest r;
+  r.prompt = ids;
+  r.max_new_tokens = options_.max_new_tokens;
+  r.sampling = options_.sampling;
+  r.sampling.seed = derive_seed(options_.sampling.seed, 0x43484154ULL, static_cast<uint64_t>(replies_++));
+  r.stop_ids = {tokenizer_.eot_id()};
+  DecodeEngine engine(model_, [&](int32_t id) { return tokenizer_.decode_token(id); });
+  const int64_t id = engine.add(std::move(r));
+  // should_stop() is polled after every token: a true cancels the answer before the next one.
+  engine.run([&](const TokenEvent& ev) {
+    if (!ev.text.empty() && on_text) on_text(ev.text);
+    if (ev.token >= 0 && should_stop && should_stop()) engine.cancel(id);
+  });
+  const std::vector<int32_t>& generated = engine.result(id).generated;
   if (keep_history_) {
     prompt.insert(prompt.end(), generated.begin(), generated.end());
     prompt.push_back(tokenizer_.eot_id());

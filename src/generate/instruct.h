@@ -11,8 +11,7 @@
 #include <vector>
 
 #include "data/instruction_data.h"
-#include "generate/generate.h"
-#include "model/gpt2.h"
+#include "generate/engine.h"
 #include "tokenizer/bpe.h"
 
 namespace gptrain {
@@ -24,6 +23,9 @@ struct AnswerOptions {
   // book's exact generation prompt, where the model writes "### Response:" itself; that suits only
   // a model trained without prompt masking (a masked model never learned to write the header).
   bool response_header = true;
+  // Entries answered together (answer_entries): one decode pass advances all of them, and each
+  // answer is exactly the one it gets alone (the engine's products are batch-invariant).
+  int64_t batch_size = 8;
 };
 
 // The book's extraction: every "### Response:" removed, then Python's str.strip() (Unicode
@@ -41,7 +43,7 @@ struct Answer {
 
 // Generates the answer to one entry. on_text receives the generated text as it streams (whole UTF-8
 // characters, see Utf8Stream).
-Answer answer_entry(GPT2& model, const Tokenizer& tokenizer, const data::InstructionEntry& entry,
+Answer answer_entry(const Transformer& model, const Tokenizer& tokenizer, const data::InstructionEntry& entry,
                     const AnswerOptions& options, const std::function<void(std::string_view)>& on_text = {});
 
 struct AnswerStats {
@@ -49,9 +51,10 @@ struct AnswerStats {
   double seconds = 0;
 };
 
-// Answers every entry in order (the book's loop over test_data); `log` receives a progress line
-// every 10 entries and a summary at the end. Returns the extracted responses.
-std::vector<std::string> answer_entries(GPT2& model, const Tokenizer& tokenizer,
+// Answers every entry (the book's loop over test_data), options.batch_size at a time through one
+// decode engine; `log` receives a progress line every 10 entries and a summary at the end.
+// Returns the extracted responses, in entry order.
+std::vector<std::string> answer_entries(const Transformer& model, const Tokenizer& tokenizer,
                                         const std::vector<data::InstructionEntry>& entries,
                                         const AnswerOptions& options, AnswerStats& stats,
                                         const std::function<void(const std::string&)>& log = {});
@@ -65,7 +68,8 @@ Tokenizer load_tokenizer_for_model(const std::filesystem::path& model_dir, const
 // kept before the new prompt, the oldest dropped first when the context would overflow.
 class ChatSession {
  public:
-  ChatSession(GPT2& model, const Tokenizer& tokenizer, const AnswerOptions& options, bool keep_history = true);
+  ChatSession(const Transformer& model, const Tokenizer& tokenizer, const AnswerOptions& options,
+              bool keep_history = true);
 
   // Streams the answer to `message` through on_text; should_stop() is polled after every token
   // (a true stops the answer early, and it is kept as far as it got). Returns the response text.
@@ -81,7 +85,7 @@ class ChatSession {
   int64_t prompt_budget() const;
 
  private:
-  GPT2& model_;
+  const Transformer& model_;
   const Tokenizer& tokenizer_;
   AnswerOptions options_;
   bool keep_history_;

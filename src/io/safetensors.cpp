@@ -202,19 +202,6 @@ class Mapping {
   size_t size_ = 0;
 };
 
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  const uint32_t mantissa = h & 0x3ffu;
-  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float
-    const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
-    return sign ? -magnitude : magnitude;
-  }
-  const uint32_t bits = exponent == 0x1f ? sign | 0x7f800000u | (mantissa << 13)  // inf, NaN
-                                         : sign | ((exponent + 112) << 23) | (mantissa << 13);
-  return std::bit_cast<float>(bits);
-}
-
 }  // namespace
 
 size_t dtype_size(std::string_view dtype) {
@@ -342,8 +329,10 @@ std::span<const std::byte> SafeTensorsFile::raw(std::string_view name) const {
   return {impl_->buffer + info.begin, static_cast<size_t>(info.end - info.begin)};
 }
 
-Tensor SafeTensorsFile::load(std::string_view name) const {
-  const Tensor t = Tensor::empty(at(name).shape);
+Tensor SafeTensorsFile::load(std::string_view name) const { return load_as(name, DType::F32); }
+
+Tensor SafeTensorsFile::load_as(std::string_view name, DType dtype) const {
+  const Tensor t = Tensor::empty(at(name).shape, dtype);
   load_into(name, t);
   return t;
 }
@@ -355,21 +344,60 @@ void SafeTensorsFile::load_into(std::string_view name, const Tensor& dst) const 
     fail("{}: tensor {} has shape {} but {} was expected; the file does not match the model configuration",
          impl_->label, quote_name(info.name), shape_string(info.shape), shape_string(dst.shape()));
   const std::byte* src = impl_->buffer + info.begin;
-  float* out = dst.data();
   const int64_t n = info.numel();
-  // The data may sit at any byte offset in the mapping, so elements are copied, never cast in place.
-  if (info.dtype == "F32") {
-    if (n) std::memcpy(out, src, static_cast<size_t>(n) * 4);
-  } else if (info.dtype == "F16" || info.dtype == "BF16") {
-    const bool bf16 = info.dtype == "BF16";
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, src + 2 * i, 2);
-      out[i] = bf16 ? std::bit_cast<float>(static_cast<uint32_t>(h) << 16) : half_to_float(h);
-    }
-  } else {
-    fail("{}: tensor {} has dtype {}; only F32, F16 and BF16 tensors can be loaded as float32", impl_->label,
+  const bool stored_half = info.dtype == "F16" || info.dtype == "BF16";
+  if (info.dtype != "F32" && info.dtype != "F64" && !stored_half)
+    fail("{}: tensor {} has dtype {}; only F32, F64, F16 and BF16 tensors can be loaded as numbers", impl_->label,
          quote_name(info.name), info.dtype);
+  // The data may sit at any byte offset in the mapping, so elements are copied, never cast in place.
+  const auto stored = [&](int64_t i) -> double {
+    if (info.dtype == "F32") {
+      float v;
+      std::memcpy(&v, src + 4 * i, 4);
+      return v;
+    }
+    if (info.dtype == "F64") {
+      double v;
+      std::memcpy(&v, src + 8 * i, 8);
+      return v;
+    }
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    return info.dtype == "BF16" ? bf16_to_float(h) : f16_to_float(h);
+  };
+  const std::string_view want = dst.dtype() == DType::F32    ? "F32"
+                                : dst.dtype() == DType::F64  ? "F64"
+                                : dst.dtype() == DType::BF16 ? "BF16"
+                                : dst.dtype() == DType::F16  ? "F16"
+                                                             : "";
+  if (want.empty()) fail("{}: tensor {} cannot be loaded into an {} tensor", impl_->label, quote_name(info.name),
+                         dtype_name(dst.dtype()));
+  if (info.dtype == want) {  // stored as wanted: the bytes as they are
+    if (n) std::memcpy(dst.raw(), src, static_cast<size_t>(n) * dtype_size(dst.dtype()));
+    return;
+  }
+  switch (dst.dtype()) {
+    case DType::F32: {
+      float* out = dst.data<float>();
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(stored(i));  // exact from F16/BF16
+      break;
+    }
+    case DType::F64: {
+      double* out = dst.data<double>();
+      for (int64_t i = 0; i < n; ++i) out[i] = stored(i);
+      break;
+    }
+    case DType::BF16: {
+      uint16_t* out = dst.data<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(static_cast<float>(stored(i)));
+      break;
+    }
+    case DType::F16: {
+      uint16_t* out = dst.data<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) out[i] = float_to_f16(static_cast<float>(stored(i)));
+      break;
+    }
+    case DType::I32: break;
   }
 }
 
@@ -418,12 +446,12 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<std::
                       const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, Shape>> shapes;
   for (const auto& [name, t] : tensors) {
-    GPTRAIN_CHECK(t.defined() && t.device() == Device::CPU, "{}: tensor {} must be a defined CPU tensor",
-                  path.string(), name);
+    GPTRAIN_CHECK(t.defined() && t.device() == Device::CPU && t.dtype() == DType::F32,
+                  "{}: tensor {} must be a defined f32 CPU tensor", path.string(), name);
     shapes.emplace_back(name, t.shape());
   }
   SafeTensorsWriter writer(path, shapes, metadata);
-  for (const auto& [name, t] : tensors) writer.write({t.data(), static_cast<size_t>(t.numel())});
+  for (const auto& [name, t] : tensors) writer.write({t.data<float>(), static_cast<size_t>(t.numel())});
   writer.commit();
 }
 

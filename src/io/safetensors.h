@@ -27,7 +27,7 @@ namespace gptrain::io {
 inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference's MAX_HEADER_SIZE
 
 // Bytes per element of a safetensors dtype name ("F32", "BF16", "I64", ...); 0 when unknown.
-// Every dtype the reference knows is accepted in a header; load() converts F32, F16 and BF16.
+// Every dtype the reference knows is accepted in a header; F32, F64, F16 and BF16 load as numbers.
 size_t dtype_size(std::string_view dtype);
 
 struct TensorInfo {
@@ -55,9 +55,12 @@ class SafeTensorsFile {
 
   // The tensor's bytes exactly as stored (little-endian, row-major).
   std::span<const std::byte> raw(std::string_view name) const;
-  // A new float32 tensor; F16 and BF16 are converted.
+  // A new float32 tensor; F16, BF16 and F64 are converted.
   Tensor load(std::string_view name) const;
-  // Into an existing tensor whose shape must equal the stored shape.
+  // A new tensor of `dtype` (F32, F64, BF16 or F16): the stored bytes when the dtype is the file's,
+  // else converted (to a half format by rounding to nearest even).
+  Tensor load_as(std::string_view name, DType dtype) const;
+  // Into an existing tensor (of any of those dtypes) whose shape must equal the stored shape.
   void load_into(std::string_view name, const Tensor& dst) const;
 
  private:

@@ -7,11 +7,9 @@
 #include <map>
 #include <mutex>
 #include <string>
-
-#include <algorithm>
 #include <vector>
 
-#include "kernels/cpu/cpu.h"
+#include "kernels/backend.h"
 #include "util/error.h"
 
 namespace gptrain::ops {
@@ -20,14 +18,35 @@ using namespace gptrain::kernels;
 
 namespace {
 
-float* ptr(const Tensor& t) { return t.defined() ? t.data() : nullptr; }
+const void* cptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
+void* ptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
+const int32_t* ids(const Tensor& t) { return t.defined() ? t.data<int32_t>() : nullptr; }
 
-// Every defined tensor must live on the CPU: the CUDA backend is not part of this build, and a
-// tensor on another device reaching here would be a bug in the caller.
-void require_cpu(std::initializer_list<const Tensor*> tensors, const char* op) {
-  for (const Tensor* t : tensors)
-    if (t->defined() && t->device() != Device::CPU)
-      fail("{}: tensor on {} but gptrain was built without CUDA support", op, device_name(t->device()));
+// The one dispatch point: every defined floating operand must share one device and element type,
+// id operands must be I32 on that device; the backend for that pair runs the op.
+const Backend& select(const char* op, std::initializer_list<const Tensor*> floats,
+                      std::initializer_list<const Tensor*> id_tensors = {}) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : floats)
+    if (t->defined()) {
+      if (!first) {
+        first = t;
+        continue;
+      }
+      if (t->device() != first->device() || t->dtype() != first->dtype())
+        fail("{}: operands on {} {} and {} {}; every operand of an op must share one device and element type", op,
+             device_name(first->device()), dtype_name(first->dtype()), device_name(t->device()), dtype_name(t->dtype()));
+    }
+  GPTRAIN_CHECK(first != nullptr, "{}: no defined operand", op);
+  for (const Tensor* t : id_tensors)
+    if (t->defined())
+      GPTRAIN_CHECK(t->dtype() == DType::I32 && t->device() == first->device(), "{}: ids must be i32 on {}, got {} on {}",
+                    op, device_name(first->device()), dtype_name(t->dtype()), device_name(t->device()));
+  return backend_for(first->device(), first->dtype());
+}
+
+void require_defined(const Tensor& t, const char* op, const char* what) {
+  GPTRAIN_CHECK(t.defined(), "{}: {} is required", op, what);
 }
 
 void require_numel(const Tensor& t, int64_t n, const char* op, const char* what) {
@@ -70,6 +89,18 @@ class OpTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Ids read on the host are range-checked there (a device tensor's ids were checked before upload).
+void check_ids(const Tensor& t, int64_t limit, const char* what, int32_t allowed = INT32_MIN) {
+  if (!t.defined() || t.device() != Device::CPU) return;
+  const int32_t* p = t.data<int32_t>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (p[i] != allowed && (p[i] < 0 || p[i] >= limit)) {
+      if (allowed != INT32_MIN)
+        fail("{} id {} is out of range for {} classes (and is not the ignore index {})", what, p[i], limit, allowed);
+      fail("{} id {} is out of range for a vocabulary of {}", what, p[i], limit);
+    }
+}
+
 }  // namespace
 
 std::vector<ProfileEntry> profile() {
@@ -91,94 +122,122 @@ void set_num_threads(int threads) {
 
 int num_threads() { return omp_get_max_threads(); }
 
-void embedding_forward(const Tensor& out, std::span<const int32_t> tokens, const Tensor& wte,
+void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& positions, const Tensor& wte,
                        const Tensor& wpe, int64_t pos_offset) {
   const OpTimer timer("embedding_forward");
-  require_cpu({&out, &wte, &wpe}, "embedding_forward");
-  GPTRAIN_CHECK(out.ndim() == 3 && wte.ndim() == 2 && wpe.ndim() == 2 && wte.dim(1) == out.dim(2) &&
-                    wpe.dim(1) == out.dim(2),
-                "embedding_forward: out {} wte {} wpe {}", shape_string(out.shape()),
-                shape_string(wte.shape()), shape_string(wpe.shape()));
-  const EmbeddingParams p{out.dim(0), out.dim(1), out.dim(2), wte.dim(0), wpe.dim(0), pos_offset};
-  GPTRAIN_CHECK(static_cast<int64_t>(tokens.size()) == p.B * p.T, "embedding_forward: {} tokens for B*T={}",
-                tokens.size(), p.B * p.T);
-  if (pos_offset < 0 || pos_offset + p.T > p.n_positions)
-    fail("positions {}..{} exceed the model's context length {}", pos_offset, pos_offset + p.T - 1,
-         p.n_positions);
-  for (int32_t id : tokens)
-    if (id < 0 || id >= p.V) fail("token id {} is out of range for a vocabulary of {}", id, p.V);
-  cpu::embedding_forward(out.data(), tokens.data(), wte.data(), wpe.data(), p);
+  require_defined(out, "embedding_forward", "out");
+  require_defined(wte, "embedding_forward", "wte");
+  require_defined(tokens, "embedding_forward", "tokens");
+  const Backend& be = select("embedding_forward", {&out, &wte, &wpe}, {&tokens, &positions});
+  GPTRAIN_CHECK(out.ndim() == 3 && wte.ndim() == 2 && wte.dim(1) == out.dim(2) &&
+                    (!wpe.defined() || (wpe.ndim() == 2 && wpe.dim(1) == out.dim(2))),
+                "embedding_forward: out {} wte {} wpe {}", shape_string(out.shape()), shape_string(wte.shape()),
+                shape_string(wpe.shape()));
+  const EmbeddingParams p{out.dim(0), out.dim(1), out.dim(2), wte.dim(0), wpe.defined() ? wpe.dim(0) : 0, pos_offset};
+  GPTRAIN_CHECK(tokens.numel() == p.B * p.T, "embedding_forward: {} tokens for B*T={}", tokens.numel(), p.B * p.T);
+  require_numel(positions, p.B * p.T, "embedding_forward", "positions");
+  if (wpe.defined()) {
+    if (positions.defined()) {
+      check_ids(positions, p.n_positions, "position");
+    } else if (pos_offset < 0 || pos_offset + p.T > p.n_positions) {
+      fail("positions {}..{} exceed the model's context length {}", pos_offset, pos_offset + p.T - 1, p.n_positions);
+    }
+  }
+  check_ids(tokens, p.V, "token");
+  be.embedding_forward(out.raw(), ids(tokens), ids(positions), wte.raw(), cptr(wpe), p);
 }
 
-void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
-                        std::span<const int32_t> tokens, int64_t pos_offset) {
+void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
+                        const Tensor& positions, int64_t pos_offset) {
   const OpTimer timer("embedding_backward");
-  require_cpu({&dwte, &dwpe, &dout}, "embedding_backward");
   if (!dwte.defined() && !dwpe.defined()) return;
+  require_defined(dout, "embedding_backward", "dout");
+  const Backend& be = select("embedding_backward", {&dwte, &dwpe, &dout}, {&tokens, &positions});
   const Tensor& table = dwte.defined() ? dwte : dwpe;
   const EmbeddingParams p{dout.dim(0), dout.dim(1), dout.dim(2), dwte.defined() ? dwte.dim(0) : 0,
                           dwpe.defined() ? dwpe.dim(0) : 0, pos_offset};
   GPTRAIN_CHECK(table.dim(1) == p.C, "embedding_backward: table {} for dout {}", shape_string(table.shape()),
                 shape_string(dout.shape()));
-  GPTRAIN_CHECK(static_cast<int64_t>(tokens.size()) == p.B * p.T, "embedding_backward: token count");
-  cpu::embedding_backward(ptr(dwte), ptr(dwpe), dout.data(), tokens.data(), p);
+  GPTRAIN_CHECK(tokens.numel() == p.B * p.T, "embedding_backward: token count");
+  require_numel(positions, p.B * p.T, "embedding_backward", "positions");
+  be.embedding_backward(ptr(dwte), ptr(dwpe), dout.raw(), ids(tokens), ids(positions), p);
 }
 
 void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed) {
   const OpTimer timer("dropout_forward");
-  require_cpu({&out, &inp}, "dropout_forward");
+  require_defined(out, "dropout_forward", "out");
+  require_defined(inp, "dropout_forward", "inp");
+  const Backend& be = select("dropout_forward", {&out, &inp});
   require_numel(out, inp.numel(), "dropout_forward", "out");
   GPTRAIN_CHECK(p >= 0.0f && p <= 1.0f, "dropout probability {} outside [0, 1]", p);
   if (p == 0.0f) {
-    if (out.data() != inp.data()) out.copy_from(inp);
+    if (out.raw() != inp.raw()) out.copy_from(inp);
     return;
   }
-  cpu::dropout_forward(out.data(), inp.data(), DropoutParams{inp.numel(), p, seed});
+  be.dropout_forward(out.raw(), inp.raw(), DropoutParams{inp.numel(), p, seed});
 }
 
-void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed) {
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, InputGrad mode) {
   const OpTimer timer("dropout_backward");
-  require_cpu({&dinp, &dout}, "dropout_backward");
   if (!dinp.defined()) return;
+  require_defined(dout, "dropout_backward", "dout");
+  const Backend& be = select("dropout_backward", {&dinp, &dout});
   require_numel(dinp, dout.numel(), "dropout_backward", "dinp");
   if (p == 0.0f) {
-    cpu::residual_backward(dinp.data(), nullptr, dout.data(), ResidualParams{dout.numel()});
+    if (mode == InputGrad::Write) {
+      if (dinp.raw() != dout.raw()) dinp.copy_from(dout);
+    } else {
+      be.residual_backward(dinp.raw(), nullptr, dout.raw(), ResidualParams{dout.numel()});
+    }
     return;
   }
-  cpu::dropout_backward(dinp.data(), dout.data(), DropoutParams{dout.numel(), p, seed});
+  be.dropout_backward(dinp.raw(), dout.raw(), DropoutParams{dout.numel(), p, seed, mode});
 }
 
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
                        const Tensor& weight, const Tensor& bias, float eps) {
   const OpTimer timer("layernorm_forward");
-  require_cpu({&out, &mean, &rstd, &inp, &weight, &bias}, "layernorm_forward");
+  for (const auto& [t, what] : {std::pair{&out, "out"}, {&mean, "mean"}, {&rstd, "rstd"}, {&inp, "inp"},
+                                {&weight, "weight"}})
+    require_defined(*t, "layernorm_forward", what);
+  const Backend& be = select("layernorm_forward", {&out, &mean, &rstd, &inp, &weight, &bias});
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(out, N * C, "layernorm_forward", "out");
   require_numel(mean, N, "layernorm_forward", "mean");
   require_numel(rstd, N, "layernorm_forward", "rstd");
   require_numel(weight, C, "layernorm_forward", "weight");
   require_numel(bias, C, "layernorm_forward", "bias");
-  cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(),
-                         LayerNormParams{N, C, eps});
+  be.layernorm_forward(out.raw(), mean.raw(), rstd.raw(), inp.raw(), weight.raw(), cptr(bias),
+                       LayerNormParams{N, C, eps});
 }
 
-void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
-                        const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd) {
+void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                        const Tensor& inp, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                        InputGrad mode) {
   const OpTimer timer("layernorm_backward");
-  require_cpu({&dinp, &dweight, &dbias, &dout, &inp, &weight, &mean, &rstd}, "layernorm_backward");
+  if (!dinp.defined() && !dweight.defined() && !dbias.defined()) return;
+  for (const auto& [t, what] : {std::pair{&dout, "dout"}, {&inp, "inp"}, {&weight, "weight"}, {&mean, "mean"},
+                                {&rstd, "rstd"}})
+    require_defined(*t, "layernorm_backward", what);
+  const Backend& be = select("layernorm_backward", {&dinp, &dweight, &dbias, &dout, &inp, &weight, &mean, &rstd});
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(dinp, N * C, "layernorm_backward", "dinp");
   require_numel(dout, N * C, "layernorm_backward", "dout");
   require_numel(dweight, C, "layernorm_backward", "dweight");
   require_numel(dbias, C, "layernorm_backward", "dbias");
-  cpu::layernorm_backward(ptr(dinp), ptr(dweight), ptr(dbias), dout.data(), inp.data(), weight.data(),
-                          mean.data(), rstd.data(), LayerNormParams{N, C});
+  LayerNormParams p{N, C};
+  p.dinp = mode;
+  be.layernorm_backward(ptr(dinp), ptr(dweight), ptr(dbias), dout.raw(), inp.raw(), weight.raw(), mean.raw(),
+                        rstd.raw(), p);
 }
 
-void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                    bool batch_invariant) {
   const OpTimer timer("matmul_forward");
-  require_cpu({&out, &inp, &weight, &bias}, "matmul_forward");
+  require_defined(out, "matmul_forward", "out");
+  require_defined(inp, "matmul_forward", "inp");
+  require_defined(weight, "matmul_forward", "weight");
+  const Backend& be = select("matmul_forward", {&out, &inp, &weight, &bias});
   GPTRAIN_CHECK(weight.ndim() == 2, "matmul_forward: weight shape {}", shape_string(weight.shape()));
   const int64_t OC = weight.dim(0), IC = weight.dim(1);
   GPTRAIN_CHECK(inp.dim(-1) == IC, "matmul_forward: input {} against weight {}", shape_string(inp.shape()),
@@ -186,190 +245,249 @@ void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
   const int64_t N = inp.numel() / IC;
   require_numel(out, N * OC, "matmul_forward", "out");
   require_numel(bias, OC, "matmul_forward", "bias");
-  cpu::matmul_forward(out.data(), inp.data(), weight.data(), ptr(bias), MatmulParams{N, IC, OC});
+  MatmulParams p{N, IC, OC};
+  p.batch_invariant = batch_invariant;
+  be.matmul_forward(out.raw(), inp.raw(), weight.raw(), cptr(bias), p);
 }
 
-void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
-                     const Tensor& dout, const Tensor& inp, const Tensor& weight) {
+void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight, InputGrad mode) {
   const OpTimer timer("matmul_backward");
-  require_cpu({&dinp, &dweight, &dbias, &dout, &inp, &weight}, "matmul_backward");
+  if (!dinp.defined() && !dweight.defined() && !dbias.defined()) return;
+  require_defined(dout, "matmul_backward", "dout");
+  require_defined(inp, "matmul_backward", "inp");
+  require_defined(weight, "matmul_backward", "weight");
+  const Backend& be = select("matmul_backward", {&dinp, &dweight, &dbias, &dout, &inp, &weight});
   const int64_t OC = weight.dim(0), IC = weight.dim(1), N = inp.numel() / IC;
   require_numel(dout, N * OC, "matmul_backward", "dout");
   require_numel(dinp, N * IC, "matmul_backward", "dinp");
   require_numel(dweight, OC * IC, "matmul_backward", "dweight");
   require_numel(dbias, OC, "matmul_backward", "dbias");
-  cpu::matmul_backward(ptr(dinp), ptr(dweight), ptr(dbias), dout.data(), inp.data(), weight.data(),
-                       MatmulParams{N, IC, OC});
+  MatmulParams p{N, IC, OC};
+  p.dinp = mode;
+  be.matmul_backward(ptr(dinp), ptr(dweight), ptr(dbias), dout.raw(), inp.raw(), weight.raw(), p);
 }
 
 namespace {
-AttentionParams attention_params(const Tensor& qkv, int64_t n_head, float dropout_p, uint64_t seed) {
-  GPTRAIN_CHECK(qkv.ndim() == 3 && qkv.dim(2) % 3 == 0, "attention: qkv shape {}", shape_string(qkv.shape()));
-  const int64_t C = qkv.dim(2) / 3;
-  GPTRAIN_CHECK(n_head > 0 && C % n_head == 0, "attention: {} channels do not split into {} heads", C, n_head);
-  return AttentionParams{qkv.dim(0), qkv.dim(1), n_head, C / n_head, dropout_p, seed};
+void check_shape(const AttentionShape& s, const char* op) {
+  GPTRAIN_CHECK(s.n_heads > 0 && s.n_kv_heads > 0 && s.head_dim > 0 && s.n_heads % s.n_kv_heads == 0,
+                "{}: {} query heads do not group over {} key/value heads (head size {})", op, s.n_heads, s.n_kv_heads,
+                s.head_dim);
+}
+
+AttentionParams attention_params(const Tensor& qkv, const AttentionShape& s, float dropout_p, uint64_t seed,
+                                 const char* op) {
+  check_shape(s, op);
+  GPTRAIN_CHECK(qkv.ndim() == 3 && qkv.dim(2) == s.qkv_width(), "{}: qkv shape {} for {} + 2 x {} heads of {}", op,
+                shape_string(qkv.shape()), s.n_heads, s.n_kv_heads, s.head_dim);
+  return AttentionParams{qkv.dim(0), qkv.dim(1), s.n_heads, s.n_kv_heads, s.head_dim, dropout_p, seed};
 }
 }  // namespace
 
-void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv, int64_t n_head,
+void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv, const AttentionShape& shape,
                        float dropout_p, uint64_t seed) {
   const OpTimer timer("attention_forward");
-  require_cpu({&out, &stats, &qkv}, "attention_forward");
-  const AttentionParams p = attention_params(qkv, n_head, dropout_p, seed);
+  require_defined(out, "attention_forward", "out");
+  require_defined(stats, "attention_forward", "stats");
+  require_defined(qkv, "attention_forward", "qkv");
+  const Backend& be = select("attention_forward", {&out, &stats, &qkv});
+  const AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_forward");
   require_numel(out, p.B * p.T * p.NH * p.HS, "attention_forward", "out");
   require_numel(stats, p.B * p.NH * p.T * 2, "attention_forward", "stats");
-  cpu::attention_forward(out.data(), stats.data(), qkv.data(), p);
+  be.attention_forward(out.raw(), stats.raw(), qkv.raw(), p);
 }
 
 void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& stats,
-                        int64_t n_head, float dropout_p, uint64_t seed) {
+                        const AttentionShape& shape, float dropout_p, uint64_t seed, InputGrad mode) {
   const OpTimer timer("attention_backward");
-  require_cpu({&dqkv, &dout, &qkv, &stats}, "attention_backward");
-  const AttentionParams p = attention_params(qkv, n_head, dropout_p, seed);
+  if (!dqkv.defined()) return;
+  require_defined(dout, "attention_backward", "dout");
+  require_defined(qkv, "attention_backward", "qkv");
+  require_defined(stats, "attention_backward", "stats");
+  const Backend& be = select("attention_backward", {&dqkv, &dout, &qkv, &stats});
+  AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_backward");
+  p.dinp = mode;
   require_numel(dqkv, qkv.numel(), "attention_backward", "dqkv");
   require_numel(dout, p.B * p.T * p.NH * p.HS, "attention_backward", "dout");
   require_numel(stats, p.B * p.NH * p.T * 2, "attention_backward", "stats");
-  cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), stats.data(), p);
+  be.attention_backward(dqkv.raw(), dout.raw(), qkv.raw(), stats.raw(), p);
 }
 
-void attention_decode_forward(const Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
-                              int64_t n_head, int64_t past) {
+void attention_decode_forward(const Tensor& out, const Tensor& qkv, std::span<const DecodeSequence> sequences,
+                              const AttentionShape& shape) {
   const OpTimer timer("attention_decode_forward");
-  require_cpu({&out, &qkv, &k_cache, &v_cache}, "attention_decode_forward");
-  GPTRAIN_CHECK(qkv.ndim() == 3 && qkv.dim(2) % 3 == 0 && k_cache.ndim() == 3, "attention_decode: qkv {} cache {}",
-                shape_string(qkv.shape()), shape_string(k_cache.shape()));
-  const int64_t B = qkv.dim(0), Tn = qkv.dim(1), C = qkv.dim(2) / 3, max_T = k_cache.dim(1);
-  GPTRAIN_CHECK(k_cache.dim(0) == B && k_cache.dim(2) == C && v_cache.shape() == k_cache.shape(),
-                "attention_decode: cache {} for qkv {}", shape_string(k_cache.shape()), shape_string(qkv.shape()));
-  GPTRAIN_CHECK(n_head > 0 && C % n_head == 0, "attention_decode: {} channels, {} heads", C, n_head);
-  if (past < 0 || past + Tn > max_T) fail("the KV cache holds {} positions; {} + {} do not fit", max_T, past, Tn);
-  require_numel(out, B * Tn * C, "attention_decode_forward", "out");
-  // append k and v of the new positions
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < Tn; ++t) {
-      const float* row = qkv.data() + (b * Tn + t) * 3 * C;
-      std::copy(row + C, row + 2 * C, k_cache.data() + (b * max_T + past + t) * C);
-      std::copy(row + 2 * C, row + 3 * C, v_cache.data() + (b * max_T + past + t) * C);
-    }
-  cpu::attention_decode_forward(out.data(), qkv.data(), k_cache.data(), v_cache.data(),
-                                AttentionDecodeParams{B, Tn, n_head, C / n_head, past, max_T});
+  require_defined(out, "attention_decode_forward", "out");
+  require_defined(qkv, "attention_decode_forward", "qkv");
+  check_shape(shape, "attention_decode_forward");
+  const Backend& be = select("attention_decode_forward", {&out, &qkv});
+  const int64_t W = shape.qkv_width(), KV = shape.n_kv_heads * shape.head_dim;
+  GPTRAIN_CHECK(qkv.dim(-1) == W, "attention_decode: qkv {} for {} + 2 x {} heads of {}", shape_string(qkv.shape()),
+                shape.n_heads, shape.n_kv_heads, shape.head_dim);
+  const int64_t R = qkv.numel() / W;
+  require_numel(out, R * shape.n_heads * shape.head_dim, "attention_decode_forward", "out");
+  std::vector<DecodeSeq> seqs;
+  seqs.reserve(sequences.size());
+  int64_t row = 0;
+  for (const DecodeSequence& s : sequences) {
+    require_defined(s.k_cache, "attention_decode_forward", "k_cache");
+    require_defined(s.v_cache, "attention_decode_forward", "v_cache");
+    GPTRAIN_CHECK(s.k_cache.device() == qkv.device() && s.k_cache.dtype() == qkv.dtype() &&
+                      s.v_cache.shape() == s.k_cache.shape() && s.v_cache.dtype() == s.k_cache.dtype() &&
+                      s.k_cache.ndim() == 2 && s.k_cache.dim(1) == KV,
+                  "attention_decode: cache {} {} for qkv {} {}", shape_string(s.k_cache.shape()),
+                  dtype_name(s.k_cache.dtype()), shape_string(qkv.shape()), dtype_name(qkv.dtype()));
+    const int64_t max_T = s.k_cache.dim(0);
+    if (s.past < 0 || s.rows < 1 || s.past + s.rows > max_T)
+      fail("the KV cache holds {} positions; {} + {} do not fit", max_T, s.past, s.rows);
+    seqs.push_back(DecodeSeq{s.k_cache.raw(), s.v_cache.raw(), max_T, s.past, row, s.rows});
+    row += s.rows;
+  }
+  GPTRAIN_CHECK(row == R, "attention_decode: the sequences cover {} rows of {}", row, R);
+  be.attention_decode_forward(out.raw(), qkv.raw(), seqs.data(),
+                              AttentionDecodeParams{shape.n_heads, shape.n_kv_heads, shape.head_dim,
+                                                    static_cast<int64_t>(seqs.size())});
 }
 
 void gelu_forward(const Tensor& out, const Tensor& inp) {
   const OpTimer timer("gelu_forward");
-  require_cpu({&out, &inp}, "gelu_forward");
+  require_defined(out, "gelu_forward", "out");
+  require_defined(inp, "gelu_forward", "inp");
+  const Backend& be = select("gelu_forward", {&out, &inp});
   require_numel(out, inp.numel(), "gelu_forward", "out");
-  cpu::gelu_forward(out.data(), inp.data(), GeluParams{inp.numel()});
+  be.gelu_forward(out.raw(), inp.raw(), GeluParams{inp.numel()});
 }
 
-void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, InputGrad mode) {
   const OpTimer timer("gelu_backward");
-  require_cpu({&dinp, &inp, &dout}, "gelu_backward");
+  if (!dinp.defined()) return;
+  require_defined(inp, "gelu_backward", "inp");
+  require_defined(dout, "gelu_backward", "dout");
+  const Backend& be = select("gelu_backward", {&dinp, &inp, &dout});
   require_numel(dinp, inp.numel(), "gelu_backward", "dinp");
   require_numel(dout, inp.numel(), "gelu_backward", "dout");
-  cpu::gelu_backward(dinp.data(), inp.data(), dout.data(), GeluParams{inp.numel()});
+  be.gelu_backward(dinp.raw(), inp.raw(), dout.raw(), GeluParams{inp.numel(), mode});
 }
 
 void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
   const OpTimer timer("residual_forward");
-  require_cpu({&out, &a, &b}, "residual_forward");
+  require_defined(out, "residual_forward", "out");
+  require_defined(a, "residual_forward", "a");
+  require_defined(b, "residual_forward", "b");
+  const Backend& be = select("residual_forward", {&out, &a, &b});
   require_numel(b, a.numel(), "residual_forward", "b");
   require_numel(out, a.numel(), "residual_forward", "out");
-  cpu::residual_forward(out.data(), a.data(), b.data(), ResidualParams{a.numel()});
+  be.residual_forward(out.raw(), a.raw(), b.raw(), ResidualParams{a.numel()});
 }
 
 void residual_backward(const Tensor& da, const Tensor& db, const Tensor& dout) {
   const OpTimer timer("residual_backward");
-  require_cpu({&da, &db, &dout}, "residual_backward");
+  if (!da.defined() && !db.defined()) return;
+  require_defined(dout, "residual_backward", "dout");
+  const Backend& be = select("residual_backward", {&da, &db, &dout});
   require_numel(da, dout.numel(), "residual_backward", "da");
   require_numel(db, dout.numel(), "residual_backward", "db");
-  cpu::residual_backward(ptr(da), ptr(db), dout.data(), ResidualParams{dout.numel()});
+  be.residual_backward(ptr(da), ptr(db), dout.raw(), ResidualParams{dout.numel()});
 }
 
 namespace {
-CrossEntropyParams ce_params(const Tensor& logits, std::span<const int32_t> targets, int32_t ignore_index) {
+CrossEntropyParams ce_params(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
   const int64_t V = logits.dim(-1), N = logits.numel() / V;
-  GPTRAIN_CHECK(static_cast<int64_t>(targets.size()) == N, "cross_entropy: {} targets for {} rows",
-                targets.size(), N);
-  for (int32_t t : targets)
-    if (t != ignore_index && (t < 0 || t >= V))
-      fail("target id {} is out of range for {} classes (and is not the ignore index {})", t, V, ignore_index);
+  GPTRAIN_CHECK(targets.numel() == N, "cross_entropy: {} targets for {} rows", targets.numel(), N);
+  check_ids(targets, V, "target", ignore_index);
   return CrossEntropyParams{N, V, ignore_index};
 }
 }  // namespace
 
 CrossEntropyResult cross_entropy_forward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
-                                         std::span<const int32_t> targets, int32_t ignore_index) {
+                                         const Tensor& targets, int32_t ignore_index) {
   const OpTimer timer("cross_entropy_forward");
-  require_cpu({&losses, &lse, &logits}, "cross_entropy_forward");
+  require_defined(losses, "cross_entropy_forward", "losses");
+  require_defined(lse, "cross_entropy_forward", "lse");
+  require_defined(logits, "cross_entropy_forward", "logits");
+  require_defined(targets, "cross_entropy_forward", "targets");
+  const Backend& be = select("cross_entropy_forward", {&losses, &lse, &logits}, {&targets});
   const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(losses, p.N, "cross_entropy_forward", "losses");
   require_numel(lse, p.N, "cross_entropy_forward", "lse");
-  cpu::cross_entropy_forward(losses.data(), lse.data(), logits.data(), targets.data(), p);
-  double sum = 0.0;
-  int64_t counted = 0;
-  for (int64_t r = 0; r < p.N; ++r)
-    if (targets[r] != ignore_index) {
-      sum += losses[r];
-      ++counted;
-    }
-  return {counted ? sum / static_cast<double>(counted) : 0.0, counted};
+  be.cross_entropy_forward(losses.raw(), lse.raw(), logits.raw(), ids(targets), p);
+  const LossTotal total = be.loss_total(losses.raw(), ids(targets), p);
+  return {total.counted ? total.sum / static_cast<double>(total.counted) : 0.0, total.counted};
 }
 
-void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
-                            std::span<const int32_t> targets, float dloss, int32_t ignore_index) {
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse, const Tensor& targets,
+                            float dloss, int32_t ignore_index) {
   const OpTimer timer("cross_entropy_backward");
-  require_cpu({&dlogits, &logits, &lse}, "cross_entropy_backward");
-  const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
+  require_defined(dlogits, "cross_entropy_backward", "dlogits");
+  require_defined(logits, "cross_entropy_backward", "logits");
+  require_defined(lse, "cross_entropy_backward", "lse");
+  require_defined(targets, "cross_entropy_backward", "targets");
+  const Backend& be = select("cross_entropy_backward", {&dlogits, &logits, &lse}, {&targets});
+  CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(dlogits, logits.numel(), "cross_entropy_backward", "dlogits");
-  int64_t counted = 0;
-  for (int32_t t : targets) counted += t != ignore_index;
-  const float per_row = counted ? dloss / static_cast<float>(counted) : 0.0f;
-  std::vector<float> drow(static_cast<size_t>(p.N), per_row);
-  cpu::cross_entropy_backward(dlogits.data(), logits.data(), lse.data(), targets.data(), drow.data(), p);
+  // The mean's gradient: dloss / counted on every counted row.
+  const LossTotal counted = be.loss_total(nullptr, ids(targets), p);
+  p.dloss_scale = counted.counted ? dloss / static_cast<float>(counted.counted) : 0.0f;
+  be.cross_entropy_backward(dlogits.raw(), logits.raw(), lse.raw(), ids(targets), nullptr, p);
 }
 
 void pool_forward(const Tensor& out, const Tensor& inp, PoolMode mode) {
   const OpTimer timer("pool_forward");
-  require_cpu({&out, &inp}, "pool_forward");
+  require_defined(out, "pool_forward", "out");
+  require_defined(inp, "pool_forward", "inp");
+  const Backend& be = select("pool_forward", {&out, &inp});
   GPTRAIN_CHECK(inp.ndim() == 3, "pool_forward: input shape {}", shape_string(inp.shape()));
   const PoolParams p{inp.dim(0), inp.dim(1), inp.dim(2), mode};
   require_numel(out, p.B * p.C, "pool_forward", "out");
-  cpu::pool_forward(out.data(), inp.data(), p);
+  be.pool_forward(out.raw(), inp.raw(), p);
 }
 
-void pool_backward(const Tensor& dinp, const Tensor& dout, PoolMode mode) {
+void pool_backward(const Tensor& dinp, const Tensor& dout, PoolMode mode, InputGrad mode_dinp) {
   const OpTimer timer("pool_backward");
-  require_cpu({&dinp, &dout}, "pool_backward");
+  if (!dinp.defined()) return;
+  require_defined(dout, "pool_backward", "dout");
+  const Backend& be = select("pool_backward", {&dinp, &dout});
   GPTRAIN_CHECK(dinp.ndim() == 3, "pool_backward: dinp shape {}", shape_string(dinp.shape()));
-  const PoolParams p{dinp.dim(0), dinp.dim(1), dinp.dim(2), mode};
+  const PoolParams p{dinp.dim(0), dinp.dim(1), dinp.dim(2), mode, mode_dinp};
   require_numel(dout, p.B * p.C, "pool_backward", "dout");
-  cpu::pool_backward(dinp.data(), dout.data(), p);
+  be.pool_backward(dinp.raw(), dout.raw(), p);
 }
 
-void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                const AdamWParams& params) {
+void gather_rows_forward(const Tensor& out, const Tensor& inp, const Tensor& rows) {
+  const OpTimer timer("gather_rows_forward");
+  require_defined(out, "gather_rows_forward", "out");
+  require_defined(inp, "gather_rows_forward", "inp");
+  require_defined(rows, "gather_rows_forward", "rows");
+  const Backend& be = select("gather_rows_forward", {&out, &inp}, {&rows});
+  const int64_t C = inp.dim(-1), N = inp.numel() / C, R = rows.numel();
+  require_numel(out, R * C, "gather_rows_forward", "out");
+  check_ids(rows, N, "row");
+  be.gather_rows_forward(out.raw(), inp.raw(), ids(rows), GatherRowsParams{R, N, C});
+}
+
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWParams& params) {
   const OpTimer timer("adamw_step");
-  require_cpu({&param, &grad, &m, &v}, "adamw_step");
+  for (const auto& [t, what] : {std::pair{&param, "param"}, {&grad, "grad"}, {&m, "m"}, {&v, "v"}})
+    require_defined(*t, "adamw_step", what);
+  const Backend& be = select("adamw_step", {&param, &grad, &m, &v});
   require_numel(grad, param.numel(), "adamw_step", "grad");
   require_numel(m, param.numel(), "adamw_step", "m");
   require_numel(v, param.numel(), "adamw_step", "v");
   GPTRAIN_CHECK(params.step >= 1, "adamw_step: step {} (counts from 1)", params.step);
   AdamWParams p = params;
   p.n = param.numel();
-  cpu::adamw_step(param.data(), grad.data(), m.data(), v.data(), p);
+  be.adamw_step(param.raw(), grad.raw(), m.raw(), v.raw(), p);
 }
 
 double sum_squares(const Tensor& x) {
   const OpTimer timer("sum_squares");
-  require_cpu({&x}, "sum_squares");
-  return cpu::sum_squares(x.data(), x.numel());
+  require_defined(x, "sum_squares", "x");
+  return select("sum_squares", {&x}).sum_squares(x.raw(), x.numel());
 }
 
 void scale_(const Tensor& x, float factor) {
   const OpTimer timer("scale_");
-  require_cpu({&x}, "scale_");
-  cpu::scale(x.data(), factor, x.numel());
+  require_defined(x, "scale_", "x");
+  select("scale_", {&x}).scale(x.raw(), factor, x.numel());
 }
 
 }  // namespace gptrain::ops

@@ -1,10 +1,13 @@
 // The op interface shared by every backend: one typed parameter struct per op. Each backend
-// (kernels/ref: scalar ground truth, kernels/cpu: OpenMP + OpenBLAS, kernels/cuda) implements
-// <op>_forward / <op>_backward with the same argument order: outputs, inputs, cached
-// intermediates, params. Backward functions ACCUMULATE (+=) into every gradient they produce and
-// skip any gradient whose pointer is null, so frozen parameters cost no gradient work.
+// (kernels/ref: scalar ground truth in any precision, kernels/cpu: OpenMP + OpenBLAS, later
+// kernels/cuda) implements <op>_forward / <op>_backward with the same argument order: outputs,
+// inputs, cached intermediates, params. Backward functions ACCUMULATE (+=) into every parameter
+// gradient they produce and skip any gradient whose pointer is null, so frozen parameters cost
+// no gradient work. The gradient of an input activation is accumulated or written as the caller
+// asks (InputGrad): writing needs no zero-filled buffer, accumulating adds a residual branch.
 //
-// Shape legend: B batch, T time, C channels, V vocab, NH heads, HS head size, N rows (B*T).
+// Shape legend: B batch, T time, C channels, V vocab, NH query heads, NKV key/value heads, HS head
+// size, N rows (B*T).
 #pragma once
 
 #include <cstdint>
@@ -13,16 +16,23 @@ namespace gptrain::kernels {
 
 // Every op of the interface. The op harness (tests/kernels) fails when one of these lacks a
 // backend-vs-reference case or a finite-difference gradient check.
-inline constexpr const char* kOpNames[] = {"embedding", "dropout", "layernorm", "matmul", "attention",
-                                           "gelu", "residual", "cross_entropy", "pool", "adamw",
-                                           "attention_decode"};
+inline constexpr const char* kOpNames[] = {"embedding", "dropout",       "layernorm", "matmul",
+                                           "attention", "gelu",          "residual",  "cross_entropy",
+                                           "pool",      "adamw",         "attention_decode",
+                                           "gather_rows"};
 // Inference-only ops: they need a backend case but have no backward to check.
-inline constexpr const char* kForwardOnlyOps[] = {"attention_decode"};
+inline constexpr const char* kForwardOnlyOps[] = {"attention_decode", "gather_rows"};
 
-// out[B,T,C] = wte[tokens[b,t], :] + wpe[pos_offset + t, :]
+// How a backward op delivers the gradient of its input activation: added to what the buffer
+// holds (a residual stream that other branches also feed), or written over it.
+enum class InputGrad : uint8_t { Accumulate, Write };
+
+// out[N,C] = wte[tokens[n], :] + wpe[position(n), :] with position(n) = positions[n] when a
+// positions array is given (decoding several sequences at once), else pos_offset + n % T. Without
+// a position table (n_positions = 0, rotary models) out is the token embedding alone.
 struct EmbeddingParams {
   int64_t B, T, C, V;
-  int64_t n_positions;     // rows of wpe
+  int64_t n_positions;     // rows of wpe; 0: no wpe
   int64_t pos_offset = 0;  // first position (KV-cache decoding continues from here)
 };
 
@@ -32,42 +42,67 @@ struct DropoutParams {
   int64_t n;
   float p;
   uint64_t seed;
+  InputGrad dinp = InputGrad::Accumulate;
 };
 
-// out[N,C] = (inp - mean) * rstd * weight + bias, biased variance, rstd = 1/sqrt(var + eps).
+// out[N,C] = (inp - mean) * rstd * weight (+ bias), biased variance, rstd = 1/sqrt(var + eps).
 struct LayerNormParams {
   int64_t N, C;
   float eps = 1e-5f;
+  InputGrad dinp = InputGrad::Accumulate;
 };
 
 // out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC] (PyTorch nn.Linear layout; bias optional).
+// batch_invariant: every row's result is bit-identical whatever N is and wherever the row sits
+// (BLAS does not promise that: sgemv and sgemm, and sgemm for different N, round differently);
+// the decode engine asks for it so that sequences decoded together give exactly the tokens each
+// gives alone.
 struct MatmulParams {
   int64_t N, IC, OC;
+  bool batch_invariant = false;
+  InputGrad dinp = InputGrad::Accumulate;
 };
 
-// Causal self-attention over packed qkv[B,T,3C] (q | k | v, each C = NH*HS wide, head h in
-// columns [h*HS, (h+1)*HS)); out[B,T,C]; att[B,NH,T,T] caches the softmax probabilities (before
-// dropout, zero above the diagonal). Scores are scaled by 1/sqrt(HS); dropout (p, seed) acts on
-// the probabilities with element index ((b*NH + h)*T + t)*T + s.
+// Causal self-attention over packed qkv[B,T,(NH + 2 NKV) HS]: the NH query heads, then the NKV key
+// heads, then the NKV value heads, head j of each part in columns [j*HS, (j+1)*HS) of that part.
+// Query head h attends with key/value head h / (NH / NKV) (grouped-query attention; NKV = NH is
+// multi-head attention). out[B,T,NH*HS]; stats[B,NH,T,2] keeps each query row's softmax maximum
+// and reciprocal sum, from which backward rebuilds the probabilities. Scores are scaled by
+// 1/sqrt(HS); dropout (p, seed) acts on the probabilities with element index
+// ((b*NH + h)*T + t)*T + s.
 struct AttentionParams {
-  int64_t B, T, NH, HS;
+  int64_t B, T, NH, NKV, HS;
   float dropout_p = 0.0f;
   uint64_t seed = 0;
+  InputGrad dinp = InputGrad::Accumulate;
+  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 
-// Attention of new positions against a KV cache (generation). q[B,Tn,3C] holds the new positions'
-// packed qkv rows (only the q part is read); k_cache/v_cache[B,max_T,C] hold keys and values of
-// positions 0..past+Tn-1 (the new ones already appended). New position t (absolute past + t)
-// attends to cached positions 0..past+t. out[B,Tn,C]. No dropout: inference only.
+// One sequence of a decode step: `rows` new positions (rows first_row.. of the step's packed qkv),
+// continuing at position `past` of its caches k_cache/v_cache[max_T, NKV*HS] (one layer).
+struct DecodeSeq {
+  void* k_cache;
+  void* v_cache;
+  int64_t max_T;
+  int64_t past;
+  int64_t first_row;
+  int64_t rows;
+};
+
+// Attention of new positions against KV caches (generation): the keys and values of the new rows
+// of qkv[R,(NH + 2 NKV) HS] are appended to their sequence's caches, then new position t
+// (absolute past + t) of a sequence attends to its cached positions 0..past+t. out[R,NH*HS]. No
+// dropout: inference only.
 struct AttentionDecodeParams {
-  int64_t B, Tn, NH, HS;
-  int64_t past;   // positions already in the cache before this call
-  int64_t max_T;  // rows of the cache per sequence
+  int64_t NH, NKV, HS;
+  int64_t n_seqs;
+  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 
 // Tanh-approximated GELU (GPT-2's "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 struct GeluParams {
   int64_t n;
+  InputGrad dinp = InputGrad::Accumulate;
 };
 
 // out = a + b.
@@ -78,10 +113,19 @@ struct ResidualParams {
 // Softmax cross-entropy per row of logits[N,V] with integer targets; a target equal to
 // ignore_index contributes nothing. Forward writes losses[N] (0 where ignored) and the
 // log-sum-exp lse[N] that backward reuses. Backward writes (does not accumulate)
-// dlogits = (softmax(logits) - onehot(target)) * dloss[row], and may alias logits.
+// dlogits = (softmax(logits) - onehot(target)) * dloss[row] (dloss_scale for every row when no
+// dloss array is given), zero for ignored rows; dlogits may alias logits.
 struct CrossEntropyParams {
   int64_t N, V;
   int32_t ignore_index = -100;
+  float dloss_scale = 1.0f;
+};
+
+// The mean loss's parts: the sum of losses[r] over counted rows (in row order, in double; 0 when no
+// losses are given) and their number.
+struct LossTotal {
+  double sum;
+  int64_t counted;
 };
 
 // Reads one vector per sequence for a classifier head: out[B,C] from inp[B,T,C] at the last
@@ -90,6 +134,13 @@ enum class PoolMode { Last, First, Mean };
 struct PoolParams {
   int64_t B, T, C;
   PoolMode mode = PoolMode::Last;
+  InputGrad dinp = InputGrad::Accumulate;
+};
+
+// out[R,C] = inp[rows[r], :] for r < R; inp has N rows (the last position of each sequence of a
+// decode step).
+struct GatherRowsParams {
+  int64_t R, N, C;
 };
 
 // torch.optim.AdamW, single-tensor path (PyTorch 2.x), in PyTorch's float32 order of operations:

@@ -4,23 +4,73 @@
 
 namespace gptrain {
 
-void GPT2Config::validate() const {
+const char* norm_name(NormKind k) { return k == NormKind::LayerNorm ? "layernorm" : "rmsnorm"; }
+const char* mlp_name(MlpKind k) { return k == MlpKind::GeluTanh ? "gelu_tanh" : "swiglu"; }
+const char* positions_name(PositionKind k) { return k == PositionKind::Learned ? "learned" : "rotary"; }
+const char* pooling_name(Pooling p) { return p == Pooling::Last ? "last" : p == Pooling::First ? "first" : "mean"; }
+
+ModelConfig ModelConfig::resolved() const {
+  ModelConfig c = *this;
+  c.n_kv_heads = kv_heads();
+  c.head_dim = head_size();
+  c.mlp_dim = mlp_width();
+  return c;
+}
+
+bool ModelConfig::same_model(const ModelConfig& other) const {
+  const ModelConfig a = resolved(), b = other.resolved();
+  return a.family == b.family && a.vocab_size == b.vocab_size && a.context_length == b.context_length &&
+         a.emb_dim == b.emb_dim && a.n_layers == b.n_layers && a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads &&
+         a.head_dim == b.head_dim && a.mlp_dim == b.mlp_dim && a.norm == b.norm && a.norm_bias == b.norm_bias &&
+         a.norm_eps == b.norm_eps && a.mlp == b.mlp && a.positions == b.positions &&
+         (a.positions != PositionKind::Rotary || a.rope == b.rope) && a.qkv_bias == b.qkv_bias &&
+         a.out_bias == b.out_bias && a.mlp_bias == b.mlp_bias && a.qk_norm == b.qk_norm &&
+         a.tie_weights == b.tie_weights && a.drop_rate == b.drop_rate && a.head == b.head &&
+         (a.head != HeadType::Classifier || (a.n_classes == b.n_classes && a.pooling == b.pooling));
+}
+
+void ModelConfig::validate() const {
   if (vocab_size <= 0) fail("config: vocab_size must be positive, got {}", vocab_size);
   if (context_length <= 0) fail("config: context_length must be positive, got {}", context_length);
   if (emb_dim <= 0) fail("config: emb_dim must be positive, got {}", emb_dim);
   if (n_heads <= 0) fail("config: n_heads must be positive, got {}", n_heads);
   if (n_layers < 0) fail("config: n_layers must not be negative, got {}", n_layers);
-  if (emb_dim % n_heads != 0)
-    fail("config: emb_dim {} is not divisible by n_heads {}", emb_dim, n_heads);
+  if (n_kv_heads < 0 || head_dim < 0 || mlp_dim < 0)
+    fail("config: n_kv_heads, head_dim and mlp_dim must not be negative (0: derived), got {}, {}, {}", n_kv_heads,
+         head_dim, mlp_dim);
+  if (head_dim == 0 && emb_dim % n_heads != 0)
+    fail("config: emb_dim {} is not divisible by n_heads {} (or give head_dim)", emb_dim, n_heads);
+  if (n_heads % kv_heads() != 0)
+    fail("config: n_heads {} is not a multiple of n_kv_heads {} (each key/value head serves a group of query heads)",
+         n_heads, kv_heads());
   if (!(drop_rate >= 0.0f && drop_rate < 1.0f)) fail("config: drop_rate must be in [0, 1), got {}", drop_rate);
-  if (!(layer_norm_eps > 0.0f)) fail("config: layer_norm_eps must be positive, got {}", layer_norm_eps);
+  if (!(norm_eps > 0.0f)) fail("config: norm_eps must be positive, got {}", norm_eps);
+  if (positions == PositionKind::Rotary) {
+    if (!(rope.theta > 0)) fail("config: rope theta must be positive, got {}", rope.theta);
+    if (head_size() % 2 != 0) fail("config: rotary positions need an even head size, got {}", head_size());
+    if (!rope.scaling.empty() && rope.scaling != "llama3")
+      fail("config: rope scaling '{}' is not known (expected none or llama3)", rope.scaling);
+    if (rope.scaling == "llama3" && !(rope.factor > 0 && rope.original_context > 0 && rope.low_freq_factor > 0 &&
+                                      rope.high_freq_factor > rope.low_freq_factor))
+      fail("config: llama3 rope scaling needs factor > 0, original_context > 0 and high_freq_factor > "
+           "low_freq_factor > 0");
+  }
   if (head == HeadType::Classifier) {
     if (n_classes < 2) fail("config: a classifier needs at least 2 classes, got {}", n_classes);
     if (tie_weights) fail("config: a classifier head cannot be tied to the token embedding");
   }
 }
 
-bool preset_config(const std::string& name, GPT2Config& config) {
+std::vector<std::string> ModelConfig::unsupported() const {
+  std::vector<std::string> missing;
+  if (norm == NormKind::RMSNorm) missing.push_back("RMSNorm (norm: rmsnorm)");
+  if (mlp == MlpKind::SwiGLU) missing.push_back("the SwiGLU MLP (mlp: swiglu)");
+  if (positions == PositionKind::Rotary) missing.push_back("rotary positions (positions: rotary)");
+  if (qk_norm) missing.push_back("query/key norms (qk_norm: true)");
+  return missing;
+}
+
+bool preset_config(const std::string& name, ModelConfig& config) {
   struct Row {
     const char* name;
     const char* alias;
@@ -32,7 +82,7 @@ bool preset_config(const std::string& name, GPT2Config& config) {
                              {"gpt2-xl", "1558M", 1600, 48, 25}};
   for (const Row& row : rows)
     if (name == row.name || name == row.alias || (name == "gpt2" && row.emb_dim == 768)) {
-      config = GPT2Config{};
+      config = ModelConfig{};
       config.emb_dim = row.emb_dim;
       config.n_layers = row.n_layers;
       config.n_heads = row.n_heads;
@@ -42,22 +92,5 @@ bool preset_config(const std::string& name, GPT2Config& config) {
 }
 
 std::vector<std::string> preset_names() { return {"gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"}; }
-
-ParameterCounts count_parameters(const GPT2Config& c) {
-  const int64_t C = c.emb_dim;
-  const int64_t block = 2 * C                            // ln1
-                        + 3 * C * C + (c.qkv_bias ? 3 * C : 0)  // qkv
-                        + C * C + C                      // attention output projection
-                        + 2 * C                          // ln2
-                        + 4 * C * C + 4 * C              // mlp fc
-                        + 4 * C * C + C;                 // mlp proj
-  const int64_t body = c.vocab_size * C + c.context_length * C + c.n_layers * block + 2 * C;
-  int64_t head = 0;
-  if (c.head == HeadType::Classifier)
-    head = c.n_classes * C + c.n_classes;
-  else if (!c.tie_weights)
-    head = c.vocab_size * C;
-  return {body + head, body, head};
-}
 
 }  // namespace gptrain

@@ -1,48 +1,88 @@
-// GPT-2 configuration: the book's config keys (vocab_size, context_length, emb_dim, n_heads,
-// n_layers, drop_rate, qkv_bias) plus the head and weight tying, and the four named presets.
+// ModelConfig: a decoder-only pre-norm transformer, described by its parts (the way gemma.cpp's
+// configs describe a layer): vocabulary, context, width, layers, query and key/value heads, head
+// size, MLP width, the norm and its epsilon, the MLP kind, learned or rotary positions, which
+// projections have biases, per-head query/key norms, a tied or separate output head, dropout, and
+// the head type (language model, or N classes read at pooled positions). GPT-2's four presets are
+// instances. Derived sizes (head size = width / heads, MLP width = 4 x width, key/value heads =
+// query heads) are stored as 0 and read through the accessors, so overriding the width of a preset
+// keeps them consistent; resolved() fills them in.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "kernels/params.h"
-
 namespace gptrain {
 
 enum class HeadType { LanguageModel, Classifier };
-using Pooling = kernels::PoolMode;  // which positions a classifier head reads
+enum class Pooling { Last, First, Mean };  // which positions a classifier head reads
+enum class NormKind { LayerNorm, RMSNorm };
+enum class MlpKind { GeluTanh, SwiGLU };
+enum class PositionKind { Learned, Rotary };
 
-struct GPT2Config {
+// Rotary embeddings: frequency theta^(-2i/d) per pair of channels (Hugging Face's rotate-half
+// layout), optionally rescaled by Llama 3's rule ("llama3": factor, low/high frequency factors and
+// the original context).
+struct RopeConfig {
+  double theta = 10000.0;
+  std::string scaling;  // "" (none) or "llama3"
+  double factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
+  int64_t original_context = 0;
+  bool operator==(const RopeConfig&) const = default;
+};
+
+struct ModelConfig {
+  std::string family = "gpt2";  // gpt2 (the book's GPTModel and OpenAI's GPT-2), or a custom stack
   int64_t vocab_size = 50257;
   int64_t context_length = 1024;
   int64_t emb_dim = 768;
-  int64_t n_heads = 12;
   int64_t n_layers = 12;
-  float drop_rate = 0.1f;
-  bool qkv_bias = false;
+  int64_t n_heads = 12;
+  int64_t n_kv_heads = 0;  // 0: n_heads (multi-head attention)
+  int64_t head_dim = 0;    // 0: emb_dim / n_heads
+  int64_t mlp_dim = 0;     // 0: 4 * emb_dim
+  NormKind norm = NormKind::LayerNorm;
+  bool norm_bias = true;  // LayerNorm's shift
+  float norm_eps = 1e-5f;
+  MlpKind mlp = MlpKind::GeluTanh;
+  PositionKind positions = PositionKind::Learned;
+  RopeConfig rope;
+  bool qkv_bias = false;  // the book's default; OpenAI's GPT-2 has it
+  bool out_bias = true;   // attention output projection
+  bool mlp_bias = true;
+  bool qk_norm = false;   // a norm of each query and key head before attention (Qwen3)
   bool tie_weights = false;  // output head shares tok_emb (GPT-2 original); the book keeps them apart
-  float layer_norm_eps = 1e-5f;
+  float drop_rate = 0.1f;
   HeadType head = HeadType::LanguageModel;
   int64_t n_classes = 0;  // classifier head only
   Pooling pooling = Pooling::Last;
 
-  int64_t head_size() const { return emb_dim / n_heads; }
-  // Throws gptrain::Error naming the offending key when the values cannot form a model.
+  int64_t kv_heads() const { return n_kv_heads ? n_kv_heads : n_heads; }
+  int64_t head_size() const { return head_dim ? head_dim : (n_heads ? emb_dim / n_heads : 0); }
+  int64_t mlp_width() const { return mlp_dim ? mlp_dim : 4 * emb_dim; }
+  int64_t q_width() const { return n_heads * head_size(); }
+  int64_t kv_width() const { return kv_heads() * head_size(); }
+  int64_t qkv_width() const { return q_width() + 2 * kv_width(); }
+  bool learned_positions() const { return positions == PositionKind::Learned; }
+  // The same model with every derived size written out.
+  ModelConfig resolved() const;
+  // Throws gptrain::Error naming the offending field when the values cannot form a model.
   void validate() const;
+  // What of this description the kernels do not compute yet (empty when the model can be built).
+  std::vector<std::string> unsupported() const;
+  // Equal as models (derived sizes compared resolved).
+  bool same_model(const ModelConfig& other) const;
 };
 
 // "gpt2-small" (124M), "gpt2-medium" (355M), "gpt2-large" (774M), "gpt2-xl" (1558M), with the
 // book's GPT_CONFIG_124M defaults otherwise (context 1024, dropout 0.1, no qkv bias, untied head).
 // Also accepts "124M", "355M", "774M", "1558M". Returns false for an unknown name.
-bool preset_config(const std::string& name, GPT2Config& config);
+bool preset_config(const std::string& name, ModelConfig& config);
 std::vector<std::string> preset_names();
 
-struct ParameterCounts {
-  int64_t total;        // every parameter, the output head included unless tied
-  int64_t without_head; // total minus the output head (the book's "tied" count for LM heads)
-  int64_t head;
-};
-ParameterCounts count_parameters(const GPT2Config& config);
+const char* norm_name(NormKind k);          // "layernorm", "rmsnorm"
+const char* mlp_name(MlpKind k);            // "gelu_tanh", "swiglu"
+const char* positions_name(PositionKind k);  // "learned", "rotary"
+const char* pooling_name(Pooling p);        // "last", "first", "mean"
 
 }  // namespace gptrain

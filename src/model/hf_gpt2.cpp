@@ -102,36 +102,110 @@ float dropout_value(double p, const std::string& file, const char* key) {
   return static_cast<float>(p);
 }
 
-GPT2Config parse_config(const json& root, const std::string& file) {
+// What HF's GPT-2 config.json cannot say (grouped-query heads, a head size other than width / heads,
+// another norm or MLP, rotary positions, missing biases, query/key norms): the gptrain object's
+// "architecture", written complete whenever one of these differs from GPT-2.
+bool gpt2_expressible(const ModelConfig& c) {
+  const ModelConfig r = c.resolved();
+  return r.family == "gpt2" && r.n_kv_heads == r.n_heads && r.head_dim * r.n_heads == r.emb_dim &&
+         r.norm == NormKind::LayerNorm && r.norm_bias && r.mlp == MlpKind::GeluTanh &&
+         r.positions == PositionKind::Learned && r.out_bias && r.mlp_bias && !r.qk_norm;
+}
+
+json architecture_json(const ModelConfig& c) {
+  const ModelConfig r = c.resolved();
+  json a = {{"family", r.family},       {"n_kv_heads", r.n_kv_heads},           {"head_dim", r.head_dim},
+            {"mlp_dim", r.mlp_dim},     {"norm", norm_name(r.norm)},            {"norm_bias", r.norm_bias},
+            {"mlp", mlp_name(r.mlp)},   {"positions", positions_name(r.positions)}, {"qkv_bias", r.qkv_bias},
+            {"out_bias", r.out_bias},   {"mlp_bias", r.mlp_bias},               {"qk_norm", r.qk_norm}};
+  if (r.positions == PositionKind::Rotary) {
+    json rope = {{"theta", r.rope.theta}};
+    if (!r.rope.scaling.empty())
+      rope.update({{"scaling", r.rope.scaling},
+                   {"factor", r.rope.factor},
+                   {"low_freq_factor", r.rope.low_freq_factor},
+                   {"high_freq_factor", r.rope.high_freq_factor},
+                   {"original_context", r.rope.original_context}});
+    a["rope"] = rope;
+  }
+  return a;
+}
+
+// Reads the architecture object into c (every key required: it is written complete).
+void read_architecture(const json& a, const std::string& file, ModelConfig& c) {
+  if (!a.is_object()) fail("{}: key 'architecture' must be an object, got {}", file, brief(a));
+  const ConfigKeys k(a, file);
+  for (const char* key : {"family", "n_kv_heads", "head_dim", "mlp_dim", "norm", "norm_bias", "mlp", "positions",
+                          "qkv_bias", "out_bias", "mlp_bias", "qk_norm"})
+    if (!k.find({key})) fail("{}: key '{}' is missing", file, key);
+  c.family = k.string("family", "gpt2");
+  c.n_kv_heads = k.positive_int({"n_kv_heads"}, 0);
+  c.head_dim = k.positive_int({"head_dim"}, 0);
+  c.mlp_dim = k.positive_int({"mlp_dim"}, 0);
+  const std::string norm = k.string("norm", "layernorm");
+  if (norm == "layernorm") c.norm = NormKind::LayerNorm;
+  else if (norm == "rmsnorm") c.norm = NormKind::RMSNorm;
+  else fail("{}: key 'norm' is \"{}\"; expected \"layernorm\" or \"rmsnorm\"", file, norm);
+  c.norm_bias = k.boolean("norm_bias", true);
+  const std::string mlp = k.string("mlp", "gelu_tanh");
+  if (mlp == "gelu_tanh") c.mlp = MlpKind::GeluTanh;
+  else if (mlp == "swiglu") c.mlp = MlpKind::SwiGLU;
+  else fail("{}: key 'mlp' is \"{}\"; expected \"gelu_tanh\" or \"swiglu\"", file, mlp);
+  const std::string positions = k.string("positions", "learned");
+  if (positions == "learned") c.positions = PositionKind::Learned;
+  else if (positions == "rotary") c.positions = PositionKind::Rotary;
+  else fail("{}: key 'positions' is \"{}\"; expected \"learned\" or \"rotary\"", file, positions);
+  c.qkv_bias = k.boolean("qkv_bias", false);
+  c.out_bias = k.boolean("out_bias", true);
+  c.mlp_bias = k.boolean("mlp_bias", true);
+  c.qk_norm = k.boolean("qk_norm", false);
+  if (c.positions == PositionKind::Rotary) {
+    const json* rope = k.find({"rope"});
+    if (!rope || !rope->is_object()) fail("{}: rotary positions need a 'rope' object", file);
+    const std::string sub = file + " (object 'rope')";
+    const ConfigKeys r(*rope, sub);
+    c.rope.theta = r.number("theta", 10000.0);
+    c.rope.scaling = r.string("scaling", "");
+    if (!c.rope.scaling.empty()) {
+      c.rope.factor = r.number("factor", 1.0);
+      c.rope.low_freq_factor = r.number("low_freq_factor", 1.0);
+      c.rope.high_freq_factor = r.number("high_freq_factor", 4.0);
+      c.rope.original_context = r.positive_int({"original_context"}, 0);
+    }
+  }
+}
+
+ModelConfig parse_config(const json& root, const std::string& file) {
   if (!root.is_object()) fail("{}: expected a JSON object, got {}", file, brief(root));
   const ConfigKeys keys(root, file);
   const std::string model_type = keys.string("model_type", "gpt2");
-  if (model_type != "gpt2")
-    fail("{}: key 'model_type' is \"{}\"; gptrain reads GPT-2 models (model_type \"gpt2\") only", file, model_type);
+  if (model_type != "gpt2" && model_type != "gptrain")
+    fail("{}: key 'model_type' is \"{}\"; gptrain reads GPT-2 models (model_type \"gpt2\") and its own "
+         "(\"gptrain\") only",
+         file, model_type);
 
-  // Absent keys take transformers' GPT2Config defaults, so a dir means the same model here as there.
-  GPT2Config c;
+  // Absent keys take transformers' ModelConfig defaults, so a dir means the same model here as there.
+  ModelConfig c;
   c.emb_dim = keys.positive_int({"n_embd", "hidden_size"}, 768);
   c.n_layers = keys.positive_int({"n_layer", "num_hidden_layers"}, 12);
   c.n_heads = keys.positive_int({"n_head", "num_attention_heads"}, 12);
   c.context_length = keys.positive_int({"n_positions", "max_position_embeddings", "n_ctx"}, 1024);
   c.vocab_size = keys.positive_int({"vocab_size"}, 50257);
-  if (c.emb_dim % c.n_heads != 0)
-    fail("{}: key 'n_embd' ({}) must be divisible by 'n_head' ({})", file, c.emb_dim, c.n_heads);
   const double eps = keys.number("layer_norm_epsilon", 1e-5);
   if (!(eps > 0.0 && eps < 1.0)) fail("{}: key 'layer_norm_epsilon' must be in (0, 1), got {}", file, eps);
-  c.layer_norm_eps = static_cast<float>(eps);
+  c.norm_eps = static_cast<float>(eps);
 
-  // What our model computes: tanh GELU, a 4C MLP, attention scaled by 1/sqrt(head size).
+  // What our model computes: tanh GELU, attention scaled by 1/sqrt(head size).
   const std::string activation = keys.string("activation_function", "gelu_new");
   if (activation != "gelu_new" && activation != "gelu_pytorch_tanh")
     fail("{}: key 'activation_function' is \"{}\"; gptrain computes the tanh GELU (\"gelu_new\" or "
          "\"gelu_pytorch_tanh\")",
          file, activation);
-  if (const json* inner = keys.find({"n_inner"});
-      inner && !(inner->is_number_integer() && inner->get<int64_t>() == 4 * c.emb_dim))
-    fail("{}: key 'n_inner' is {}; gptrain's MLP has 4 * n_embd = {} units (use null)", file, brief(*inner),
-         4 * c.emb_dim);
+  if (const json* inner = keys.find({"n_inner"})) {
+    if (!inner->is_number_integer() || inner->get<int64_t>() <= 0)
+      fail("{}: key 'n_inner' must be a positive integer or null, got {}", file, brief(*inner));
+    if (inner->get<int64_t>() != 4 * c.emb_dim) c.mlp_dim = inner->get<int64_t>();
+  }
   if (!keys.boolean("scale_attn_weights", true))
     fail("{}: key 'scale_attn_weights' is false; gptrain always scales attention by 1/sqrt(head size)", file);
   if (keys.boolean("scale_attn_by_inverse_layer_idx", false))
@@ -145,12 +219,15 @@ GPT2Config parse_config(const json& root, const std::string& file) {
   c.head = HeadType::LanguageModel;
 
   const json* ours = keys.find({"gptrain"});
+  if (model_type == "gptrain" && !ours) fail("{}: model_type \"gptrain\" needs the 'gptrain' object", file);
   if (ours) {
     if (!ours->is_object()) fail("{}: key 'gptrain' must be an object, got {}", file, brief(*ours));
     const std::string sub = file + " (object 'gptrain')";
     const ConfigKeys g(*ours, sub);
     c.qkv_bias = g.boolean("qkv_bias", true);
     c.drop_rate = dropout_value(g.number("drop_rate", c.drop_rate), sub, "drop_rate");
+    if (const json* a = g.find({"architecture"})) read_architecture(*a, file + " (object 'gptrain.architecture')", c);
+    else if (model_type == "gptrain") fail("{}: model_type \"gptrain\" needs 'gptrain.architecture'", file);
     const std::string head = g.string("head", "lm");
     if (head == "classifier") {
       c.head = HeadType::Classifier;
@@ -171,6 +248,8 @@ GPT2Config parse_config(const json& root, const std::string& file) {
         fail("{}: key 'architectures' names {}; gptrain imports GPT2LMHeadModel and GPT2Model checkpoints", file,
              brief(a));
   }
+  if (c.head_dim == 0 && c.emb_dim % c.n_heads != 0)
+    fail("{}: key 'n_embd' ({}) must be divisible by 'n_head' ({})", file, c.emb_dim, c.n_heads);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -190,28 +269,31 @@ struct HfTensor {
   bool head = false;       // lm_head / score: outside the "transformer." prefix
 };
 
-std::vector<HfTensor> hf_layout(const GPT2Config& c) {
-  const int64_t V = c.vocab_size, P = c.context_length, C = c.emb_dim;
+std::vector<HfTensor> hf_layout(const ModelConfig& c) {
+  const int64_t V = c.vocab_size, P = c.context_length, C = c.emb_dim, M = c.mlp_width(), W = c.qkv_width(),
+                Q = c.q_width();
+  // HF GPT-2 always has the biases; a gptrain architecture without them stores none.
+  const bool hf = gpt2_expressible(c);
   std::vector<HfTensor> t;
   t.push_back({"wte.weight", "tok_emb.weight", {V, C}});
-  t.push_back({"wpe.weight", "pos_emb.weight", {P, C}});
+  if (c.learned_positions()) t.push_back({"wpe.weight", "pos_emb.weight", {P, C}});
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string h = "h." + std::to_string(l) + ".", b = "blocks." + std::to_string(l) + ".";
     t.push_back({h + "ln_1.weight", b + "ln1.weight", {C}});
-    t.push_back({h + "ln_1.bias", b + "ln1.bias", {C}});
-    t.push_back({h + "attn.c_attn.weight", b + "attn.qkv.weight", {C, 3 * C}, true});
-    t.push_back({h + "attn.c_attn.bias", c.qkv_bias ? b + "attn.qkv.bias" : "", {3 * C}});
-    t.push_back({h + "attn.c_proj.weight", b + "attn.proj.weight", {C, C}, true});
-    t.push_back({h + "attn.c_proj.bias", b + "attn.proj.bias", {C}});
+    if (c.norm_bias) t.push_back({h + "ln_1.bias", b + "ln1.bias", {C}});
+    t.push_back({h + "attn.c_attn.weight", b + "attn.qkv.weight", {C, W}, true});
+    if (c.qkv_bias || hf) t.push_back({h + "attn.c_attn.bias", c.qkv_bias ? b + "attn.qkv.bias" : "", {W}});
+    t.push_back({h + "attn.c_proj.weight", b + "attn.proj.weight", {Q, C}, true});
+    if (c.out_bias) t.push_back({h + "attn.c_proj.bias", b + "attn.proj.bias", {C}});
     t.push_back({h + "ln_2.weight", b + "ln2.weight", {C}});
-    t.push_back({h + "ln_2.bias", b + "ln2.bias", {C}});
-    t.push_back({h + "mlp.c_fc.weight", b + "mlp.fc.weight", {C, 4 * C}, true});
-    t.push_back({h + "mlp.c_fc.bias", b + "mlp.fc.bias", {4 * C}});
-    t.push_back({h + "mlp.c_proj.weight", b + "mlp.proj.weight", {4 * C, C}, true});
-    t.push_back({h + "mlp.c_proj.bias", b + "mlp.proj.bias", {C}});
+    if (c.norm_bias) t.push_back({h + "ln_2.bias", b + "ln2.bias", {C}});
+    t.push_back({h + "mlp.c_fc.weight", b + "mlp.fc.weight", {C, M}, true});
+    if (c.mlp_bias) t.push_back({h + "mlp.c_fc.bias", b + "mlp.fc.bias", {M}});
+    t.push_back({h + "mlp.c_proj.weight", b + "mlp.proj.weight", {M, C}, true});
+    if (c.mlp_bias) t.push_back({h + "mlp.c_proj.bias", b + "mlp.proj.bias", {C}});
   }
   t.push_back({"ln_f.weight", "ln_f.weight", {C}});
-  t.push_back({"ln_f.bias", "ln_f.bias", {C}});
+  if (c.norm_bias) t.push_back({"ln_f.bias", "ln_f.bias", {C}});
   if (c.head == HeadType::Classifier) {
     t.push_back({"score.weight", "head.weight", {c.n_classes, C}, false, true});
     t.push_back({"score.bias", "head.bias", {c.n_classes}, false, true});
@@ -320,14 +402,17 @@ Checkpoint open_checkpoint(const fs::path& dir) {
   return ck;
 }
 
-std::string config_summary(const GPT2Config& c) {
-  return fmt::format("vocab_size {}, n_positions {}, n_embd {}, n_layer {}, n_head {}", c.vocab_size,
-                     c.context_length, c.emb_dim, c.n_layers, c.n_heads);
+std::string config_summary(const ModelConfig& c) {
+  std::string s = fmt::format("vocab_size {}, n_positions {}, n_embd {}, n_layer {}, n_head {}", c.vocab_size,
+                              c.context_length, c.emb_dim, c.n_layers, c.n_heads);
+  if (!gpt2_expressible(c))
+    s += fmt::format(", n_kv_heads {}, head_dim {}, mlp_dim {}", c.kv_heads(), c.head_size(), c.mlp_width());
+  return s;
 }
 
 }  // namespace
 
-GPT2Config read_model_config(const fs::path& model_dir) {
+ModelConfig read_model_config(const fs::path& model_dir) {
   const fs::path path = model_dir / kConfigFile;
   return parse_config(read_json_file(path, kConfigFile), path.string());
 }
@@ -345,7 +430,7 @@ std::vector<std::string> read_class_names(const fs::path& model_dir) {
     if (!name.is_string()) fail("{}: key 'gptrain.class_names' holds {}, not a string", path.string(), brief(name));
     names.push_back(name.get<std::string>());
   }
-  const GPT2Config config = parse_config(root, path.string());
+  const ModelConfig config = parse_config(root, path.string());
   if (static_cast<int64_t>(names.size()) != config.n_classes)
     fail("{}: key 'gptrain.class_names' has {} names for n_classes {}", path.string(), names.size(), config.n_classes);
   return names;
@@ -356,7 +441,7 @@ namespace {
 // Every name and shape of the checkpoint against what a model of `config` needs, before any
 // tensor data is read or the model is allocated (a hostile config.json alone cannot make us
 // allocate more than the files justify).
-void check_checkpoint(const Checkpoint& ck, const GPT2Config& config, bool include_head) {
+void check_checkpoint(const Checkpoint& ck, const ModelConfig& config, bool include_head) {
   const auto hint = [&] {
     return fmt::format("the model expects {} ({}{}); check that config.json belongs to these weights",
                        config_summary(config), config.tie_weights ? "tied head" : "untied head",
@@ -398,7 +483,7 @@ void check_checkpoint(const Checkpoint& ck, const GPT2Config& config, bool inclu
 }
 
 // The checked checkpoint's data into the model's parameters.
-void copy_weights(const Checkpoint& ck, GPT2& model, bool include_head) {
+void copy_weights(const Checkpoint& ck, Transformer& model, bool include_head) {
   Tensor scratch;
   for (const HfTensor& t : hf_layout(model.config())) {
     if (t.head && !include_head) continue;
@@ -424,21 +509,21 @@ void copy_weights(const Checkpoint& ck, GPT2& model, bool include_head) {
 
 }  // namespace
 
-void load_model_weights(GPT2& model, const fs::path& model_dir, bool include_head) {
+void load_model_weights(Transformer& model, const fs::path& model_dir, bool include_head) {
   const Checkpoint ck = open_checkpoint(model_dir);
   check_checkpoint(ck, model.config(), include_head);
   copy_weights(ck, model, include_head);
 }
 
-std::unique_ptr<GPT2> load_model_dir(const fs::path& model_dir, const ModelLoadOptions& options) {
-  GPT2Config config = read_model_config(model_dir);
+std::unique_ptr<Transformer> load_model_dir(const fs::path& model_dir, const ModelLoadOptions& options) {
+  ModelConfig config = read_model_config(model_dir);
   if (options.drop_rate) {
     config.drop_rate = *options.drop_rate;
     config.validate();
   }
   const Checkpoint ck = open_checkpoint(model_dir);
   check_checkpoint(ck, config, true);
-  auto model = std::make_unique<GPT2>(config, std::nullopt);  // no random init: every weight is loaded
+  auto model = std::make_unique<Transformer>(config, std::nullopt);  // no random init: every weight is loaded
   copy_weights(ck, *model, true);
   return model;
 }
@@ -454,7 +539,7 @@ double float_for_json(float value) {
   return result;
 }
 
-json config_json(const GPT2Config& c, const std::vector<std::string>& class_names) {
+json config_json(const ModelConfig& c, const std::vector<std::string>& class_names) {
   const bool classifier = c.head == HeadType::Classifier;
   const double dropout = float_for_json(c.drop_rate);
   const int64_t eos = std::min<int64_t>(50256, c.vocab_size - 1);
@@ -466,11 +551,11 @@ json config_json(const GPT2Config& c, const std::vector<std::string>& class_name
       {"embd_pdrop", dropout},
       {"eos_token_id", eos},
       {"initializer_range", 0.02},
-      {"layer_norm_epsilon", float_for_json(c.layer_norm_eps)},
-      {"model_type", "gpt2"},
+      {"layer_norm_epsilon", float_for_json(c.norm_eps)},
+      {"model_type", gpt2_expressible(c) ? "gpt2" : "gptrain"},
       {"n_embd", c.emb_dim},
       {"n_head", c.n_heads},
-      {"n_inner", nullptr},
+      {"n_inner", c.mlp_width() == 4 * c.emb_dim ? json(nullptr) : json(c.mlp_width())},
       {"n_layer", c.n_layers},
       {"n_positions", c.context_length},
       {"reorder_and_upcast_attn", false},
@@ -484,8 +569,12 @@ json config_json(const GPT2Config& c, const std::vector<std::string>& class_name
   json g = {{"qkv_bias", c.qkv_bias}, {"drop_rate", dropout}, {"head", classifier ? "classifier" : "lm"}};
   if (classifier) {
     g["n_classes"] = c.n_classes;
-    g["pooling"] = c.pooling == Pooling::Last ? "last" : c.pooling == Pooling::First ? "first" : "mean";
+    g["pooling"] = pooling_name(c.pooling);
     if (!class_names.empty()) g["class_names"] = class_names;
+  }
+  if (!gpt2_expressible(c)) {
+    g["architecture"] = architecture_json(c);
+    j["architectures"] = {"GptrainModel"};  // not a transformers class: transformers cannot build it
   }
   j["gptrain"] = g;
   return j;
@@ -493,8 +582,22 @@ json config_json(const GPT2Config& c, const std::vector<std::string>& class_name
 
 }  // namespace
 
-void save_model_dir(const GPT2& model, const fs::path& model_dir, const std::vector<std::string>& class_names) {
-  const GPT2Config& config = model.config();
+std::string model_config_text(const ModelConfig& config, const std::vector<std::string>& class_names) {
+  return config_json(config, class_names).dump(2) + "\n";
+}
+
+ModelConfig parse_model_config_text(const std::string& text, const std::string& file) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("{}: not valid JSON: {}", file, e.what());
+  }
+  return parse_config(root, file);
+}
+
+void save_model_dir(const Transformer& model, const fs::path& model_dir, const std::vector<std::string>& class_names) {
+  const ModelConfig& config = model.config();
   if (!class_names.empty() &&
       (config.head != HeadType::Classifier || static_cast<int64_t>(class_names.size()) != config.n_classes))
     fail("save_model_dir {}: {} class names for a model with {} classes", model_dir.string(), class_names.size(),
@@ -530,7 +633,7 @@ void save_model_dir(const GPT2& model, const fs::path& model_dir, const std::vec
   writer.commit();
   // config.json last: a first save that is interrupted leaves no config.json, so no half model dir
   // is ever taken for a model.
-  io::write_file_atomic(model_dir / kConfigFile, config_json(config, class_names).dump(2) + "\n");
+  io::write_file_atomic(model_dir / kConfigFile, model_config_text(config, class_names));
 }
 
 }  // namespace gptrain

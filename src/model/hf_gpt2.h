@@ -1,4 +1,4 @@
-// Model dirs: Hugging Face GPT-2 import and export (docs/DESIGN.md §5). A model dir holds
+// Model dirs: Hugging Face GPT-2 import and export (docs/DESIGN.md §4). A model dir holds
 // config.json (Hugging Face GPT-2 keys plus a "gptrain" object for what HF lacks) and
 // model.safetensors (HF tensor names, Conv1D [in, out] weights), or a sharded checkpoint
 // (model.safetensors.index.json + shards). We read both spellings of the names: bare `wte.weight`,
@@ -29,14 +29,19 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 
 namespace gptrain {
 
-// <model_dir>/config.json as a GPT2Config. HF defaults apply to absent keys, as transformers does
+// <model_dir>/config.json as a ModelConfig. HF defaults apply to absent keys, as transformers does
 // (a plain HF GPT-2: qkv bias on, tied head, dropout from resid_pdrop). Errors name the file and
-// the key.
-GPT2Config read_model_config(const std::filesystem::path& model_dir);
+// the key. A model GPT-2's keys cannot describe (grouped-query heads, other norms, ...) is written
+// with model_type "gptrain" and the full description in gptrain.architecture.
+ModelConfig read_model_config(const std::filesystem::path& model_dir);
+// config.json's text for a config, and back (`file` names the source in errors): a round trip
+// gives the same model (ModelConfig::same_model).
+std::string model_config_text(const ModelConfig& config, const std::vector<std::string>& class_names = {});
+ModelConfig parse_model_config_text(const std::string& text, const std::string& file);
 // gptrain.class_names of a classifier dir; empty when absent.
 std::vector<std::string> read_class_names(const std::filesystem::path& model_dir);
 
@@ -45,17 +50,17 @@ struct ModelLoadOptions {
 };
 
 // A model built from the dir's config.json with its weights.
-std::unique_ptr<GPT2> load_model_dir(const std::filesystem::path& model_dir, const ModelLoadOptions& options = {});
+std::unique_ptr<Transformer> load_model_dir(const std::filesystem::path& model_dir, const ModelLoadOptions& options = {});
 
 // The dir's weights into an existing model, after checking every name and shape against the
 // model's config before any data is read. include_head = false loads only the body (embeddings,
 // blocks, final norm) and leaves the model's output head as it is: a new classifier head over a
 // pretrained language model.
-void load_model_weights(GPT2& model, const std::filesystem::path& model_dir, bool include_head = true);
+void load_model_weights(Transformer& model, const std::filesystem::path& model_dir, bool include_head = true);
 
 // Writes config.json and model.safetensors (each atomically; the directory is created).
 // class_names: the label of each class of a classifier (optional).
-void save_model_dir(const GPT2& model, const std::filesystem::path& model_dir,
+void save_model_dir(const Transformer& model, const std::filesystem::path& model_dir,
                     const std::vector<std::string>& class_names = {});
 
 }  // namespace gptrain

@@ -1,28 +1,44 @@
 #include "model/parameters.h"
 
+#include <climits>
+
 #include "util/error.h"
 
 namespace gptrain {
 
-int ParameterSet::add(const std::string& name, const Shape& shape, ParamKind kind, int64_t fan_in) {
+namespace {
+// Keep each parameter 64-byte aligned inside the flat buffers.
+int64_t padded(int64_t n, DType t) {
+  const int64_t per_line = static_cast<int64_t>(64 / dtype_size(t));
+  return (n + per_line - 1) / per_line * per_line;
+}
+}  // namespace
+
+int ParameterSet::add(const std::string& name, const Shape& shape, ParamKind kind, int64_t layer, int64_t fan_in) {
   GPTRAIN_CHECK(!flat_.defined(), "parameter {} added after allocation", name);
   GPTRAIN_CHECK(find(name) == nullptr, "duplicate parameter {}", name);
   Parameter p;
   p.name = name;
-  p.value = Tensor::view_of(nullptr, shape, nullptr);
+  p.value = Tensor::view_of(nullptr, shape, DType::F32, nullptr);
   p.kind = kind;
+  p.layer = layer;
   p.fan_in = fan_in;
-  p.offset = total_;
-  // Keep each parameter 64-byte aligned inside the flat buffer.
-  total_ += (shape_numel(shape) + 15) / 16 * 16;
   params_.push_back(std::move(p));
   return static_cast<int>(params_.size()) - 1;
 }
 
-void ParameterSet::allocate() {
-  flat_ = Tensor::zeros({total_});
+void ParameterSet::allocate(DType dtype, Device device) {
+  GPTRAIN_CHECK(!flat_.defined(), "parameters allocated twice");
+  dtype_ = dtype;
+  total_ = 0;
+  for (Parameter& p : params_) {
+    p.offset = total_;
+    total_ += padded(p.value.numel(), dtype);
+  }
+  flat_ = Tensor::zeros({total_}, dtype, device);
   for (Parameter& p : params_)
-    p.value = Tensor::view_of(flat_.data() + p.offset, p.value.shape(), flat_.storage());
+    p.value = Tensor::view_of(static_cast<char*>(flat_.raw()) + static_cast<size_t>(p.offset) * dtype_size(dtype),
+                              p.value.shape(), dtype, flat_.storage(), device);
 }
 
 Parameter* ParameterSet::find(const std::string& name) {
@@ -43,6 +59,12 @@ Parameter& ParameterSet::at(const std::string& name) {
   return *p;
 }
 
+int64_t ParameterSet::numel() const {
+  int64_t n = 0;
+  for (const Parameter& p : params_) n += p.value.numel();
+  return n;
+}
+
 int64_t ParameterSet::trainable_numel() const {
   int64_t n = 0;
   for (const Parameter& p : params_)
@@ -50,19 +72,28 @@ int64_t ParameterSet::trainable_numel() const {
   return n;
 }
 
+int64_t ParameterSet::lowest_trainable_layer() const {
+  int64_t lowest = INT64_MAX;
+  for (const Parameter& p : params_)
+    if (p.trainable && p.layer < lowest) lowest = p.layer;
+  return lowest;
+}
+
 void ParameterSet::allocate_grads() {
+  GPTRAIN_CHECK(flat_.defined(), "gradients before the parameters are allocated");
   int64_t n = 0;
   for (const Parameter& p : params_)
-    if (p.trainable) n += (p.value.numel() + 15) / 16 * 16;
-  flat_grads_ = n ? Tensor::zeros({n}) : Tensor();
+    if (p.trainable) n += padded(p.value.numel(), dtype_);
+  flat_grads_ = n ? Tensor::zeros({n}, dtype_, flat_.device()) : Tensor();
   int64_t offset = 0;
   for (Parameter& p : params_) {
     if (!p.trainable) {
       p.grad = Tensor();
       continue;
     }
-    p.grad = Tensor::view_of(flat_grads_.data() + offset, p.value.shape(), flat_grads_.storage());
-    offset += (p.value.numel() + 15) / 16 * 16;
+    p.grad = Tensor::view_of(static_cast<char*>(flat_grads_.raw()) + static_cast<size_t>(offset) * dtype_size(dtype_),
+                             p.value.shape(), dtype_, flat_grads_.storage(), flat_.device());
+    offset += padded(p.value.numel(), dtype_);
   }
 }
 

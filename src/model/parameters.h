@@ -1,5 +1,6 @@
-// Named parameters in one flat float32 buffer (so the optimizer, clipping and checkpoints walk a
-// few large arrays), with gradients only for the trainable ones, in a second flat buffer.
+// Named parameters in one flat buffer (so the optimizer, clipping and checkpoints walk a few large
+// arrays), with gradients only for the trainable ones, in a second flat buffer. Each parameter
+// records the layer it belongs to, so backward knows where it may stop.
 #pragma once
 
 #include <cstdint>
@@ -14,23 +15,27 @@ namespace gptrain {
 // What a parameter is decides its initialisation and whether decay may exempt it.
 enum class ParamKind { Embedding, Norm, LinearWeight, LinearBias };
 
+// Layer numbers: the embeddings are below block 0; the final norm and the head above the last block.
+inline constexpr int64_t kEmbeddingLayer = -1;
+
 struct Parameter {
   std::string name;
   ParamKind kind = ParamKind::LinearWeight;
   int64_t fan_in = 0;  // linear weights and biases: the layer's input width
+  int64_t layer = 0;   // kEmbeddingLayer, a block index, or n_layers (final norm and head)
   Tensor value;
   Tensor grad;  // undefined while frozen: frozen parameters cost no gradient work
 
   bool is_bias_or_norm() const { return kind == ParamKind::Norm || kind == ParamKind::LinearBias; }
   bool trainable = true;
-  int64_t offset = 0;            // position in the flat value buffer
+  int64_t offset = 0;  // position in the flat value buffer, in elements
 };
 
 class ParameterSet {
  public:
-  // Layout phase: add every parameter, then call allocate() once.
-  int add(const std::string& name, const Shape& shape, ParamKind kind, int64_t fan_in = 0);
-  void allocate();
+  // Layout phase: add every parameter, then call allocate() once (or never, to only count).
+  int add(const std::string& name, const Shape& shape, ParamKind kind, int64_t layer, int64_t fan_in = 0);
+  void allocate(DType dtype = DType::F32, Device device = Device::CPU);
 
   Parameter& operator[](int index) { return params_[static_cast<size_t>(index)]; }
   const Parameter& operator[](int index) const { return params_[static_cast<size_t>(index)]; }
@@ -41,10 +46,13 @@ class ParameterSet {
   const Parameter* find(const std::string& name) const;
   Parameter& at(const std::string& name);  // throws naming the parameter when it does not exist
 
-  int64_t numel() const { return total_; }
+  int64_t numel() const;  // elements of every parameter (without alignment padding)
   int64_t trainable_numel() const;
+  DType dtype() const { return dtype_; }
   Tensor flat_values() const { return flat_; }
   Tensor flat_grads() const { return flat_grads_; }  // trainable parameters only, in order
+  // The lowest layer holding a trainable parameter; INT64_MAX when nothing is trainable.
+  int64_t lowest_trainable_layer() const;
 
   // (Re)builds the gradient buffer for the current trainable flags and zeroes it.
   void allocate_grads();
@@ -52,7 +60,8 @@ class ParameterSet {
 
  private:
   std::vector<Parameter> params_;
-  int64_t total_ = 0;
+  int64_t total_ = 0;  // padded elements of the flat buffer
+  DType dtype_ = DType::F32;
   Tensor flat_;
   Tensor flat_grads_;
 };

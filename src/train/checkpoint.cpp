@@ -60,7 +60,7 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const fs::path& r
   return out;
 }
 
-std::vector<std::string> trainable_names(const GPT2& model) {
+std::vector<std::string> trainable_names(const Transformer& model) {
   std::vector<std::string> names;
   for (const Parameter& p : model.params().all())
     if (p.trainable) names.push_back(p.name);
@@ -73,7 +73,7 @@ fs::path checkpoint_dir(const fs::path& run_dir, int64_t step) {
   return run_dir / "checkpoints" / fmt::format("step_{:08d}", step);
 }
 
-fs::path save_checkpoint(const fs::path& run_dir, const GPT2& model, const AdamW& optimizer, const TrainerState& state,
+fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, const AdamW& optimizer, const TrainerState& state,
                          int keep_last, const std::vector<std::string>& class_names) {
   const fs::path final_dir = checkpoint_dir(run_dir, state.step);
   if (fs::is_regular_file(final_dir / kDone)) return final_dir;  // this step is already saved
@@ -163,7 +163,7 @@ TrainerState read_trainer_state(const fs::path& checkpoint) {
   return s;
 }
 
-TrainerState load_checkpoint(const fs::path& checkpoint, GPT2& model, AdamW& optimizer) {
+TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, AdamW& optimizer) {
   TrainerState state = read_trainer_state(checkpoint);
   load_model_weights(model, checkpoint);
   const fs::path opt_path = checkpoint / "optimizer.safetensors";

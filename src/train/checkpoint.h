@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 
 namespace gptrain {
@@ -31,7 +31,7 @@ struct TrainerState {
 std::filesystem::path checkpoint_dir(const std::filesystem::path& run_dir, int64_t step);
 
 // Writes the checkpoint of `state` and keeps at most `keep_last` complete ones (0 keeps all).
-std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const GPT2& model, const AdamW& optimizer,
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const Transformer& model, const AdamW& optimizer,
                                       const TrainerState& state, int keep_last,
                                       const std::vector<std::string>& class_names = {});
 
@@ -43,7 +43,7 @@ TrainerState read_trainer_state(const std::filesystem::path& checkpoint);
 
 // Restores weights and optimizer moments into a model and optimizer built with the same
 // configuration and trainable set; returns the trainer state.
-TrainerState load_checkpoint(const std::filesystem::path& checkpoint, GPT2& model, AdamW& optimizer);
+TrainerState load_checkpoint(const std::filesystem::path& checkpoint, Transformer& model, AdamW& optimizer);
 
 // Removes temporary checkpoint directories left by an interrupted write.
 void remove_incomplete_checkpoints(const std::filesystem::path& run_dir);

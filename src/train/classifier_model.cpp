@@ -18,8 +18,8 @@ namespace gptrain {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<GPT2> build_classifier(const ClassifierModelOptions& o, int64_t n_classes) {
-  GPT2Config cfg;
+std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& o, int64_t n_classes) {
+  ModelConfig cfg;
   const bool from_dir = fs::is_directory(o.init);
   if (from_dir) {
     if (o.emb_dim || o.n_layers || o.n_heads || o.context_length || o.qkv_bias)
@@ -47,47 +47,55 @@ std::unique_ptr<GPT2> build_classifier(const ClassifierModelOptions& o, int64_t 
   else if (o.pool == "mean") cfg.pooling = Pooling::Mean;
   else fail("--pool '{}': expected last (the book), first or mean", o.pool);
   // Every weight is initialised (the head as torch.nn.Linear), then the body is replaced by the dir's.
-  auto model = std::make_unique<GPT2>(cfg, o.seed);
+  auto model = std::make_unique<Transformer>(cfg, o.seed);
   if (from_dir) load_model_weights(*model, o.init, /*include_head=*/false);
   return model;
 }
 
-std::string apply_trainable(GPT2& model, const std::string& mode) {
-  const int64_t L = model.config().n_layers;
-  std::string what;
+std::string mark_trainable(ParameterSet& params, int64_t n_layers, const std::string& mode) {
+  const int64_t L = n_layers;
+  const auto set_prefix = [&](const std::string& prefix) {
+    bool any = false;
+    for (Parameter& p : params.all())
+      if (p.name.starts_with(prefix)) p.trainable = any = true;
+    if (!any) fail("no parameter of the model starts with '{}'", prefix);
+  };
   if (mode == "all") {
-    model.set_trainable_all(true);
-    what = "every parameter";
-  } else {
-    int64_t blocks = 0;
-    if (mode == "head") {
-      blocks = 0;
-    } else if (mode == "last-block") {
-      blocks = 1;
-    } else if (mode.starts_with("last-") && mode.size() > 5 && mode.size() < 10 &&
-               mode.find_first_not_of("0123456789", 5) == std::string::npos) {
-      blocks = std::stoll(mode.substr(5));
-      if (blocks < 1 || blocks > L)
-        fail("--trainable {}: the model has {} blocks; use last-1 to last-{}, head, or all", mode, L, L);
-    } else {
-      fail("--trainable '{}': expected head, last-block (the book), last-N (the last N blocks) or all", mode);
-    }
-    if (blocks > L) fail("--trainable {}: the model has no transformer block", mode);
-    model.set_trainable_all(false);
-    model.set_trainable_prefix("head.", true);
-    if (blocks > 0) {
-      model.set_trainable_prefix("ln_f.", true);
-      for (int64_t l = L - blocks; l < L; ++l) model.set_trainable_prefix(fmt::format("blocks.{}.", l), true);
-    }
-    what = blocks == 0 ? "the head"
-           : blocks == 1 ? "the last block, the final norm and the head"
-                         : fmt::format("the last {} blocks, the final norm and the head", blocks);
+    for (Parameter& p : params.all()) p.trainable = true;
+    return "every parameter";
   }
+  int64_t blocks = 0;
+  if (mode == "head") {
+    blocks = 0;
+  } else if (mode == "last-block") {
+    blocks = 1;
+  } else if (mode.starts_with("last-") && mode.size() > 5 && mode.size() < 10 &&
+             mode.find_first_not_of("0123456789", 5) == std::string::npos) {
+    blocks = std::stoll(mode.substr(5));
+    if (blocks < 1 || blocks > L)
+      fail("--trainable {}: the model has {} blocks; use last-1 to last-{}, head, or all", mode, L, L);
+  } else {
+    fail("--trainable '{}': expected head, last-block (the book), last-N (the last N blocks) or all", mode);
+  }
+  if (blocks > L) fail("--trainable {}: the model has no transformer block", mode);
+  for (Parameter& p : params.all()) p.trainable = false;
+  set_prefix("head.");
+  if (blocks > 0) {
+    set_prefix("ln_f.");
+    for (int64_t l = L - blocks; l < L; ++l) set_prefix(fmt::format("blocks.{}.", l));
+  }
+  return blocks == 0   ? "the head"
+         : blocks == 1 ? "the last block, the final norm and the head"
+                       : fmt::format("the last {} blocks, the final norm and the head", blocks);
+}
+
+std::string apply_trainable(Transformer& model, const std::string& mode) {
+  const std::string what = mark_trainable(model.params(), model.config().n_layers, mode);
   model.allocate_grads();
   return what;
 }
 
-void check_vocabulary(const GPT2Config& config, const Tokenizer& tokenizer, int64_t pad_token_id,
+void check_vocabulary(const ModelConfig& config, const Tokenizer& tokenizer, int64_t pad_token_id,
                       const std::string& model_name) {
   if (tokenizer.vocab_size() > config.vocab_size)
     fail("{}: the model's vocab_size is {}, but the tokenizer has {} tokens; use a model with the GPT-2 vocabulary "
@@ -98,7 +106,7 @@ void check_vocabulary(const GPT2Config& config, const Tokenizer& tokenizer, int6
          pad_token_id, config.vocab_size - 1);
 }
 
-void save_classifier_dir(const GPT2& model, const fs::path& dir, const std::vector<std::string>& class_names,
+void save_classifier_dir(const Transformer& model, const fs::path& dir, const std::vector<std::string>& class_names,
                          int64_t max_length, int32_t pad_token_id, const fs::path& tokenizer_dir) {
   save_model_dir(model, dir, class_names);
   // What `classify` needs to pad a text exactly as in training: the pooled position of "last"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "tokenizer/bpe.h"
 
 namespace gptrain {
@@ -27,22 +27,24 @@ struct ClassifierModelOptions {
 // A classifier of n_classes: from a model dir, its body (the dir's head is left out) and a newly
 // initialised head (nn.Linear's U(+-1/sqrt(C)) with bias, as the book's torch.nn.Linear); from a
 // preset, everything initialised from the seed.
-std::unique_ptr<GPT2> build_classifier(const ClassifierModelOptions& options, int64_t n_classes);
+std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& options, int64_t n_classes);
 
 // Freezes the model but for `mode`: "head" (the output layer only), "last-block" (the book: the
 // last transformer block, the final norm and the head), "last-N" (the last N blocks, the final
 // norm and the head), "all". Rebuilds the gradient buffer; returns a description.
-std::string apply_trainable(GPT2& model, const std::string& mode);
+std::string apply_trainable(Transformer& model, const std::string& mode);
+// The same marks on a parameter layout (nothing allocated); returns the description.
+std::string mark_trainable(ParameterSet& params, int64_t n_layers, const std::string& mode);
 
 
 // The tokenizer's ids and the pad id must be rows of the model's embedding.
-void check_vocabulary(const GPT2Config& config, const Tokenizer& tokenizer, int64_t pad_token_id,
+void check_vocabulary(const ModelConfig& config, const Tokenizer& tokenizer, int64_t pad_token_id,
                       const std::string& model_name);
 
 // Writes a classifier model dir: config.json (with gptrain.class_names, gptrain.max_length and
 // gptrain.pad_token_id, which `gptrain classify` reads), model.safetensors, vocab.json and
 // merges.txt (copied from tokenizer_dir).
-void save_classifier_dir(const GPT2& model, const std::filesystem::path& dir,
+void save_classifier_dir(const Transformer& model, const std::filesystem::path& dir,
                          const std::vector<std::string>& class_names,
                          int64_t max_length, int32_t pad_token_id, const std::filesystem::path& tokenizer_dir);
 

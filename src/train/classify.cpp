@@ -88,8 +88,8 @@ int run_classify(const ClassifyOptions& o) {
 
   ModelLoadOptions lo;
   lo.drop_rate = 0.0f;
-  std::unique_ptr<GPT2> model = load_model_dir(o.model, lo);
-  const GPT2Config& cfg = model->config();
+  std::unique_ptr<Transformer> model = load_model_dir(o.model, lo);
+  const ModelConfig& cfg = model->config();
   if (cfg.head != HeadType::Classifier)
     fail("{}: a language model, not a classifier (config.json gptrain.head is \"lm\"); train one with gptrain "
          "finetune-cls --init {}",

@@ -22,6 +22,7 @@
 #include "train/loop.h"
 #include "train/run_dir.h"
 #include "util/error.h"
+#include "util/format.h"
 #include "util/progress.h"
 #include "util/rng.h"
 #include "util/signals.h"
@@ -82,7 +83,7 @@ struct SetScore {
   int64_t correct = 0, examples = 0;
 };
 
-SetScore score(GPT2& model, const data::ClassificationLoader& loader, int64_t epoch, int64_t max_batches, int64_t T) {
+SetScore score(Transformer& model, const data::ClassificationLoader& loader, int64_t epoch, int64_t max_batches, int64_t T) {
   const int64_t n = max_batches > 0 ? std::min(max_batches, loader.num_batches()) : loader.num_batches();
   SetScore s;
   if (n <= 0) return s;
@@ -109,7 +110,7 @@ SetScore score(GPT2& model, const data::ClassificationLoader& loader, int64_t ep
 
 class ClassifierTask : public TrainTask {
  public:
-  ClassifierTask(GPT2& model, const data::ClassificationSet& train, const data::ClassificationSet& val,
+  ClassifierTask(Transformer& model, const data::ClassificationSet& train, const data::ClassificationSet& val,
                  std::vector<std::string> class_names, const FinetuneClsOptions& o)
       : model_(model), train_set_(train), class_names_(std::move(class_names)), o_(o),
         train_(train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true, o.seed),
@@ -142,21 +143,13 @@ class ClassifierTask : public TrainTask {
   std::vector<std::string> class_names() const override { return class_names_; }
 
  private:
-  GPT2& model_;
+  Transformer& model_;
   const data::ClassificationSet& train_set_;
   std::vector<std::string> class_names_;
   const FinetuneClsOptions& o_;
   data::ClassificationLoader train_, val_;
 };
 
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 std::string percent(const SetScore& s) {
   return fmt::format("{:.2f}% ({}/{})", s.accuracy * 100, s.correct, s.examples);
@@ -218,8 +211,8 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   mo.pool = o.pool;
   mo.drop_rate = o.drop_rate;
   mo.seed = o.seed;
-  std::unique_ptr<GPT2> model = build_classifier(mo, n_classes);
-  const GPT2Config& cfg = model->config();
+  std::unique_ptr<Transformer> model = build_classifier(mo, n_classes);
+  const ModelConfig& cfg = model->config();
   const std::string trainable_what = apply_trainable(*model, o.trainable);
   if (!fs::is_directory(o.init) && o.trainable != "all")
     fmt::print("note: --init {} is a preset, so the body is random, and only {} will learn; pass a pretrained model "

@@ -52,7 +52,7 @@ const std::set<std::string> kMayChangeOnResume = [] {
 
 class InstructTask : public TrainTask {
  public:
-  InstructTask(GPT2& model, const Tokenizer& tokenizer, const std::vector<data::TokenizedExample>& train,
+  InstructTask(Transformer& model, const Tokenizer& tokenizer, const std::vector<data::TokenizedExample>& train,
                const std::vector<data::TokenizedExample>& val, const data::InstructionEntry* sample_entry,
                const data::CollateOptions& collate, const InstructOptions& o)
       : model_(model), tokenizer_(tokenizer), train_examples_(train), sample_entry_(sample_entry), collate_(collate),
@@ -104,7 +104,7 @@ class InstructTask : public TrainTask {
     return sum / static_cast<double>(n);
   }
 
-  GPT2& model_;
+  Transformer& model_;
   const Tokenizer& tokenizer_;
   const std::vector<data::TokenizedExample>& train_examples_;
   const data::InstructionEntry* sample_entry_;
@@ -152,8 +152,8 @@ int run_finetune_instruct(const InstructOptions& o_in) {
 
   ModelLoadOptions load;
   load.drop_rate = static_cast<float>(o.drop_rate);
-  std::unique_ptr<GPT2> model = load_model_dir(o.init, load);
-  const GPT2Config& cfg = model->config();
+  std::unique_ptr<Transformer> model = load_model_dir(o.init, load);
+  const ModelConfig& cfg = model->config();
   if (cfg.head != HeadType::LanguageModel)
     fail("--init {}: a classifier model; instruction finetuning needs a language-model head", o.init);
 

@@ -39,7 +39,7 @@ LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
   return lo;
 }
 
-TrainingJob run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
+TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
                              const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts) {
   TrainerState state;
   state.options = opts;
@@ -70,7 +70,7 @@ int64_t planned_steps(const LoopOptions& o, int64_t batches_per_epoch) {
   return o.max_steps > 0 ? std::min(total, o.max_steps) : total;
 }
 
-LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& o, TrainerState state,
+LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, const LoopOptions& o, TrainerState state,
                         const std::filesystem::path& run_dir, MetricsLog& metrics) {
   if (o.grad_accum < 1) fail("--grad-accum must be at least 1, got {}", o.grad_accum);
   if (o.eval_interval < 1) fail("--eval-interval must be at least 1, got {}", o.eval_interval);

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
@@ -91,7 +91,7 @@ struct TrainingJob {
   LoopResult result;
   MetricsLog metrics;
 };
-TrainingJob run_training_job(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
+TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& task, const LoopOptions& lo,
                              const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts);
 
 // Prints where a run stopped by a signal left its checkpoint; returns the exit code (128 + signal).
@@ -99,7 +99,7 @@ int report_interrupted(const LoopResult& r, const std::filesystem::path& run_dir
 
 // Runs from `state` (fresh or loaded from a checkpoint) to the end; writes metrics, plots and
 // checkpoints into run_dir.
-LoopResult run_training(GPT2& model, AdamW& optimizer, TrainTask& task, const LoopOptions& options,
+LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, const LoopOptions& options,
                         TrainerState state, const std::filesystem::path& run_dir, MetricsLog& metrics);
 
 }  // namespace gptrain

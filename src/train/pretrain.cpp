@@ -11,7 +11,7 @@
 #include "data/datasets.h"
 #include "data/text_file.h"
 #include "data/token_dataset.h"
-#include "generate/generate.h"
+#include "generate/engine.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
 #include "model/hf_gpt2.h"
@@ -19,6 +19,7 @@
 #include "train/loop.h"
 #include "train/run_dir.h"
 #include "util/error.h"
+#include "util/format.h"
 #include "util/rng.h"
 #include "util/signals.h"
 
@@ -62,7 +63,7 @@ const std::set<std::string> kMayChangeOnResume = [] {
 
 class PretrainTask : public TrainTask {
  public:
-  PretrainTask(GPT2& model, const Tokenizer& tokenizer, const data::SlidingWindows& train,
+  PretrainTask(Transformer& model, const Tokenizer& tokenizer, const data::SlidingWindows& train,
                const data::SlidingWindows& val, const PretrainOptions& o)
       : model_(model), tokenizer_(tokenizer), train_windows_(train), val_windows_(val), o_(o),
         train_(train, o.batch_size, /*shuffle=*/!o.no_shuffle, /*drop_last=*/true, o.seed),
@@ -111,7 +112,7 @@ class PretrainTask : public TrainTask {
     return sum / static_cast<double>(n);
   }
 
-  GPT2& model_;
+  Transformer& model_;
   const Tokenizer& tokenizer_;
   const data::SlidingWindows& train_windows_;
   const data::SlidingWindows& val_windows_;
@@ -119,14 +120,6 @@ class PretrainTask : public TrainTask {
   data::BatchLoader train_, val_;
 };
 
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 void require_windows(const data::SlidingWindows& w, const std::string& what, int64_t context, const std::string& hint) {
   if (w.size() > 0) return;
@@ -151,8 +144,8 @@ int run_pretrain(const PretrainOptions& o_in) {
     if (!fs::is_regular_file(f)) fail("{}: no such file", f);
 
   // Model.
-  std::unique_ptr<GPT2> model;
-  GPT2Config cfg;
+  std::unique_ptr<Transformer> model;
+  ModelConfig cfg;
   const bool from_dir = fs::is_directory(o.init);
   if (from_dir) {
     ModelLoadOptions lo;
@@ -174,7 +167,7 @@ int run_pretrain(const PretrainOptions& o_in) {
     cfg.qkv_bias = o.qkv_bias;
     cfg.tie_weights = o.tie_weights;
     cfg.drop_rate = static_cast<float>(o.drop_rate);
-    model = std::make_unique<GPT2>(cfg, o.seed);
+    model = std::make_unique<Transformer>(cfg, o.seed);
   }
 
   // Run dir before the heavy work, so a clobbering mistake fails fast.

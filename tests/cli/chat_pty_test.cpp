@@ -18,7 +18,7 @@
 #include <fstream>
 #include <string>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "model/hf_gpt2.h"
 #include "tests/common/temp_dir.h"
 
@@ -99,13 +99,13 @@ class ChatPty : public ::testing::Test {
     const char* d = std::getenv("GPTRAIN_TEST_DATA_DIR");
     if (!d || !fs::exists(fs::path(d) / "gpt2_tokenizer" / "encoder.json"))
       GTEST_SKIP() << "gpt2_tokenizer/ not found: set GPTRAIN_TEST_DATA_DIR";
-    GPT2Config c;
+    ModelConfig c;
     c.context_length = 128;
     c.emb_dim = 16;
     c.n_heads = 2;
     c.n_layers = 1;
     c.drop_rate = 0;
-    GPT2 model(c, 7);
+    Transformer model(c, 7);
     model_dir_ = dir_ / "model";
     save_model_dir(model, model_dir_);
     fs::copy_file(fs::path(d) / "gpt2_tokenizer" / "encoder.json", model_dir_ / "vocab.json");

@@ -15,7 +15,7 @@
 #include <sstream>
 #include <string>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "model/hf_gpt2.h"
 #include "net/sha256.h"
 #include "tests/common/temp_dir.h"
@@ -63,7 +63,7 @@ fs::path vocabulary_dir() {
 // A small random GPT-2 over the real vocabulary with a 16-token context, so that generation
 // slides its window after a few tokens.
 void write_tiny_model(const fs::path& dir, bool with_vocabulary) {
-  GPT2Config c;
+  ModelConfig c;
   c.vocab_size = 50257;
   c.context_length = 16;
   c.emb_dim = 16;
@@ -71,7 +71,7 @@ void write_tiny_model(const fs::path& dir, bool with_vocabulary) {
   c.n_layers = 2;
   c.qkv_bias = true;
   c.tie_weights = true;
-  GPT2 model(c, 42);
+  Transformer model(c, 42);
   save_model_dir(model, dir);
   if (with_vocabulary) {
     fs::copy_file(vocabulary_dir() / "encoder.json", dir / "vocab.json");
@@ -166,7 +166,7 @@ struct FakeHub {
   HttpTestServer server;
   TempDir files;
   explicit FakeHub(Route weights_route) {
-    GPT2Config c;
+    ModelConfig c;
     c.vocab_size = 50257;
     c.context_length = 16;
     c.emb_dim = 8;
@@ -174,7 +174,7 @@ struct FakeHub {
     c.n_layers = 1;
     c.qkv_bias = true;
     c.tie_weights = true;
-    GPT2 model(c, 1);
+    Transformer model(c, 1);
     save_model_dir(model, files.path());
     const std::string p = "/openai-community/gpt2/resolve/main/";
     const fs::path vocab = vocabulary_dir();

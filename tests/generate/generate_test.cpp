@@ -6,14 +6,14 @@
 #include <algorithm>
 #include <map>
 
-#include "generate/generate.h"
-#include "model/gpt2.h"
+#include "generate/engine.h"
+#include "model/transformer.h"
 
 namespace gptrain {
 namespace {
 
-GPT2Config small_config() {
-  GPT2Config c;
+ModelConfig small_config() {
+  ModelConfig c;
   c.vocab_size = 97;
   c.context_length = 16;
   c.emb_dim = 32;
@@ -24,13 +24,26 @@ GPT2Config small_config() {
 }
 
 TEST(Generate, cached_logits_equal_full_forward_logits) {
-  GPT2 m(small_config(), 7);
+  Transformer m(small_config(), 7);
   const std::vector<int32_t> ids = {5, 17, 3, 88, 41, 2, 9, 60};
-  KVCache cache = m.make_kv_cache(1, 16);
+  KVCache cache = m.make_kv_cache(16);
+  DecodeWorkspace ws;
   // prefill three tokens, then one at a time
-  m.forward_cached(std::span(ids).subspan(0, 3), 1, 3, cache);
+  DecodeBatch prefill;
+  prefill.tokens = {ids[0], ids[1], ids[2]};
+  prefill.positions = {0, 1, 2};
+  prefill.slots = {DecodeSlot{&cache, 0, 3}};
+  m.decode(ws, prefill);
+  int64_t past = prefill.slots[0].past;
+  EXPECT_EQ(past, 3);
   for (size_t n = 4; n <= ids.size(); ++n) {
-    const auto cached = m.forward_cached(std::span(ids).subspan(n - 1, 1), 1, 1, cache).to_vector();
+    DecodeBatch step;
+    step.tokens = {ids[n - 1]};
+    step.positions = {static_cast<int32_t>(n - 1)};
+    step.slots = {DecodeSlot{&cache, past, 1}};
+    step.batch_invariant = true;
+    const auto cached = m.decode(ws, step).to_vector();
+    past = step.slots[0].past;
     const auto full = m.forward(std::span(ids).subspan(0, n), 1, static_cast<int64_t>(n), ForwardOptions{false, 0, true}).to_vector();
     ASSERT_EQ(cached.size(), full.size());
     double maxabs = 0, maxdiff = 0;
@@ -41,11 +54,11 @@ TEST(Generate, cached_logits_equal_full_forward_logits) {
     // different kernels (BLAS vs vectorized loops): rounding-level differences only
     EXPECT_LE(maxdiff, 1e-5 * maxabs) << "length " << n;
   }
-  EXPECT_EQ(cache.length, static_cast<int64_t>(ids.size()));
+  EXPECT_EQ(past, static_cast<int64_t>(ids.size()));
 }
 
 TEST(Generate, greedy_with_cache_equals_without_it_even_past_the_context) {
-  GPT2 m(small_config(), 11);
+  Transformer m(small_config(), 11);
   const std::vector<int32_t> prompt = {1, 2, 3, 4, 5};
   GenerateOptions with, without;
   with.max_new_tokens = without.max_new_tokens = 30;  // 35 > context 16: the window slides
@@ -59,7 +72,7 @@ TEST(Generate, greedy_with_cache_equals_without_it_even_past_the_context) {
 }
 
 TEST(Generate, sampling_is_reproducible_and_stops_at_eos) {
-  GPT2 m(small_config(), 3);
+  Transformer m(small_config(), 3);
   GenerateOptions o;
   o.max_new_tokens = 20;
   o.sampling.temperature = 1.5;

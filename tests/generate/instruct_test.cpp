@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "generate/instruct.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 
 namespace gptrain {
 namespace {
@@ -33,8 +33,8 @@ class WithTokenizer : public ::testing::Test {
       GTEST_SKIP() << "gpt2_tokenizer/ not found: set GPTRAIN_TEST_DATA_DIR";
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_dir(fs::path(d) / "gpt2_tokenizer"));
   }
-  static GPT2Config tiny(int64_t context) {
-    GPT2Config c;
+  static ModelConfig tiny(int64_t context) {
+    ModelConfig c;
     c.context_length = context;
     c.emb_dim = 16;
     c.n_heads = 2;
@@ -46,7 +46,7 @@ class WithTokenizer : public ::testing::Test {
 };
 
 TEST_F(WithTokenizer, an_answer_stops_at_end_of_text_without_emitting_it) {
-  GPT2 m(tiny(64), 5);
+  Transformer m(tiny(64), 5);
   // Final norm gives the same vector (all ones) at every position, and only the end-of-text row
   // of the head sees it: every step's argmax is 50256.
   for (Parameter& p : m.params().all()) {
@@ -68,7 +68,7 @@ TEST_F(WithTokenizer, an_answer_stops_at_end_of_text_without_emitting_it) {
 }
 
 TEST_F(WithTokenizer, answers_stream_whole_characters_and_match_the_saved_response) {
-  GPT2 m(tiny(128), 9);
+  Transformer m(tiny(128), 9);
   data::InstructionEntry e;
   e.instruction = "Translate 'Where is the library?' into Italian.";
   AnswerOptions o;
@@ -83,10 +83,11 @@ TEST_F(WithTokenizer, answers_stream_whole_characters_and_match_the_saved_respon
 TEST_F(WithTokenizer, chat_keeps_history_within_the_context_and_drops_the_oldest_turn) {
   AnswerOptions o;
   o.max_new_tokens = 8;
-  const int64_t prompt_tokens =
-      static_cast<int64_t>(tokenizer_->encode(data::format_prompt(data::InstructionEntry{"Hello there.", "", ""})).size());
+  data::InstructionEntry hello;
+  hello.instruction = "Hello there.";
+  const int64_t prompt_tokens = static_cast<int64_t>(tokenizer_->encode(data::format_prompt(hello)).size());
   {
-    GPT2 m(tiny(128), 3);
+    Transformer m(tiny(128), 3);
     ChatSession chat(m, *tokenizer_, o);
     EXPECT_EQ(chat.prompt_budget(), 120);
     chat.reply("Hello there.", {});
@@ -101,7 +102,7 @@ TEST_F(WithTokenizer, chat_keeps_history_within_the_context_and_drops_the_oldest
     EXPECT_EQ(chat.last_prompt_tokens(), prompt_tokens);
   }
   {
-    GPT2 m(tiny(64), 3);  // budget 56: a second prompt does not fit beside the first turn
+    Transformer m(tiny(64), 3);  // budget 56: a second prompt does not fit beside the first turn
     ChatSession chat(m, *tokenizer_, o);
     ASSERT_GT(2 * prompt_tokens + 1, chat.prompt_budget());  // even an empty first answer overflows
     chat.reply("Hello there.", {});
@@ -111,7 +112,7 @@ TEST_F(WithTokenizer, chat_keeps_history_within_the_context_and_drops_the_oldest
     EXPECT_EQ(chat.last_prompt_tokens(), prompt_tokens);
   }
   {
-    GPT2 m(tiny(128), 3);
+    Transformer m(tiny(128), 3);
     ChatSession chat(m, *tokenizer_, o, /*keep_history=*/false);
     chat.reply("Hello there.", {});
     chat.reply("Hello there.", {});
@@ -121,7 +122,7 @@ TEST_F(WithTokenizer, chat_keeps_history_within_the_context_and_drops_the_oldest
 }
 
 TEST_F(WithTokenizer, chat_stops_an_answer_when_asked) {
-  GPT2 m(tiny(128), 3);
+  Transformer m(tiny(128), 3);
   AnswerOptions o;
   o.max_new_tokens = 50;
   ChatSession chat(m, *tokenizer_, o);

@@ -244,7 +244,7 @@ TEST(Safetensors, load_errors_name_the_tensor_and_the_shapes) {
     f.load("ids");
     FAIL() << "I64 loaded as float";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tensor 'ids' has dtype I64; only F32, F16 and BF16"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("tensor 'ids' has dtype I64; only F32, F64, F16 and BF16"), std::string::npos)
         << e.what();
   }
   try {

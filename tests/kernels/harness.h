@@ -6,12 +6,15 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "util/rng.h"
 
 namespace gptrain::test {
@@ -84,8 +87,11 @@ inline void gradcheck(const std::string& what, Inputs inputs, const std::vector<
   };
   const double h = 1e-6;
   for (size_t which : check) {
+    // The scale comes from the finite gradients; a non-finite one (garbage a write-mode backward
+    // left behind: NaN, inf) fails on its own instead of inflating the scale to infinity.
     double scale = 1e-3;
-    for (double g : analytic[which]) scale = std::max(scale, std::fabs(g));
+    for (double g : analytic[which])
+      if (std::isfinite(g)) scale = std::max(scale, std::fabs(g));
     int failures = 0;
     std::string first;
     for (size_t i = 0; i < inputs[which].size(); ++i) {
@@ -96,15 +102,63 @@ inline void gradcheck(const std::string& what, Inputs inputs, const std::vector<
       const double lm = loss(inputs);
       inputs[which][i] = saved;
       const double numeric = (lp - lm) / (2 * h);
-      if (!(std::fabs(numeric - analytic[which][i]) <= 1e-6 * scale)) {
-        if (!failures)
-          first = "[" + std::to_string(i) + "] analytic " + std::to_string(analytic[which][i]) + " numeric " +
-                  std::to_string(numeric);
+      if (!std::isfinite(analytic[which][i]) || !(std::fabs(numeric - analytic[which][i]) <= 1e-6 * scale)) {
+        if (!failures) {  // a stream, not "[" + std::string: GCC 12 misreports that as -Wrestrict at -O3
+          std::ostringstream os;
+          os << "[" << i << "] analytic " << analytic[which][i] << " numeric " << numeric;
+          first = os.str();
+        }
         ++failures;
       }
     }
     EXPECT_EQ(failures, 0) << what << " input " << which << ": " << failures << " of " << inputs[which].size()
                            << " gradients disagree with central differences; first " << first;
+  }
+}
+
+// The backends tested against the reference: every registered float32 CPU backend (today "cpu"),
+// so that a new one is covered by the same cases. Empty would make every case pass vacuously.
+inline std::vector<const kernels::Backend*> f32_cpu_backends() {
+  std::vector<const kernels::Backend*> out;
+  for (const kernels::Backend* b : kernels::backends())
+    if (b->dtype() == DType::F32 && b->device() == Device::CPU) out.push_back(b);
+  EXPECT_FALSE(out.empty()) << "no float32 CPU backend is registered";
+  return out;
+}
+
+// Values a write-mode gradient buffer starts from: NaN, 1e30, -inf and -1e30 in turn. Any of them
+// left in place, or added to, shows in the result.
+template <class T>
+std::vector<T> garbage(int64_t n) {
+  const T pattern[4] = {std::numeric_limits<T>::quiet_NaN(), T(1e30), -std::numeric_limits<T>::infinity(), T(-1e30)};
+  std::vector<T> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = pattern[i % 4];
+  return v;
+}
+
+inline uint32_t bits_of(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+// Asserts got and want hold the same floats bit for bit (NaNs included). With zero_sign_matters
+// false, +0 and -0 count as equal (used where IEEE rules alone decide a zero's sign: 0 + (-0) is
+// +0, so no zero-filled buffer can reproduce both a written -0 and an untouched +0).
+inline void expect_same_bits(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
+                             bool zero_sign_matters = true) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  size_t first = 0;
+  int64_t failures = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool same = bits_of(got[i]) == bits_of(want[i]) || (!zero_sign_matters && got[i] == 0.0f && want[i] == 0.0f);
+    if (!same && !failures++) first = i;
+  }
+  if (failures) {
+    std::ostringstream os;  // hex: the bits that differ
+    os << what << ": " << failures << " of " << got.size() << " elements differ; first [" << first << "] got "
+       << std::hexfloat << got[first] << " want " << want[first];
+    ADD_FAILURE() << os.str();
   }
 }
 

@@ -80,7 +80,7 @@ void expect_within_error_model(const Comparison& c, const std::string& what) {
 
 void check_parity(const fs::path& dir) {
   SCOPED_TRACE(dir.string());
-  const std::unique_ptr<GPT2> model = load_model_dir(dir);
+  const std::unique_ptr<Transformer> model = load_model_dir(dir);
   const io::SafeTensorsFile ref = io::SafeTensorsFile::open(dir / "reference.safetensors");
   int64_t B = 0, T = 0;
   const std::vector<int32_t> tokens = read_tokens(ref, "tokens", B, T);
@@ -92,7 +92,7 @@ void check_parity(const fs::path& dir) {
 
 TEST(HfGpt2Parity, tiny_prefixed_as_save_pretrained_writes_it) {
   const fs::path dir = testing_util::fixtures_dir() / "prefixed";
-  const GPT2Config c = read_model_config(dir);
+  const ModelConfig c = read_model_config(dir);
   EXPECT_TRUE(c.tie_weights);
   EXPECT_TRUE(c.qkv_bias);
   EXPECT_EQ(c.emb_dim, 24);
@@ -135,8 +135,8 @@ TEST(HfGpt2SharedModels, load_and_match_transformers) {
   };
   for (const Row& row : {Row{"tiny_gpt2_vocab21", "_vocab21", 21, 1}, Row{"fake_gpt2_vocab50257", "_vocab50257", 50257, stride}}) {
     SCOPED_TRACE(row.dir);
-    const std::unique_ptr<GPT2> model = load_model_dir(root / row.dir);
-    const GPT2Config& c = model->config();
+    const std::unique_ptr<Transformer> model = load_model_dir(root / row.dir);
+    const ModelConfig& c = model->config();
     EXPECT_EQ(c.vocab_size, row.vocab);
     EXPECT_EQ(c.emb_dim, 2);
     EXPECT_EQ(c.context_length, 1024);
@@ -177,8 +177,8 @@ TEST(HfGpt2Config, reads_the_four_openai_sizes) {
                               {"n_layer", r.n_layer}, {"n_positions", 1024}, {"resid_pdrop", 0.1},
                               {"summary_activation", nullptr}, {"summary_type", "cls_index"}, {"vocab_size", 50257}};
     std::ofstream(tmp / "config.json") << j.dump(2);
-    const GPT2Config c = read_model_config(tmp.path());
-    GPT2Config preset;
+    const ModelConfig c = read_model_config(tmp.path());
+    ModelConfig preset;
     ASSERT_TRUE(preset_config(r.preset, preset));
     EXPECT_EQ(c.emb_dim, preset.emb_dim);
     EXPECT_EQ(c.n_layers, preset.n_layers);
@@ -188,12 +188,12 @@ TEST(HfGpt2Config, reads_the_four_openai_sizes) {
     EXPECT_TRUE(c.qkv_bias);
     EXPECT_TRUE(c.tie_weights);
     EXPECT_FLOAT_EQ(c.drop_rate, 0.1f);
-    EXPECT_EQ(c.layer_norm_eps, 1e-5f);
+    EXPECT_EQ(c.norm_eps, 1e-5f);
     EXPECT_EQ(count_parameters(c).total, r.tied_params);  // the sizes' published parameter counts
   }
 }
 
-void expect_same_parameters(const GPT2& a, const GPT2& b) {
+void expect_same_parameters(const Transformer& a, const Transformer& b) {
   ASSERT_EQ(a.params().size(), b.params().size());
   for (int i = 0; i < a.params().size(); ++i) {
     const Parameter& p = a.params()[i];
@@ -204,8 +204,8 @@ void expect_same_parameters(const GPT2& a, const GPT2& b) {
   }
 }
 
-GPT2Config tiny_config() {
-  GPT2Config c;
+ModelConfig tiny_config() {
+  ModelConfig c;
   c.vocab_size = 41;
   c.context_length = 12;
   c.emb_dim = 16;
@@ -223,11 +223,11 @@ TEST(HfGpt2RoundTrip, model_dirs_load_back_bit_for_bit) {
                         Case{"classifier", false, true, true}}) {
     SCOPED_TRACE(k.name);
     const TempDir tmp;
-    GPT2Config c = tiny_config();
+    ModelConfig c = tiny_config();
     c.tie_weights = k.tied;
     c.qkv_bias = k.qkv_bias;
     c.drop_rate = 0.25f;
-    c.layer_norm_eps = 1e-6f;
+    c.norm_eps = 1e-6f;
     std::vector<std::string> labels;
     if (k.classifier) {
       c.head = HeadType::Classifier;
@@ -235,7 +235,7 @@ TEST(HfGpt2RoundTrip, model_dirs_load_back_bit_for_bit) {
       c.pooling = Pooling::Mean;
       labels = {"ham", "spam", "eggs"};
     }
-    GPT2 model(c);
+    Transformer model(c);
     testing_util::randomize(model, 7);
     const fs::path dir = tmp / "model";
     save_model_dir(model, dir, labels);
@@ -260,12 +260,12 @@ TEST(HfGpt2RoundTrip, model_dirs_load_back_bit_for_bit) {
     const std::vector<float> bias = f.load("transformer.h.0.attn.c_attn.bias").to_vector();
     EXPECT_EQ(std::count(bias.begin(), bias.end(), 0.0f) == 48, !k.qkv_bias);
 
-    const std::unique_ptr<GPT2> back = load_model_dir(dir);
-    const GPT2Config& b = back->config();
+    const std::unique_ptr<Transformer> back = load_model_dir(dir);
+    const ModelConfig& b = back->config();
     EXPECT_EQ(b.tie_weights, c.tie_weights);
     EXPECT_EQ(b.qkv_bias, c.qkv_bias);
     EXPECT_EQ(b.drop_rate, c.drop_rate);
-    EXPECT_EQ(b.layer_norm_eps, c.layer_norm_eps);
+    EXPECT_EQ(b.norm_eps, c.norm_eps);
     EXPECT_EQ(b.head, c.head);
     EXPECT_EQ(b.n_classes, c.n_classes);
     EXPECT_EQ(b.pooling, c.pooling);
@@ -279,9 +279,9 @@ TEST(HfGpt2RoundTrip, model_dirs_load_back_bit_for_bit) {
 
 TEST(HfGpt2RoundTrip, options_and_body_only_loading) {
   const TempDir tmp;
-  GPT2Config c = tiny_config();
+  ModelConfig c = tiny_config();
   c.qkv_bias = true;
-  GPT2 lm(c);
+  Transformer lm(c);
   testing_util::randomize(lm, 11);
   save_model_dir(lm, tmp / "lm");
   ModelLoadOptions options;
@@ -289,10 +289,10 @@ TEST(HfGpt2RoundTrip, options_and_body_only_loading) {
   EXPECT_EQ(load_model_dir(tmp / "lm", options)->config().drop_rate, 0.0f);
 
   // A classifier over the pretrained body: the LM head in the file is ignored, the new head kept.
-  GPT2Config cls = c;
+  ModelConfig cls = c;
   cls.head = HeadType::Classifier;
   cls.n_classes = 2;
-  GPT2 classifier(cls);
+  Transformer classifier(cls);
   const std::vector<float> head_before = classifier.params().at("head.weight").value.to_vector();
   load_model_weights(classifier, tmp / "lm", /*include_head=*/false);
   EXPECT_EQ(classifier.params().at("head.weight").value.to_vector(), head_before);
@@ -309,32 +309,32 @@ TEST(HfGpt2Export, writes_model_dirs_for_transformers) {
   if (!out) GTEST_SKIP() << "set GPTRAIN_HF_EXPORT_DIR, then run tests/tools/check_hf_export.py on it";
   struct Case {
     std::string name;
-    GPT2Config config;
+    ModelConfig config;
     int64_t B, T;
   };
   std::vector<Case> cases;
-  GPT2Config tied = tiny_config();
+  ModelConfig tied = tiny_config();
   tied.tie_weights = true;
   tied.qkv_bias = true;
-  GPT2Config book = tiny_config();  // the book's GPT_CONFIG_124M choices: untied, no qkv bias
+  ModelConfig book = tiny_config();  // the book's GPT_CONFIG_124M choices: untied, no qkv bias
   cases.push_back({"tiny_tied_qkv", tied, 2, 12});
   cases.push_back({"tiny_untied_no_qkv_bias", book, 2, 12});
   const char* shape = std::getenv("GPTRAIN_HF_EXPORT_SHAPE");
   if (shape && std::string(shape) == "gpt2-small") {
-    GPT2Config small;
+    ModelConfig small;
     ASSERT_TRUE(preset_config("gpt2-small", small));
-    GPT2Config small_tied = small;
+    ModelConfig small_tied = small;
     small_tied.tie_weights = small_tied.qkv_bias = true;
     cases.push_back({"gpt2_small_book", small, 2, 128});
     cases.push_back({"gpt2_small_tied_qkv", small_tied, 2, 128});
   }
-  GPT2Config classifier = tiny_config();
+  ModelConfig classifier = tiny_config();
   classifier.qkv_bias = true;
   classifier.head = HeadType::Classifier;
   classifier.n_classes = 2;
   cases.push_back({"tiny_classifier", classifier, 2, 12});
   for (const Case& k : cases) {
-    GPT2 model(k.config);
+    Transformer model(k.config);
     // Weights N(0, 0.02) as GPT-2's initialisation; LayerNorm and biases perturbed.
     testing_util::randomize(model, 21, 0.02f);
     const fs::path dir = fs::path(out) / k.name;
@@ -357,7 +357,7 @@ TEST(HfGpt2Export, writes_model_dirs_for_transformers) {
     fs::create_directories(dir);
     for (const auto& entry : fs::directory_iterator(trained))
       if (entry.is_regular_file()) fs::copy_file(entry.path(), dir / entry.path().filename());
-    const std::unique_ptr<GPT2> model = load_model_dir(dir);
+    const std::unique_ptr<Transformer> model = load_model_dir(dir);
     const int64_t B = 2, T = std::min<int64_t>(64, model->config().context_length);
     const std::vector<int32_t> tokens = testing_util::random_tokens(B * T, model->config().vocab_size, 6);
     const Tensor& logits = model->forward(tokens, B, T, {});

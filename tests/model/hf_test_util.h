@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "tests/common/temp_dir.h"
 
 namespace gptrain::testing_util {
@@ -23,7 +23,7 @@ inline std::filesystem::path fixtures_dir() { return std::filesystem::path(GPTRA
 //   sum and att@v (sqrt(T) each), attention proj (sqrt(C)), fc (sqrt(C)), MLP proj (sqrt(4C)),
 //   8 u for GELU, exp and the residual adds; then ln_f and the head (sqrt(C) each), and 2 u for
 //   the embedding add and the rounding of the float64 reference to float32.
-inline double error_k(const GPT2Config& c, int64_t T) {
+inline double error_k(const ModelConfig& c, int64_t T) {
   const double C = static_cast<double>(c.emb_dim), HS = static_cast<double>(c.head_size());
   const double t = static_cast<double>(T);
   const double per_block = 2 * std::sqrt(C) + std::sqrt(C) + std::sqrt(HS) + 2 * std::sqrt(t) + std::sqrt(C) +
@@ -35,7 +35,7 @@ inline constexpr double kUnitRoundoff = 0x1p-24;
 // Random values for every parameter, deterministic in seed: weights and embeddings N(0, scale),
 // LayerNorm scales 1 + N(0, 0.1), biases and shifts N(0, 0.1), so that a mix-up of any two
 // parameters changes the logits.
-inline void randomize(GPT2& model, uint64_t seed, float scale = 0.1f) {
+inline void randomize(Transformer& model, uint64_t seed, float scale = 0.1f) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (Parameter& p : model.params().all()) {

@@ -78,7 +78,11 @@ std::vector<BadDir> bad_dirs() {
   rows.push_back({"erf_gelu", config([](json& j) { j["activation_function"] = "gelu"; }),
                   {"config.json: key 'activation_function' is \"gelu\""}});
   rows.push_back({"not_gpt2", config([](json& j) { j["model_type"] = "llama"; }), {"config.json: key 'model_type'"}});
-  rows.push_back({"odd_mlp_width", config([](json& j) { j["n_inner"] = 100; }), {"config.json: key 'n_inner' is 100"}});
+  // n_inner (the MLP width) is read; weights of the 4 x n_embd MLP then do not fit it.
+  rows.push_back({"mlp_width_not_the_weights", config([](json& j) { j["n_inner"] = 100; }),
+                  {"mlp.c_fc.weight' has shape [16, 64] but [16, 100] was expected"}});
+  rows.push_back({"mlp_width_not_an_integer", config([](json& j) { j["n_inner"] = "wide"; }),
+                  {"config.json: key 'n_inner' must be a positive integer or null, got \"wide\""}});
   rows.push_back({"unknown_head", config([](json& j) { j["gptrain"]["head"] = "regression"; }),
                   {"config.json (object 'gptrain'): key 'head' is \"regression\""}});
   rows.push_back({"dropout_out_of_range", config([](json& j) { j["gptrain"]["drop_rate"] = 1.5; }),
@@ -154,7 +158,7 @@ class BadModelDir : public ::testing::TestWithParam<BadDir> {};
 
 TEST_P(BadModelDir, is_rejected_with_a_clear_message) {
   const testing_util::TempDir tmp;
-  GPT2Config c;
+  ModelConfig c;
   c.vocab_size = 41;
   c.context_length = 12;
   c.emb_dim = 16;
@@ -162,7 +166,7 @@ TEST_P(BadModelDir, is_rejected_with_a_clear_message) {
   c.n_layers = 2;
   c.qkv_bias = true;
   c.tie_weights = true;
-  GPT2 model(c);
+  Transformer model(c);
   testing_util::randomize(model, 3);
   const fs::path dir = tmp / "model";
   save_model_dir(model, dir);
@@ -184,24 +188,24 @@ INSTANTIATE_TEST_SUITE_P(HfGpt2, BadModelDir, ::testing::ValuesIn(bad_dirs()),
 
 TEST(HfGpt2ModelDir, sharded_checkpoints_load) {
   const testing_util::TempDir tmp;
-  GPT2Config c;
+  ModelConfig c;
   c.vocab_size = 41;
   c.context_length = 12;
   c.emb_dim = 16;
   c.n_heads = 4;
   c.n_layers = 2;
-  GPT2 model(c);
+  Transformer model(c);
   testing_util::randomize(model, 5);
   save_model_dir(model, tmp / "m");
   make_sharded(tmp / "m");
-  const std::unique_ptr<GPT2> back = load_model_dir(tmp / "m");
+  const std::unique_ptr<Transformer> back = load_model_dir(tmp / "m");
   for (const Parameter& p : model.params().all())
     EXPECT_EQ(back->params().at(p.name).value.to_vector(), p.value.to_vector()) << p.name;
 }
 
 TEST(HfGpt2ModelDir, class_names_must_match_the_classes) {
   const testing_util::TempDir tmp;
-  GPT2Config c;
+  ModelConfig c;
   c.vocab_size = 41;
   c.context_length = 12;
   c.emb_dim = 16;
@@ -209,7 +213,7 @@ TEST(HfGpt2ModelDir, class_names_must_match_the_classes) {
   c.n_layers = 1;
   c.head = HeadType::Classifier;
   c.n_classes = 2;
-  GPT2 model(c);
+  Transformer model(c);
   EXPECT_THROW(save_model_dir(model, tmp / "m", {"only one"}), Error);
   save_model_dir(model, tmp / "m", {"ham", "spam"});
   edit_config(tmp / "m", [](json& j) { j["gptrain"]["class_names"] = {"a", "b", "c"}; });

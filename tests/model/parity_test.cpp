@@ -25,7 +25,7 @@
 #include <filesystem>
 
 #include "io/safetensors.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 
 namespace gptrain {
@@ -60,7 +60,7 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   const io::SafeTensorsFile f = io::SafeTensorsFile::open(path);
   const auto cfg_json = nlohmann::json::parse(f.metadata().at("config"));
   const auto opt_json = nlohmann::json::parse(f.metadata().at("optimizer"));
-  GPT2Config cfg;
+  ModelConfig cfg;
   cfg.vocab_size = cfg_json["vocab_size"];
   cfg.context_length = cfg_json["context_length"];
   cfg.emb_dim = cfg_json["emb_dim"];
@@ -69,7 +69,7 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   cfg.drop_rate = cfg_json["drop_rate"];
   cfg.qkv_bias = cfg_json["qkv_bias"];
   cfg.tie_weights = cfg_json.value("tie_weights", false);
-  GPT2 model(cfg);
+  Transformer model(cfg);
   for (Parameter& p : model.params().all()) f.load_into("param." + p.name, p.value);
   const int64_t B = std::stoll(f.metadata().at("B")), T = std::stoll(f.metadata().at("T"));
   std::vector<int32_t> tokens, targets;

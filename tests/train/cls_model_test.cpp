@@ -20,7 +20,7 @@
 #include "io/safetensors.h"
 #include "kernels/ops.h"
 #include "model/config.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "model/hf_gpt2.h"
 #include "tests/common/temp_dir.h"
 #include "train/adamw.h"
@@ -57,7 +57,7 @@ TEST_P(ClassifierParity, loss_gradients_and_adamw_match_pytorch_with_the_rest_fr
   const auto& meta = f.metadata();
   const auto cj = nlohmann::json::parse(meta.at("config"));
   const auto oj = nlohmann::json::parse(meta.at("optimizer"));
-  GPT2Config cfg;
+  ModelConfig cfg;
   cfg.vocab_size = cj["vocab_size"];
   cfg.context_length = cj["context_length"];
   cfg.emb_dim = cj["emb_dim"];
@@ -69,7 +69,7 @@ TEST_P(ClassifierParity, loss_gradients_and_adamw_match_pytorch_with_the_rest_fr
   cfg.n_classes = std::stoll(meta.at("n_classes"));
   const std::string pooling = meta.at("pooling");
   cfg.pooling = pooling == "last" ? Pooling::Last : pooling == "first" ? Pooling::First : Pooling::Mean;
-  GPT2 model(cfg, std::nullopt);
+  Transformer model(cfg, std::nullopt);
   for (Parameter& p : model.params().all()) f.load_into("param." + p.name, p.value);
   apply_trainable(model, meta.at("trainable_mode"));
   std::vector<std::string> trainable;
@@ -164,13 +164,13 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ClassifierParity,
 
 TEST(Classifier, book_parameter_counts) {
   // The book's BASE_CONFIG (gpt2-small, qkv bias, context 1024) with a 2-class head.
-  GPT2Config cfg;
+  ModelConfig cfg;
   ASSERT_TRUE(preset_config("gpt2-small", cfg));
   cfg.qkv_bias = true;
   cfg.head = HeadType::Classifier;
   cfg.n_classes = 2;
   EXPECT_EQ(count_parameters(cfg).total, 124441346);
-  GPT2 model(cfg, std::nullopt);
+  Transformer model(cfg, std::nullopt);
   apply_trainable(model, "last-block");
   EXPECT_EQ(model.params().trainable_numel(), 7090946);
   apply_trainable(model, "head");
@@ -186,13 +186,13 @@ TEST(FinetuneCls, frozen_weights_are_bit_identical_after_a_run) {
   if (!data_dir || !fs::exists(fs::path(data_dir) / "gpt2_tokenizer" / "encoder.json"))
     GTEST_SKIP() << "GPTRAIN_TEST_DATA_DIR has no gpt2_tokenizer/";
   TempDir dir;
-  GPT2Config cfg;
+  ModelConfig cfg;
   ASSERT_TRUE(preset_config("gpt2-small", cfg));
   cfg.emb_dim = 16;
   cfg.n_heads = 2;
   cfg.n_layers = 3;
   cfg.context_length = 32;
-  GPT2 base(cfg, 7);
+  Transformer base(cfg, 7);
   save_model_dir(base, dir / "base");
   std::string train = "Label,Text\n", val = "Label,Text\n";
   const char* words[3] = {"apple banana", "stone rock", "river water"};

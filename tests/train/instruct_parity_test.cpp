@@ -17,7 +17,7 @@
 
 #include "data/instruction_data.h"
 #include "io/safetensors.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 
 namespace gptrain {
 namespace {
@@ -102,7 +102,7 @@ TEST_P(InstructParity, collate_loss_and_gradients_match_pytorch) {
   for (int32_t t : b.targets) targets.push_back(t < 0 ? t : compact.at(t));
 
   const auto cfg_json = nlohmann::json::parse(f.metadata().at("config"));
-  GPT2Config cfg;
+  ModelConfig cfg;
   cfg.vocab_size = cfg_json["vocab_size"];
   cfg.context_length = cfg_json["context_length"];
   cfg.emb_dim = cfg_json["emb_dim"];
@@ -111,7 +111,7 @@ TEST_P(InstructParity, collate_loss_and_gradients_match_pytorch) {
   cfg.drop_rate = cfg_json["drop_rate"];
   cfg.qkv_bias = cfg_json["qkv_bias"];
   cfg.tie_weights = cfg_json["tie_weights"];
-  GPT2 model(cfg);
+  Transformer model(cfg);
   for (Parameter& p : model.params().all()) f.load_into("param." + p.name, p.value);
 
   const int64_t K = std::max<int64_t>(4 * cfg.emb_dim, std::max(b.T, b.B * b.T));

@@ -9,7 +9,7 @@
 
 #include "data/text_file.h"
 #include "data/token_dataset.h"
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
@@ -101,8 +101,8 @@ TEST(Data, split_by_characters_counts_code_points) {
   EXPECT_EQ(val, " g");
 }
 
-GPT2Config tiny() {
-  GPT2Config c;
+ModelConfig tiny() {
+  ModelConfig c;
   c.vocab_size = 53;
   c.context_length = 16;
   c.emb_dim = 16;
@@ -113,7 +113,7 @@ GPT2Config tiny() {
 }
 
 TEST(Loop, gradient_accumulation_equals_the_full_batch) {
-  GPT2 full(tiny()), accum(tiny());
+  Transformer full(tiny()), accum(tiny());
   std::vector<int32_t> x(2 * 12), y(2 * 12);
   for (size_t i = 0; i < x.size(); ++i) {
     x[i] = static_cast<int32_t>((i * 7 + 1) % 53);
@@ -137,7 +137,7 @@ TEST(Loop, gradient_accumulation_equals_the_full_batch) {
 
 TEST(Checkpoint, round_trip_is_bit_exact_and_old_ones_are_pruned) {
   const fs::path run = temp_dir("ckpt");
-  GPT2 model(tiny());
+  Transformer model(tiny());
   AdamW opt(model.params(), AdamWOptions{});
   std::vector<int32_t> x(16, 3), y(16, 4);
   TrainerState state;
@@ -160,7 +160,7 @@ TEST(Checkpoint, round_trip_is_bit_exact_and_old_ones_are_pruned) {
   const auto latest = latest_checkpoint(run);
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(*latest, checkpoint_dir(run, 3));
-  GPT2 restored(tiny(), 999);
+  Transformer restored(tiny(), 999);
   AdamW opt2(restored.params(), AdamWOptions{});
   const TrainerState s = load_checkpoint(*latest, restored, opt2);
   EXPECT_EQ(s.step, 3);

@@ -1,5 +1,6 @@
-// Causal multi-head attention without a stored T x T matrix. One task per (batch, head); inside it
-// query rows go in blocks of kRows, and block [r0, r1) only meets keys [0, r1), so the products skip
+// Causal grouped-query attention without a stored T x T matrix. One task per (batch, key/value
+// head), which runs its query heads in order; inside a head query rows go in blocks of kRows, and
+// block [r0, r1) only meets keys [0, r1), so the products skip
 // the masked upper triangle except within the diagonal blocks (about 5/8 of the full T x T work at
 // T = 256, tending to 1/2 for long contexts). The forward keeps two floats per row, the softmax's
 // maximum and the reciprocal of its sum; the backward recomputes that block's scores with the same
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
@@ -34,11 +36,11 @@ float* scratch(int64_t n, int slot) {
 // Probabilities of query rows [r0, r1) of one (b, h) against keys [0, r1) into P (row t at
 // P + (t - r0) * ld, zero above the diagonal), with (max, 1/sum) per row written to `record`; or,
 // when record is null, read from `stats`, which rebuilds the recording call's result bit for bit.
-void block_probs(float* P, int64_t ld, const float* q, const float* k, int64_t C3, int64_t HS, float scale,
+void block_probs(float* P, int64_t ld, const float* q, const float* k, int64_t W, int64_t HS, float scale,
                  int64_t r0, int64_t r1, float* record, const float* stats) {
   const int64_t rows = r1 - r0;
-  // scores[r0:r1, 0:r1] = scale * q[r0:r1] @ k[0:r1]^T
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, scale, q + r0 * C3, C3, k, C3, 0.0f, P, ld);
+  // scores[r0:r1, 0:r1] = scale * q[r0:r1] @ k[0:r1]^T (rows of q and k are W floats apart)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, scale, q + r0 * W, W, k, W, 0.0f, P, ld);
   for (int64_t t = r0; t < r1; ++t) {
     float* row = P + (t - r0) * ld;
     float maxv, inv;
@@ -85,80 +87,93 @@ const float* dropped(const float* P, float* W, int64_t ld, int64_t T, int64_t r0
 }  // namespace
 
 void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p) {
-  const int64_t T = p.T, NH = p.NH, HS = p.HS, C = NH * HS, C3 = 3 * C;
+  const int64_t T = p.T, NH = p.NH, NKV = p.NKV, HS = p.HS, C = NH * HS, W = p.qkv_width(), group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const DropoutMask mask(p.seed, p.dropout_p);
   const bool drop = p.dropout_p > 0.0f;
+  // One task per (batch, key/value head): its query heads in order.
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < p.B * NH; ++bh) {
-    const int64_t b = bh / NH, h = bh % NH;
-    const float* q = qkv + b * T * C3 + h * HS;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
-    float* st = stats + bh * T * 2;
+  for (int64_t bg = 0; bg < p.B * NKV; ++bg) {
+    const int64_t b = bg / NKV, g = bg % NKV;
+    const float* k = qkv + b * T * W + (NH + g) * HS;
+    const float* v = qkv + b * T * W + (NH + NKV + g) * HS;
     float* P = scratch(kRows * T, 0);
-    float* W = drop ? scratch(kRows * T, 1) : nullptr;
-    float* o = out + b * T * C + h * HS;
-    for (int64_t r0 = 0; r0 < T; r0 += kRows) {
-      const int64_t r1 = std::min(T, r0 + kRows), rows = r1 - r0;
-      block_probs(P, T, q, k, C3, HS, scale, r0, r1, st, nullptr);
-      const float* w = dropped(P, W, T, T, r0, r1, static_cast<uint64_t>(bh * T * T), mask, drop);
-      // out[r0:r1] (columns of head h) = w[r0:r1, 0:r1] @ v[0:r1]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, 1.0f, w, T, v, C3, 0.0f, o + r0 * C, C);
+    float* Wd = drop ? scratch(kRows * T, 1) : nullptr;
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      const int64_t bh = b * NH + h;
+      const float* q = qkv + b * T * W + h * HS;
+      float* st = stats + bh * T * 2;
+      float* o = out + b * T * C + h * HS;
+      for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+        const int64_t r1 = std::min(T, r0 + kRows), rows = r1 - r0;
+        block_probs(P, T, q, k, W, HS, scale, r0, r1, st, nullptr);
+        const float* w = dropped(P, Wd, T, T, r0, r1, static_cast<uint64_t>(bh * T * T), mask, drop);
+        // out[r0:r1] (columns of head h) = w[r0:r1, 0:r1] @ v[0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, 1.0f, w, T, v, W, 0.0f, o + r0 * C, C);
+      }
     }
   }
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* stats,
                         const AttentionParams& p) {
-  const int64_t T = p.T, NH = p.NH, HS = p.HS, C = NH * HS, C3 = 3 * C;
+  const int64_t T = p.T, NH = p.NH, NKV = p.NKV, HS = p.HS, C = NH * HS, W = p.qkv_width(), group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const DropoutMask mask(p.seed, p.dropout_p);
   const bool drop = p.dropout_p > 0.0f;
+  // One task per (batch, key/value head): it owns dk and dv of that head and dq of its query
+  // heads, which it accumulates in head order (deterministic for any thread count).
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < p.B * NH; ++bh) {
-    const int64_t b = bh / NH, h = bh % NH;
-    const float* q = qkv + b * T * C3 + h * HS;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
-    float* dq = dqkv + b * T * C3 + h * HS;
-    float* dk = dq + C;
-    float* dv = dq + 2 * C;
-    const float* dy = dout + b * T * C + h * HS;
-    const float* st = stats + bh * T * 2;
-    const uint64_t base = static_cast<uint64_t>(bh * T * T);
+  for (int64_t bg = 0; bg < p.B * NKV; ++bg) {
+    const int64_t b = bg / NKV, g = bg % NKV;
+    const float* k = qkv + b * T * W + (NH + g) * HS;
+    const float* v = qkv + b * T * W + (NH + NKV + g) * HS;
+    float* dk = dqkv + b * T * W + (NH + g) * HS;
+    float* dv = dqkv + b * T * W + (NH + NKV + g) * HS;
+    if (p.dinp == InputGrad::Write)
+      for (int64_t t = 0; t < T; ++t) {
+        std::memset(dk + t * W, 0, sizeof(float) * static_cast<size_t>(HS));
+        std::memset(dv + t * W, 0, sizeof(float) * static_cast<size_t>(HS));
+        std::memset(dqkv + b * T * W + t * W + g * group * HS, 0, sizeof(float) * static_cast<size_t>(group * HS));
+      }
     float* P = scratch(kRows * T, 0);
-    float* W = drop ? scratch(kRows * T, 1) : nullptr;
+    float* Wd = drop ? scratch(kRows * T, 1) : nullptr;
     float* ds = scratch(kRows * T, 2);
     float* f = drop ? scratch(T, 3) : nullptr;
-    for (int64_t r0 = 0; r0 < T; r0 += kRows) {
-      const int64_t r1 = std::min(T, r0 + kRows), rows = r1 - r0;
-      block_probs(P, T, q, k, C3, HS, scale, r0, r1, nullptr, st);
-      const float* w = dropped(P, W, T, T, r0, r1, base, mask, drop);
-      // dv[0:r1] += w[r0:r1, 0:r1]^T @ dy[r0:r1]
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, 1.0f, w, T, dy + r0 * C, C, 1.0f, dv, C3);
-      // dw[r0:r1, 0:r1] = dy[r0:r1] @ v[0:r1]^T, then through dropout and softmax (in place)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, 1.0f, dy + r0 * C, C, v, C3, 0.0f, ds, T);
-      for (int64_t t = r0; t < r1; ++t) {
-        const float* prow = P + (t - r0) * T;
-        float* drow = ds + (t - r0) * T;
-        if (drop) {
-          mask.factors(base + t * T, t + 1, f);
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      const int64_t bh = b * NH + h;
+      const float* q = qkv + b * T * W + h * HS;
+      float* dq = dqkv + b * T * W + h * HS;
+      const float* dy = dout + b * T * C + h * HS;
+      const float* st = stats + bh * T * 2;
+      const uint64_t base = static_cast<uint64_t>(bh * T * T);
+      for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+        const int64_t r1 = std::min(T, r0 + kRows), rows = r1 - r0;
+        block_probs(P, T, q, k, W, HS, scale, r0, r1, nullptr, st);
+        const float* w = dropped(P, Wd, T, T, r0, r1, base, mask, drop);
+        // dv[0:r1] += w[r0:r1, 0:r1]^T @ dy[r0:r1]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, 1.0f, w, T, dy + r0 * C, C, 1.0f, dv, W);
+        // dw[r0:r1, 0:r1] = dy[r0:r1] @ v[0:r1]^T, then through dropout and softmax (in place)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, HS, 1.0f, dy + r0 * C, C, v, W, 0.0f, ds, T);
+        for (int64_t t = r0; t < r1; ++t) {
+          const float* prow = P + (t - r0) * T;
+          float* drow = ds + (t - r0) * T;
+          if (drop) {
+            mask.factors(base + t * T, t + 1, f);
 #pragma omp simd
-          for (int64_t s = 0; s <= t; ++s) drow[s] *= f[s];
-        }
-        float dot = 0.0f;
+            for (int64_t s = 0; s <= t; ++s) drow[s] *= f[s];
+          }
+          float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t s = 0; s <= t; ++s) dot += prow[s] * drow[s];
+          for (int64_t s = 0; s <= t; ++s) dot += prow[s] * drow[s];
 #pragma omp simd
-        for (int64_t s = 0; s <= t; ++s) drow[s] = prow[s] * (drow[s] - dot);
-        for (int64_t s = t + 1; s < r1; ++s) drow[s] = 0.0f;
+          for (int64_t s = 0; s <= t; ++s) drow[s] = prow[s] * (drow[s] - dot);
+          for (int64_t s = t + 1; s < r1; ++s) drow[s] = 0.0f;
+        }
+        // dq[r0:r1] += scale * ds[r0:r1, 0:r1] @ k[0:r1];  dk[0:r1] += scale * ds[r0:r1, 0:r1]^T @ q[r0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, scale, ds, T, k, W, 1.0f, dq + r0 * W, W);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, scale, ds, T, q + r0 * W, W, 1.0f, dk, W);
       }
-      // dq[r0:r1] += scale * ds[r0:r1, 0:r1] @ k[0:r1];  dk[0:r1] += scale * ds[r0:r1, 0:r1]^T @ q[r0:r1]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, r1, scale, ds, T, k, C3, 1.0f, dq + r0 * C3,
-                  C3);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, rows, scale, ds, T, q + r0 * C3, C3, 1.0f, dk,
-                  C3);
     }
   }
 }

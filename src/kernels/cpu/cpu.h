@@ -1,6 +1,7 @@
 // CPU backend: OpenMP across rows/heads, OpenBLAS sgemm for matrix products, explicit SIMD-friendly
 // loops elsewhere. Same signatures as the reference kernels (kernels/ref) in float; semantics are
-// documented on the params structs in kernels/params.h. Backward accumulates into non-null grads.
+// documented on the params structs in kernels/params.h. Backward accumulates into non-null
+// parameter gradients and writes or accumulates input gradients as the params say.
 #pragma once
 
 #include <cstdint>
@@ -11,10 +12,10 @@ namespace gptrain::cpu {
 
 using namespace gptrain::kernels;
 
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       const EmbeddingParams& p);
+void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
+                       const float* wpe, const EmbeddingParams& p);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                        const EmbeddingParams& p);
+                        const int32_t* positions, const EmbeddingParams& p);
 
 void dropout_forward(float* out, const float* inp, const DropoutParams& p);  // out may alias inp
 void dropout_backward(float* dinp, const float* dout, const DropoutParams& p);
@@ -36,11 +37,10 @@ void attention_forward(float* out, float* stats, const float* qkv, const Attenti
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* stats,
                         const AttentionParams& p);
 
-void attention_decode_forward(float* out, const float* qkv, const float* k_cache, const float* v_cache,
-                              const AttentionDecodeParams& p);
+void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
 
 void gelu_forward(float* out, const float* inp, const GeluParams& p);
-void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);
+void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);  // dinp may alias dout
 
 void residual_forward(float* out, const float* a, const float* b, const ResidualParams& p);
 void residual_backward(float* da, float* db, const float* dout, const ResidualParams& p);
@@ -49,9 +49,11 @@ void cross_entropy_forward(float* losses, float* lse, const float* logits, const
                            const CrossEntropyParams& p);
 void cross_entropy_backward(float* dlogits, const float* logits, const float* lse,
                             const int32_t* targets, const float* dloss, const CrossEntropyParams& p);
+LossTotal loss_total(const float* losses, const int32_t* targets, const CrossEntropyParams& p);
 
 void pool_forward(float* out, const float* inp, const PoolParams& p);
 void pool_backward(float* dinp, const float* dout, const PoolParams& p);
+void gather_rows_forward(float* out, const float* inp, const int32_t* rows, const GatherRowsParams& p);
 
 void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p);
 

@@ -36,11 +36,22 @@ void cross_entropy_backward(float* dlogits, const float* logits, const float* ls
       for (int64_t v = 0; v < V; ++v) dx[v] = 0.0f;
       continue;
     }
-    const float l = lse[r], d = dloss[r];
+    const float l = lse[r], d = dloss ? dloss[r] : p.dloss_scale;
 #pragma omp simd
     for (int64_t v = 0; v < V; ++v) dx[v] = exp_fast(x[v] - l) * d;
     dx[targets[r]] -= d;
   }
+}
+
+LossTotal loss_total(const float* losses, const int32_t* targets, const CrossEntropyParams& p) {
+  // In row order, in double: the mean does not depend on the thread count. No losses: the count alone.
+  LossTotal t{0.0, 0};
+  for (int64_t r = 0; r < p.N; ++r)
+    if (targets[r] != p.ignore_index) {
+      if (losses) t.sum += losses[r];
+      ++t.counted;
+    }
+  return t;
 }
 
 }  // namespace gptrain::cpu

@@ -24,13 +24,19 @@ void dropout_forward(float* out, const float* inp, const DropoutParams& p) {
 
 void dropout_backward(float* dinp, const float* dout, const DropoutParams& p) {
   const DropoutMask mask(p.seed, p.p);
+  const bool write = p.dinp == InputGrad::Write;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < p.n; c += kChunk) {
     const int64_t n = std::min(kChunk, p.n - c);
     float f[kChunk];
     mask.factors(static_cast<uint64_t>(c), n, f);
+    if (write) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) dinp[c + i] += dout[c + i] * f[i];
+      for (int64_t i = 0; i < n; ++i) dinp[c + i] = dout[c + i] * f[i];
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) dinp[c + i] += dout[c + i] * f[i];
+    }
   }
 }
 

@@ -1,25 +1,34 @@
 // Token + position embedding, forward and backward.
-#include <cstring>
-
 #include "kernels/cpu/cpu.h"
 
 namespace gptrain::cpu {
 
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       const EmbeddingParams& p) {
+namespace {
+inline int64_t position(const int32_t* positions, const EmbeddingParams& p, int64_t n) {
+  return positions ? positions[n] : p.pos_offset + n % p.T;
+}
+}  // namespace
+
+void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
+                       const float* wpe, const EmbeddingParams& p) {
   const int64_t C = p.C;
 #pragma omp parallel for schedule(static)
   for (int64_t bt = 0; bt < p.B * p.T; ++bt) {
     const float* tok = wte + static_cast<int64_t>(tokens[bt]) * C;
-    const float* pos = wpe + (p.pos_offset + bt % p.T) * C;
     float* o = out + bt * C;
+    if (wpe) {
+      const float* pos = wpe + position(positions, p, bt) * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) o[c] = tok[c] + pos[c];
+      for (int64_t c = 0; c < C; ++c) o[c] = tok[c] + pos[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] = tok[c];
+    }
   }
 }
 
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                        const EmbeddingParams& p) {
+                        const int32_t* positions, const EmbeddingParams& p) {
   // Threads own disjoint channel ranges and walk the tokens in order: no races, and the sum order
   // (hence the result) does not depend on the number of threads.
   const int64_t C = p.C, N = p.B * p.T;
@@ -35,7 +44,7 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
         for (int64_t c = c0; c < c1; ++c) g[c] += d[c];
       }
       if (dwpe) {
-        float* g = dwpe + (p.pos_offset + bt % p.T) * C;
+        float* g = dwpe + position(positions, p, bt) * C;
 #pragma omp simd
         for (int64_t c = c0; c < c1; ++c) g[c] += d[c];
       }

@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension (biased variance, eps inside the square root).
+// LayerNorm over the last dimension (biased variance, eps inside the square root; bias optional).
 #include <cmath>
 
 #include "kernels/cpu/cpu.h"
@@ -20,8 +20,13 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     for (int64_t c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
     const float s = 1.0f / std::sqrt(var / static_cast<float>(C) + p.eps);
     float* o = out + r * C;
+    if (bias) {
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+      for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c];
+    }
     mean[r] = m;
     rstd[r] = s;
   }
@@ -32,6 +37,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const LayerNormParams& p) {
   const int64_t C = p.C, N = p.N;
   if (dinp) {
+    const bool write = p.dinp == InputGrad::Write;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; ++r) {
       const float* x = inp + r * C;
@@ -47,10 +53,18 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
       const float dnorm_mean = dnorm_sum / static_cast<float>(C);
       const float dnorm_norm_mean = dnorm_norm_sum / static_cast<float>(C);
       float* dx = dinp + r * C;
+      if (write) {
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        const float norm = (x[c] - m) * s;
-        dx[c] += (weight[c] * dy[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        for (int64_t c = 0; c < C; ++c) {
+          const float norm = (x[c] - m) * s;
+          dx[c] = (weight[c] * dy[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const float norm = (x[c] - m) * s;
+          dx[c] += (weight[c] * dy[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
       }
     }
   }

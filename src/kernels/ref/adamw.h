@@ -1,7 +1,7 @@
-// Reference kernel: AdamW (in the element type's precision, PyTorch's formula). Scalar loops templated on the element type (see ref.h).
+// Reference kernels: AdamW (in the element type's precision, PyTorch's formula) and the
+// global-norm helpers of gradient clipping. Scalar loops templated on the element type (see ref.h).
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -23,6 +23,18 @@ void adamw_step(T* param, const T* grad, T* m, T* v, const AdamWParams& p) {
     const T denom = std::sqrt(v[i]) / static_cast<T>(bc2_sqrt) + static_cast<T>(p.eps);
     param[i] = x + static_cast<T>(-p.lr / bc1) * m[i] / denom;
   }
+}
+
+template <class T>
+double sum_squares(const T* x, int64_t n) {
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  return acc;
+}
+
+template <class T>
+void scale(T* x, float factor, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= static_cast<T>(factor);
 }
 
 }  // namespace gptrain::ref

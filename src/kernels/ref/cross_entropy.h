@@ -25,16 +25,29 @@ void cross_entropy_forward(T* losses, T* lse, const T* logits, const int32_t* ta
   }
 }
 
+// dloss: one scale per row, or null for p.dloss_scale on every row.
 template <class T>
 void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int32_t* targets,
                             const T* dloss, const CrossEntropyParams& p) {
   for (int64_t r = 0; r < p.N; ++r) {
     const bool ignored = targets[r] == p.ignore_index;
+    const T d = dloss ? dloss[r] : static_cast<T>(p.dloss_scale);
     for (int64_t v = 0; v < p.V; ++v) {
       const T prob = std::exp(logits[r * p.V + v] - lse[r]);
-      dlogits[r * p.V + v] = ignored ? T(0) : (prob - (v == targets[r] ? T(1) : T(0))) * dloss[r];
+      dlogits[r * p.V + v] = ignored ? T(0) : (prob - (v == targets[r] ? T(1) : T(0))) * d;
     }
   }
+}
+
+template <class T>
+LossTotal loss_total(const T* losses, const int32_t* targets, const CrossEntropyParams& p) {
+  LossTotal t{0.0, 0};
+  for (int64_t r = 0; r < p.N; ++r)
+    if (targets[r] != p.ignore_index) {
+      if (losses) t.sum += static_cast<double>(losses[r]);
+      ++t.counted;
+    }
+  return t;
 }
 
 }  // namespace gptrain::ref

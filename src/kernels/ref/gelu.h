@@ -1,7 +1,6 @@
 // Reference kernel: GELU (tanh approximation). Scalar loops templated on the element type (see ref.h).
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -27,7 +26,8 @@ void gelu_backward(T* dinp, const T* inp, const T* dout, const GeluParams& p) {
     const T x = inp[i];
     const T th = std::tanh(k * (x + T(0.044715) * x * x * x));
     const T dth = (T(1) - th * th) * k * (T(1) + T(3) * T(0.044715) * x * x);
-    dinp[i] += dout[i] * (T(0.5) * (T(1) + th) + T(0.5) * x * dth);
+    const T g = dout[i] * (T(0.5) * (T(1) + th) + T(0.5) * x * dth);
+    dinp[i] = p.dinp == InputGrad::Write ? g : dinp[i] + g;
   }
 }
 

@@ -1,7 +1,6 @@
-// Reference kernel: layernorm. Scalar loops templated on the element type (see ref.h).
+// Reference kernel: layernorm (bias optional). Scalar loops templated on the element type (see ref.h).
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -23,7 +22,7 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
     for (int64_t c = 0; c < p.C; ++c) var += (x[c] - m) * (x[c] - m);
     var /= static_cast<T>(p.C);
     const T s = T(1) / std::sqrt(var + static_cast<T>(p.eps));
-    for (int64_t c = 0; c < p.C; ++c) out[r * p.C + c] = (x[c] - m) * s * weight[c] + bias[c];
+    for (int64_t c = 0; c < p.C; ++c) out[r * p.C + c] = (x[c] - m) * s * weight[c] + (bias ? bias[c] : T(0));
     mean[r] = m;
     rstd[r] = s;
   }
@@ -50,7 +49,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     for (int64_t c = 0; c < p.C; ++c) {
       const T norm = (x[c] - mean[r]) * rstd[r];
       const T dnorm = weight[c] * dy[c];
-      dinp[r * p.C + c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rstd[r];
+      const T g = (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rstd[r];
+      dinp[r * p.C + c] = p.dinp == InputGrad::Write ? g : dinp[r * p.C + c] + g;
     }
   }
 }

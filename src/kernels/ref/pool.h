@@ -1,4 +1,4 @@
-// Reference kernel: sequence pooling for classifier heads (see PoolParams).
+// Reference kernels: sequence pooling for classifier heads (see PoolParams) and row gathering.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,8 @@ void pool_forward(T* out, const T* inp, const PoolParams& p) {
 
 template <class T>
 void pool_backward(T* dinp, const T* dout, const PoolParams& p) {
+  if (p.dinp == InputGrad::Write)
+    for (int64_t i = 0; i < p.B * p.T * p.C; ++i) dinp[i] = T(0);
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t c = 0; c < p.C; ++c) {
       T* dx = dinp + b * p.T * p.C + c;
@@ -36,6 +38,12 @@ void pool_backward(T* dinp, const T* dout, const PoolParams& p) {
       if (p.mode == PoolMode::Mean)
         for (int64_t t = 0; t < p.T; ++t) dx[t * p.C] += d / static_cast<T>(p.T);
     }
+}
+
+template <class T>
+void gather_rows_forward(T* out, const T* inp, const int32_t* rows, const GatherRowsParams& p) {
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t c = 0; c < p.C; ++c) out[r * p.C + c] = inp[static_cast<int64_t>(rows[r]) * p.C + c];
 }
 
 }  // namespace gptrain::ref

@@ -1,7 +1,7 @@
 // Scalar reference kernels: straightforward loops, templated on the element type so they run in
 // double for gradient checks. They are the ground truth every other backend is tested against and
-// are never used for speed. Signatures mirror kernels/cpu/cpu.h with T in place of float; one
-// header per op.
+// are never used for speed; the ops run them for F64 tensors. Signatures mirror kernels/cpu/cpu.h
+// with T in place of float; one header per op.
 #pragma once
 
 #include "kernels/ref/embedding.h"

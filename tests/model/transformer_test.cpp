@@ -6,15 +6,15 @@
 #include <array>
 #include <cmath>
 
-#include "model/gpt2.h"
+#include "model/transformer.h"
 #include "train/adamw.h"
 #include "util/error.h"
 
 namespace gptrain {
 namespace {
 
-GPT2Config tiny(bool qkv_bias = false, bool tie = false) {
-  GPT2Config c;
+ModelConfig tiny(bool qkv_bias = false, bool tie = false) {
+  ModelConfig c;
   c.vocab_size = 71;
   c.context_length = 24;
   c.emb_dim = 32;
@@ -32,12 +32,12 @@ std::vector<int32_t> ids(int64_t n, int64_t vocab, int64_t salt) {
   return v;
 }
 
-std::vector<float> grads_of(const GPT2& m, const std::string& name) {
+std::vector<float> grads_of(const Transformer& m, const std::string& name) {
   return m.params().find(name)->grad.to_vector();
 }
 
-TEST(GPT2, training_pass_is_deterministic_and_dropout_depends_on_the_seed) {
-  GPT2 a(tiny()), b(tiny());
+TEST(Transformer, training_pass_is_deterministic_and_dropout_depends_on_the_seed) {
+  Transformer a(tiny()), b(tiny());
   const auto x = ids(2 * 20, 71, 1), y = ids(2 * 20, 71, 2);
   const double la = a.forward_loss(x, y, 2, 20, {true, 42});
   a.backward();
@@ -45,24 +45,24 @@ TEST(GPT2, training_pass_is_deterministic_and_dropout_depends_on_the_seed) {
   b.backward();
   EXPECT_EQ(la, lb);
   EXPECT_EQ(a.params().flat_grads().to_vector(), b.params().flat_grads().to_vector());
-  GPT2 c(tiny());
+  Transformer c(tiny());
   EXPECT_NE(c.forward_loss(x, y, 2, 20, {true, 43}), la);
   // no dropout in eval mode, so the seed does not matter
   EXPECT_EQ(c.forward_loss(x, y, 2, 20, {false, 1}), c.forward_loss(x, y, 2, 20, {false, 2}));
 }
 
-TEST(GPT2, inference_path_equals_training_path_without_dropout) {
-  GPT2Config cfg = tiny();
+TEST(Transformer, inference_path_equals_training_path_without_dropout) {
+  ModelConfig cfg = tiny();
   cfg.drop_rate = 0.0f;
-  GPT2 m(cfg);
+  Transformer m(cfg);
   const auto x = ids(3 * 17, 71, 3);
   const auto eval_logits = m.forward(x, 3, 17, {false, 0}).to_vector();
   const auto train_logits = m.forward(x, 3, 17, {true, 0}).to_vector();
   EXPECT_EQ(eval_logits, train_logits);
 }
 
-TEST(GPT2, every_target_ignored_gives_zero_loss_and_zero_gradients) {
-  GPT2 m(tiny());
+TEST(Transformer, every_target_ignored_gives_zero_loss_and_zero_gradients) {
+  Transformer m(tiny());
   const auto x = ids(2 * 8, 71, 4);
   const std::vector<int32_t> y(16, -100);
   const double loss = m.forward_loss(x, y, 2, 8, {true, 1});
@@ -73,9 +73,9 @@ TEST(GPT2, every_target_ignored_gives_zero_loss_and_zero_gradients) {
   for (float g : m.params().flat_grads().to_vector()) ASSERT_EQ(g, 0.0f);
 }
 
-TEST(GPT2, frozen_body_gets_no_gradient_and_the_top_gradients_are_unchanged) {
+TEST(Transformer, frozen_body_gets_no_gradient_and_the_top_gradients_are_unchanged) {
   const auto x = ids(2 * 16, 71, 5), y = ids(2 * 16, 71, 6);
-  GPT2 full(tiny(true)), frozen(tiny(true));
+  Transformer full(tiny(true)), frozen(tiny(true));
   frozen.set_trainable_all(false);
   frozen.set_trainable_prefix("blocks.2.", true);
   frozen.set_trainable_prefix("ln_f.", true);
@@ -110,8 +110,8 @@ TEST(GPT2, frozen_body_gets_no_gradient_and_the_top_gradients_are_unchanged) {
             full.params().at("blocks.2.mlp.fc.weight").value.to_vector());
 }
 
-TEST(GPT2, tied_head_accumulates_into_the_token_embedding) {
-  GPT2 m(tiny(false, true));
+TEST(Transformer, tied_head_accumulates_into_the_token_embedding) {
+  Transformer m(tiny(false, true));
   EXPECT_EQ(m.params().find("head.weight"), nullptr);
   const auto x = ids(1 * 10, 71, 7), y = ids(1 * 10, 71, 8);
   m.forward_loss(x, y, 1, 10, {true, 0});
@@ -126,12 +126,12 @@ TEST(GPT2, tied_head_accumulates_into_the_token_embedding) {
   EXPECT_TRUE(any_nonzero_unused_row);
 }
 
-TEST(GPT2, classifier_head_reads_the_pooled_position) {
-  GPT2Config cfg = tiny();
+TEST(Transformer, classifier_head_reads_the_pooled_position) {
+  ModelConfig cfg = tiny();
   cfg.drop_rate = 0.0f;
   cfg.head = HeadType::Classifier;
   cfg.n_classes = 3;
-  GPT2 m(cfg);
+  Transformer m(cfg);
   const auto x = ids(2 * 9, 71, 9);
   const std::vector<int32_t> labels = {2, 0};
   const double loss = m.forward_loss(x, labels, 2, 9, {true, 0});
@@ -149,11 +149,11 @@ TEST(GPT2, classifier_head_reads_the_pooled_position) {
   EXPECT_NE(std::vector<float>(l1.begin() + 3, l1.end()), std::vector<float>(l2.begin() + 3, l2.end()));
 }
 
-TEST(GPT2, initialisation_follows_pytorch_defaults_and_is_seeded) {
-  GPT2Config c = tiny(true);
+TEST(Transformer, initialisation_follows_pytorch_defaults_and_is_seeded) {
+  ModelConfig c = tiny(true);
   c.emb_dim = 64;
   c.vocab_size = 500;
-  GPT2 a(c, 5), b(c, 5), other(c, 6);
+  Transformer a(c, 5), b(c, 5), other(c, 6);
   EXPECT_EQ(a.params().flat_values().to_vector(), b.params().flat_values().to_vector());
   EXPECT_NE(a.params().flat_values().to_vector(), other.params().flat_values().to_vector());
   auto stats = [](const std::vector<float>& v) {
@@ -184,8 +184,8 @@ TEST(GPT2, initialisation_follows_pytorch_defaults_and_is_seeded) {
   for (float x : a.params().at("blocks.0.ln1.bias").value.to_vector()) ASSERT_EQ(x, 0.0f);
 }
 
-TEST(GPT2, errors_name_the_problem) {
-  GPT2 m(tiny());
+TEST(Transformer, errors_name_the_problem) {
+  Transformer m(tiny());
   const auto x = ids(30, 71, 1);
   EXPECT_THROW(m.forward(x, 1, 30, {}), Error);  // longer than the context
   std::vector<int32_t> bad(4, 71);
@@ -194,7 +194,7 @@ TEST(GPT2, errors_name_the_problem) {
 }
 
 TEST(AdamW, clipping_scales_to_the_max_norm_exactly_like_torch) {
-  GPT2 m(tiny());
+  Transformer m(tiny());
   const auto x = ids(2 * 12, 71, 1), y = ids(2 * 12, 71, 2);
   m.forward_loss(x, y, 2, 12, {true, 1});
   m.backward();
@@ -209,7 +209,7 @@ TEST(AdamW, clipping_scales_to_the_max_norm_exactly_like_torch) {
 }
 
 TEST(AdamW, exempting_bias_and_norm_leaves_them_undecayed_with_zero_gradient) {
-  GPT2 m(tiny());
+  Transformer m(tiny());
   m.zero_grads();
   const float ln = m.params().at("ln_f.weight").value[0];
   const float w = m.params().at("blocks.0.mlp.fc.weight").value[0];
@@ -227,10 +227,10 @@ TEST(AdamW, exempting_bias_and_norm_leaves_them_undecayed_with_zero_gradient) {
 // dropout masks give (a mask drawn differently in backward than in forward passes every kernel test
 // yet trains a different function). Central difference of the float32 loss along a random sign
 // direction, per parameter; the masks depend only on the seed, so they are equal in all passes.
-TEST(GPT2, gradient_with_dropout_is_the_derivative_of_the_dropped_out_loss) {
-  GPT2Config cfg = tiny(/*qkv_bias=*/true);
+TEST(Transformer, gradient_with_dropout_is_the_derivative_of_the_dropped_out_loss) {
+  ModelConfig cfg = tiny(/*qkv_bias=*/true);
   cfg.drop_rate = 0.3f;  // many dropped elements at every site
-  GPT2 m(cfg);
+  Transformer m(cfg);
   const auto x = ids(2 * 20, 71, 7), y = ids(2 * 20, 71, 8);
   const ForwardOptions train{true, 1234};
   m.zero_grads();

@@ -1,0 +1,76 @@
+// A backend: the kernels of one device for one floating-point element type, behind one interface,
+// so that the ops (kernels/ops.h) choose at a single point which code runs. Buffers are untyped
+// here; each backend reads them as its element type (the ops have checked the tensors' dtypes and
+// devices). Token ids, targets, positions and row lists are int32. Semantics: kernels/params.h.
+//
+// Registered backends: "cpu" (float32; OpenMP + OpenBLAS) and "ref" (float64; the scalar
+// reference kernels, the ground truth of every test). A GPU backend registers itself for its
+// device (register_backend) and brings the device's allocator (tensor/tensor.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/params.h"
+#include "tensor/tensor.h"
+
+namespace gptrain::kernels {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual Device device() const = 0;
+  virtual DType dtype() const = 0;
+
+  virtual void embedding_forward(void* out, const int32_t* tokens, const int32_t* positions, const void* wte,
+                                 const void* wpe, const EmbeddingParams& p) const = 0;
+  virtual void embedding_backward(void* dwte, void* dwpe, const void* dout, const int32_t* tokens,
+                                  const int32_t* positions, const EmbeddingParams& p) const = 0;
+  virtual void dropout_forward(void* out, const void* inp, const DropoutParams& p) const = 0;
+  virtual void dropout_backward(void* dinp, const void* dout, const DropoutParams& p) const = 0;
+  virtual void layernorm_forward(void* out, void* mean, void* rstd, const void* inp, const void* weight,
+                                 const void* bias, const LayerNormParams& p) const = 0;
+  virtual void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
+                                  const void* weight, const void* mean, const void* rstd,
+                                  const LayerNormParams& p) const = 0;
+  virtual void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
+                              const MatmulParams& p) const = 0;
+  virtual void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
+                               const void* weight, const MatmulParams& p) const = 0;
+  virtual void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const = 0;
+  virtual void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
+                                  const AttentionParams& p) const = 0;
+  virtual void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
+                                        const AttentionDecodeParams& p) const = 0;
+  virtual void gelu_forward(void* out, const void* inp, const GeluParams& p) const = 0;
+  virtual void gelu_backward(void* dinp, const void* inp, const void* dout, const GeluParams& p) const = 0;
+  virtual void residual_forward(void* out, const void* a, const void* b, const ResidualParams& p) const = 0;
+  virtual void residual_backward(void* da, void* db, const void* dout, const ResidualParams& p) const = 0;
+  virtual void cross_entropy_forward(void* losses, void* lse, const void* logits, const int32_t* targets,
+                                     const CrossEntropyParams& p) const = 0;
+  virtual void cross_entropy_backward(void* dlogits, const void* logits, const void* lse, const int32_t* targets,
+                                      const void* dloss, const CrossEntropyParams& p) const = 0;
+  virtual LossTotal loss_total(const void* losses, const int32_t* targets, const CrossEntropyParams& p) const = 0;
+  virtual void pool_forward(void* out, const void* inp, const PoolParams& p) const = 0;
+  virtual void pool_backward(void* dinp, const void* dout, const PoolParams& p) const = 0;
+  virtual void gather_rows_forward(void* out, const void* inp, const int32_t* rows,
+                                   const GatherRowsParams& p) const = 0;
+  virtual void adamw_step(void* param, const void* grad, void* m, void* v, const AdamWParams& p) const = 0;
+  virtual double sum_squares(const void* x, int64_t n) const = 0;
+  virtual void scale(void* x, float factor, int64_t n) const = 0;
+};
+
+// The backend for tensors of `dtype` on `device`; fails with a message naming both when there is
+// none (bf16 and f16 are storage formats on the CPU: convert with Tensor::to(DType::F32)).
+const Backend& backend_for(Device device, DType dtype);
+// Every registered backend (the test harness runs each against the reference).
+std::vector<const Backend*> backends();
+// A backend of another build part (a GPU) announces itself; `backend` must outlive the program.
+void register_backend(const Backend* backend);
+
+// The two built in.
+const Backend& cpu_backend();
+const Backend& ref_backend();
+
+}  // namespace gptrain::kernels

@@ -1,0 +1,107 @@
+// The scalar reference kernels in double behind the Backend interface: F64 tensors run here, so
+// every layer unit and the whole model can be checked in double precision.
+#include "kernels/backend.h"
+#include "kernels/ref/ref.h"
+
+namespace gptrain::kernels {
+
+namespace {
+
+using T = double;
+inline T* d(void* p) { return static_cast<T*>(p); }
+inline const T* d(const void* p) { return static_cast<const T*>(p); }
+
+class RefBackend final : public Backend {
+ public:
+  const char* name() const override { return "ref"; }
+  Device device() const override { return Device::CPU; }
+  DType dtype() const override { return DType::F64; }
+
+  void embedding_forward(void* out, const int32_t* tokens, const int32_t* positions, const void* wte, const void* wpe,
+                         const EmbeddingParams& p) const override {
+    ref::embedding_forward(d(out), tokens, positions, d(wte), d(wpe), p);
+  }
+  void embedding_backward(void* dwte, void* dwpe, const void* dout, const int32_t* tokens, const int32_t* positions,
+                          const EmbeddingParams& p) const override {
+    ref::embedding_backward(d(dwte), d(dwpe), d(dout), tokens, positions, p);
+  }
+  void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
+    ref::dropout_forward(d(out), d(inp), p);
+  }
+  void dropout_backward(void* dinp, const void* dout, const DropoutParams& p) const override {
+    ref::dropout_backward(d(dinp), d(dout), p);
+  }
+  void layernorm_forward(void* out, void* mean, void* rstd, const void* inp, const void* weight, const void* bias,
+                         const LayerNormParams& p) const override {
+    ref::layernorm_forward(d(out), d(mean), d(rstd), d(inp), d(weight), d(bias), p);
+  }
+  void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
+                          const void* mean, const void* rstd, const LayerNormParams& p) const override {
+    ref::layernorm_backward(d(dinp), d(dweight), d(dbias), d(dout), d(inp), d(weight), d(mean), d(rstd), p);
+  }
+  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
+                      const MatmulParams& p) const override {
+    ref::matmul_forward(d(out), d(inp), d(weight), d(bias), p);
+  }
+  void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
+                       const MatmulParams& p) const override {
+    ref::matmul_backward(d(dinp), d(dweight), d(dbias), d(dout), d(inp), d(weight), p);
+  }
+  void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const override {
+    ref::attention_forward(d(out), d(stats), d(qkv), p);
+  }
+  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
+                          const AttentionParams& p) const override {
+    ref::attention_backward(d(dqkv), d(dout), d(qkv), d(stats), p);
+  }
+  void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
+                                const AttentionDecodeParams& p) const override {
+    ref::attention_decode_forward(d(out), d(qkv), seqs, p);
+  }
+  void gelu_forward(void* out, const void* inp, const GeluParams& p) const override {
+    ref::gelu_forward(d(out), d(inp), p);
+  }
+  void gelu_backward(void* dinp, const void* inp, const void* dout, const GeluParams& p) const override {
+    ref::gelu_backward(d(dinp), d(inp), d(dout), p);
+  }
+  void residual_forward(void* out, const void* a, const void* b, const ResidualParams& p) const override {
+    ref::residual_forward(d(out), d(a), d(b), p);
+  }
+  void residual_backward(void* da, void* db, const void* dout, const ResidualParams& p) const override {
+    ref::residual_backward(d(da), d(db), d(dout), p);
+  }
+  void cross_entropy_forward(void* losses, void* lse, const void* logits, const int32_t* targets,
+                             const CrossEntropyParams& p) const override {
+    ref::cross_entropy_forward(d(losses), d(lse), d(logits), targets, p);
+  }
+  void cross_entropy_backward(void* dlogits, const void* logits, const void* lse, const int32_t* targets,
+                              const void* dloss, const CrossEntropyParams& p) const override {
+    ref::cross_entropy_backward(d(dlogits), d(logits), d(lse), targets, d(dloss), p);
+  }
+  LossTotal loss_total(const void* losses, const int32_t* targets, const CrossEntropyParams& p) const override {
+    return ref::loss_total(d(losses), targets, p);
+  }
+  void pool_forward(void* out, const void* inp, const PoolParams& p) const override {
+    ref::pool_forward(d(out), d(inp), p);
+  }
+  void pool_backward(void* dinp, const void* dout, const PoolParams& p) const override {
+    ref::pool_backward(d(dinp), d(dout), p);
+  }
+  void gather_rows_forward(void* out, const void* inp, const int32_t* rows, const GatherRowsParams& p) const override {
+    ref::gather_rows_forward(d(out), d(inp), rows, p);
+  }
+  void adamw_step(void* param, const void* grad, void* m, void* v, const AdamWParams& p) const override {
+    ref::adamw_step(d(param), d(grad), d(m), d(v), p);
+  }
+  double sum_squares(const void* x, int64_t n) const override { return ref::sum_squares(d(x), n); }
+  void scale(void* x, float factor, int64_t n) const override { ref::scale(d(x), factor, n); }
+};
+
+}  // namespace
+
+const Backend& ref_backend() {
+  static const RefBackend backend;
+  return backend;
+}
+
+}  // namespace gptrain::kernels

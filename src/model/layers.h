@@ -1,0 +1,134 @@
+// The layer units of the transformer: Embedding, Linear, Norm, Attention, MLP. Each is a small
+// description (parameter indices and sizes) with a forward and a backward that call kernels
+// through the ops; the block (model/transformer.h) composes them once for training, evaluation and
+// KV-cache decoding. Linear is the one place a matrix product with a weight happens, so a later
+// adapter (LoRA) attaches there and nowhere else. Backward writes the gradient of a unit's input
+// where the caller asks (InputGrad::Write, no zero-filled buffer) and accumulates the gradients of
+// trainable parameters; a frozen parameter has no gradient tensor and costs no work.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "model/config.h"
+#include "model/parameters.h"
+#include "tensor/tensor.h"
+
+namespace gptrain {
+
+using ops::InputGrad;
+
+// The keys and values of every layer for the positions of one sequence so far.
+struct KVCache {
+  int64_t max_T = 0;         // positions it can hold
+  std::vector<Tensor> k, v;  // per layer [max_T, n_kv_heads * head_dim]
+};
+
+// One sequence of a decode pass: its cache, the positions already in it, and its rows of the pass.
+struct DecodeSlot {
+  KVCache* cache = nullptr;
+  int64_t past = 0;
+  int64_t rows = 0;
+};
+
+// How a pass runs the units: training (dropout on, activations kept for backward), evaluation,
+// or a decode step over KV caches.
+struct Pass {
+  enum class Kind { Train, Eval, Decode };
+  Kind kind = Kind::Eval;
+  float dropout_p = 0.0f;      // training only
+  uint64_t dropout_seed = 0;   // every dropout mask of the pass derives from this
+  bool batch_invariant = false;  // decode rows: each row's result independent of the others
+  std::span<const DecodeSlot> decode;  // Kind::Decode: the sequences, in row order
+
+  // The seed of dropout site `site` of `layer` (-1: the embeddings).
+  uint64_t site_seed(int64_t layer, int site) const;
+};
+
+struct Embedding {
+  int tok = -1, pos = -1;  // pos: the learned position table, -1 for rotary models
+  int64_t dim = 0;
+
+  // out[B,T,C]; positions (I32, optional) default to pos_offset + t.
+  void forward(const ParameterSet& P, const Tensor& out, const Tensor& tokens, const Tensor& positions,
+               int64_t pos_offset = 0) const;
+  void backward(ParameterSet& P, const Tensor& dout, const Tensor& tokens, const Tensor& positions,
+                int64_t pos_offset = 0) const;
+};
+
+struct Linear {
+  int weight = -1, bias = -1;
+  int64_t in = 0, out = 0;
+
+  // Registers `name`.weight [out, in] (and `name`.bias [out]) in P.
+  static Linear add(ParameterSet& P, const std::string& name, int64_t in, int64_t out, bool bias, int64_t layer);
+  // y[N,out] = x[N,in] W^T (+ b).
+  void forward(const ParameterSet& P, const Tensor& y, const Tensor& x, const Pass& pass) const;
+  // dx (written or accumulated, skipped when undefined), and the trainable dW, db (accumulated).
+  void backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, InputGrad mode) const;
+};
+
+struct NormActs {
+  Tensor out, mean, rstd;
+};
+
+struct Norm {
+  NormKind kind = NormKind::LayerNorm;
+  int weight = -1, bias = -1;
+  float eps = 1e-5f;
+  int64_t dim = 0;
+
+  static Norm add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer);
+  void forward(const ParameterSet& P, const NormActs& a, const Tensor& x) const;
+  void backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, const NormActs& a,
+                InputGrad mode) const;
+};
+
+struct AttentionActs {
+  Tensor qkv;    // [B,T,(NH + 2 NKV) HS]
+  Tensor stats;  // [B,NH,T,2] (batch passes)
+  Tensor y;      // [B,T,NH*HS], the heads' outputs before the output projection
+  Tensor proj;   // [B,T,C]
+};
+
+// Gradient buffers one block's backward needs (shared by every block).
+struct BlockGrads {
+  Tensor dbranch;  // [N,C] a residual branch's output gradient (after its dropout)
+  Tensor dnorm;    // [N,C] the gradient of a norm's output
+  Tensor dy;       // [N,NH*HS]
+  Tensor dqkv;     // [N,(NH + 2 NKV) HS]
+  Tensor dhidden;  // [N,mlp width], in place through the activation
+};
+
+struct Attention {
+  Linear qkv, proj;
+  ops::AttentionShape shape{};
+
+  // acts.proj = proj(attention(qkv(x))); dropout on the probabilities while training.
+  void forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
+               int64_t layer) const;
+  // dx (written) from d(acts.proj).
+  void backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const AttentionActs& a,
+                const BlockGrads& g, const Pass& pass, int64_t layer) const;
+};
+
+struct MlpActs {
+  Tensor hidden;  // [N, mlp width] before the activation
+  Tensor act;     // [N, mlp width] after it
+  Tensor proj;    // [N, C]
+};
+
+struct Mlp {
+  MlpKind kind = MlpKind::GeluTanh;
+  Linear fc, proj;
+
+  void forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, const Pass& pass) const;
+  // dx (written) from d(acts.proj).
+  void backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const MlpActs& a,
+                const BlockGrads& g) const;
+};
+
+}  // namespace gptrain

@@ -1,0 +1,496 @@
+#include "model/transformer.h"
+
+#include <climits>
+#include <cmath>
+#include <string>
+
+#include "kernels/ops.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace gptrain {
+
+namespace {
+
+// FNV-1a of a parameter's name: its random stream, so init does not depend on creation order.
+uint64_t name_stream(const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+kernels::PoolMode pool_mode(Pooling p) {
+  switch (p) {
+    case Pooling::Last: return kernels::PoolMode::Last;
+    case Pooling::First: return kernels::PoolMode::First;
+    case Pooling::Mean: return kernels::PoolMode::Mean;
+  }
+  return kernels::PoolMode::Last;
+}
+
+}  // namespace
+
+// The parameter layout, in the order of the flat buffers (which fixes checkpoints' moment layout
+// and the order of the gradient norm's sum): tok_emb, pos_emb, per block ln1, attn.qkv,
+// attn.proj, ln2, mlp.fc, mlp.proj, then ln_f and the head.
+struct Layout {
+  Embedding embedding;
+  struct BlockUnits {
+    Norm ln1;
+    Attention attn;
+    Norm ln2;
+    Mlp mlp;
+  };
+  std::vector<BlockUnits> blocks;
+  Norm ln_f;
+  Linear head;
+};
+
+namespace {
+
+Layout make_layout(const ModelConfig& c, ParameterSet& P) {
+  Layout L;
+  const int64_t C = c.emb_dim, top = c.n_layers;
+  L.embedding.dim = C;
+  L.embedding.tok = P.add("tok_emb.weight", {c.vocab_size, C}, ParamKind::Embedding, kEmbeddingLayer);
+  if (c.learned_positions())
+    L.embedding.pos = P.add("pos_emb.weight", {c.context_length, C}, ParamKind::Embedding, kEmbeddingLayer);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".";
+    Layout::BlockUnits u;
+    u.ln1 = Norm::add(P, b + "ln1", c, l);
+    u.attn.qkv = Linear::add(P, b + "attn.qkv", C, c.qkv_width(), c.qkv_bias, l);
+    u.attn.proj = Linear::add(P, b + "attn.proj", c.q_width(), C, c.out_bias, l);
+    u.attn.shape = ops::AttentionShape{c.n_heads, c.kv_heads(), c.head_size()};
+    u.ln2 = Norm::add(P, b + "ln2", c, l);
+    u.mlp.kind = c.mlp;
+    u.mlp.fc = Linear::add(P, b + "mlp.fc", C, c.mlp_width(), c.mlp_bias, l);
+    u.mlp.proj = Linear::add(P, b + "mlp.proj", c.mlp_width(), C, c.mlp_bias, l);
+    L.blocks.push_back(u);
+  }
+  L.ln_f = Norm::add(P, "ln_f", c, top);
+  if (c.head == HeadType::Classifier) {
+    L.head = Linear::add(P, "head", C, c.n_classes, /*bias=*/true, top);
+  } else if (c.tie_weights) {
+    L.head.weight = L.embedding.tok;
+    L.head.in = C;
+    L.head.out = c.vocab_size;
+  } else {
+    L.head = Linear::add(P, "head", C, c.vocab_size, /*bias=*/false, top);
+  }
+  return L;
+}
+
+void require_buildable(const ModelConfig& c) {
+  const std::vector<std::string> missing = c.unsupported();
+  if (missing.empty()) return;
+  std::string list;
+  for (const std::string& m : missing) list += (list.empty() ? "" : ", ") + m;
+  fail("config: the model uses {}, which gptrain's kernels do not compute yet (they arrive with Llama and Qwen "
+       "support); GPT-2-style models (LayerNorm, GELU MLP, learned positions) run today",
+       list);
+}
+
+}  // namespace
+
+ParameterSet parameter_layout(const ModelConfig& config) {
+  config.validate();
+  ParameterSet P;
+  make_layout(config, P);
+  return P;
+}
+
+ParameterCounts count_parameters(const ModelConfig& config) {
+  const ParameterSet P = parameter_layout(config);
+  const int64_t total = P.numel();
+  int64_t head = 0;
+  if (const Parameter* h = P.find("head.weight")) head += h->value.numel();
+  if (const Parameter* h = P.find("head.bias")) head += h->value.numel();
+  return {total, total - head, head};
+}
+
+Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init_seed, DType dtype)
+    : config_(config) {
+  config_.validate();
+  require_buildable(config_);
+  GPTRAIN_CHECK(dtype == DType::F32 || dtype == DType::F64, "a model computes in f32 or f64, not {}", dtype_name(dtype));
+  Layout L = make_layout(config_, params_);
+  embedding_ = L.embedding;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const Layout::BlockUnits& u = L.blocks[static_cast<size_t>(l)];
+    blocks_.push_back(Block{u.ln1, u.attn, u.ln2, u.mlp, l});
+  }
+  ln_f_ = L.ln_f;
+  head_ = L.head;
+  params_.allocate(dtype);
+  if (init_seed) init(*init_seed);
+  params_.allocate_grads();
+}
+
+namespace {
+
+// PyTorch's default initialisation of one parameter, element i from counter i of its stream.
+template <class T>
+void init_values(T* x, const Parameter& p, const CounterRng& rng) {
+  const int64_t n = p.value.numel();
+  switch (p.kind) {
+    case ParamKind::Embedding:  // nn.Embedding: N(0, 1)
+      for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(rng.normal(static_cast<uint64_t>(i)));
+      break;
+    case ParamKind::Norm:  // norms: scale 1, shift 0
+      std::fill(x, x + n, static_cast<T>(p.name.ends_with(".weight") ? 1.0 : 0.0));
+      break;
+    case ParamKind::LinearWeight:  // nn.Linear: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
+    case ParamKind::LinearBias: {  // and its bias: U(+-1/sqrt(fan_in))
+      const double bound = 1.0 / std::sqrt(static_cast<double>(p.fan_in));
+      for (int64_t i = 0; i < n; ++i)
+        x[i] = static_cast<T>((2.0 * rng.uniform_double(static_cast<uint64_t>(i)) - 1.0) * bound);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+void Transformer::init(uint64_t seed) {
+  for (Parameter& p : params_.all()) {
+    const CounterRng rng(seed, name_stream(p.name));
+    if (p.value.dtype() == DType::F64)
+      init_values(p.value.data<double>(), p, rng);
+    else
+      init_values(p.value.data<float>(), p, rng);
+  }
+}
+
+void Transformer::set_trainable_all(bool trainable) {
+  for (Parameter& p : params_.all()) p.trainable = trainable;
+}
+
+void Transformer::set_trainable_prefix(const std::string& prefix, bool trainable) {
+  bool any = false;
+  for (Parameter& p : params_.all())
+    if (p.name.starts_with(prefix)) {
+      p.trainable = trainable;
+      any = true;
+    }
+  if (!any) fail("no parameter of the model starts with '{}'", prefix);
+}
+
+Pass Transformer::pass_for(const ForwardOptions& options) const {
+  Pass pass;
+  pass.kind = options.training ? Pass::Kind::Train : Pass::Kind::Eval;
+  pass.dropout_p = options.training ? config_.drop_rate : 0.0f;
+  pass.dropout_seed = options.dropout_seed;
+  return pass;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The block
+
+void Transformer::block_forward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& out,
+                                const Pass& pass) const {
+  b.ln1.forward(params_, a.ln1, x);
+  b.attn.forward(params_, a.attn, a.ln1.out, pass, b.layer);
+  ops::dropout_forward(a.attn.proj, a.attn.proj, pass.dropout_p, pass.site_seed(b.layer, 1));
+  ops::residual_forward(a.res2, x, a.attn.proj);
+  b.ln2.forward(params_, a.ln2, a.res2);
+  b.mlp.forward(params_, a.mlp, a.ln2.out, pass);
+  ops::dropout_forward(a.mlp.proj, a.mlp.proj, pass.dropout_p, pass.site_seed(b.layer, 2));
+  ops::residual_forward(out, a.res2, a.mlp.proj);
+}
+
+void Transformer::block_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres,
+                                 bool need_dx, const BlockGrads& g, const Pass& pass) {
+  // out = res2 + dropout(mlp): d(res2) = dres (flows on unchanged), the branch gets dropout's
+  // gradient (without dropout it is dres itself: no copy).
+  const Tensor dmlp = pass.dropout_p > 0 ? g.dbranch : dres;
+  ops::dropout_backward(dmlp, dres, pass.dropout_p, pass.site_seed(b.layer, 2), InputGrad::Write);
+  b.mlp.backward(params_, g.dnorm, dmlp, a.ln2.out, a.mlp, g);
+  b.ln2.backward(params_, dres, g.dnorm, a.res2, a.ln2, InputGrad::Accumulate);
+  // res2 = x + dropout(attention)
+  const Tensor dattn = pass.dropout_p > 0 ? g.dbranch : dres;
+  ops::dropout_backward(dattn, dres, pass.dropout_p, pass.site_seed(b.layer, 1), InputGrad::Write);
+  b.attn.backward(params_, g.dnorm, dattn, a.ln1.out, a.attn, g, pass, b.layer);
+  b.ln1.backward(params_, need_dx ? dres : Tensor(), g.dnorm, x, a.ln1, InputGrad::Accumulate);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch passes
+
+namespace {
+
+void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64_t B, int64_t T, bool stats) {
+  const int64_t C = c.emb_dim, BT = B * T;
+  a.ln1.out = arena.alloc({B, T, C}, t);
+  a.ln1.mean = arena.alloc({BT}, t);
+  a.ln1.rstd = arena.alloc({BT}, t);
+  a.attn.qkv = arena.alloc({B, T, c.qkv_width()}, t);
+  a.attn.stats = stats ? arena.alloc({B, c.n_heads, T, 2}, t) : Tensor();
+  a.attn.y = arena.alloc({B, T, c.q_width()}, t);
+  a.attn.proj = arena.alloc({B, T, C}, t);
+  a.res2 = arena.alloc({B, T, C}, t);
+  a.ln2.out = arena.alloc({B, T, C}, t);
+  a.ln2.mean = arena.alloc({BT}, t);
+  a.ln2.rstd = arena.alloc({BT}, t);
+  a.mlp.hidden = arena.alloc({B, T, c.mlp_width()}, t);
+  a.mlp.act = arena.alloc({B, T, c.mlp_width()}, t);
+  a.mlp.proj = arena.alloc({B, T, C}, t);
+  a.res3 = arena.alloc({B, T, C}, t);
+}
+
+void plan_batch(const ModelConfig& c, DType t, BatchWorkspace& ws, Arena& arena, int64_t B, int64_t T, bool training) {
+  const int64_t C = c.emb_dim, BT = B * T;
+  const bool classifier = c.head == HeadType::Classifier;
+  ws.tokens = arena.alloc({BT}, DType::I32);
+  ws.targets = arena.alloc({classifier ? B : BT}, DType::I32);
+  ws.encoded = arena.alloc({B, T, C}, t);
+  const int64_t stored = training ? c.n_layers : std::min<int64_t>(c.n_layers, 1);
+  ws.blocks.assign(static_cast<size_t>(c.n_layers), BlockActs{});
+  for (int64_t l = 0; l < stored; ++l) plan_block(c, t, arena, ws.blocks[static_cast<size_t>(l)], B, T, /*stats=*/true);
+  // Evaluation: every block reuses block 0's buffers, except the residual stream, which alternates
+  // between res3 of block 0 and encoded (each block reads its input before writing its output).
+  for (int64_t l = stored; l < c.n_layers; ++l) ws.blocks[static_cast<size_t>(l)] = ws.blocks[0];
+  ws.lnf.out = arena.alloc({B, T, C}, t);
+  ws.lnf.mean = arena.alloc({BT}, t);
+  ws.lnf.rstd = arena.alloc({BT}, t);
+  ws.pooled = arena.alloc({B, C}, t);
+  ws.logits = classifier ? arena.alloc({B, c.n_classes}, t) : arena.alloc({B, T, c.vocab_size}, t);
+  ws.losses = arena.alloc({classifier ? B : BT}, t);
+  ws.lse = arena.alloc({classifier ? B : BT}, t);
+  if (training) {
+    ws.dresidual = arena.alloc({B, T, C}, t);
+    ws.dlnf = arena.alloc({B, T, C}, t);
+    ws.dpooled = arena.alloc({B, C}, t);
+    ws.grads.dbranch = arena.alloc({B, T, C}, t);
+    ws.grads.dnorm = arena.alloc({B, T, C}, t);
+    ws.grads.dy = arena.alloc({B, T, c.q_width()}, t);
+    ws.grads.dqkv = arena.alloc({B, T, c.qkv_width()}, t);
+    ws.grads.dhidden = arena.alloc({B, T, c.mlp_width()}, t);
+  } else {
+    ws.dresidual = ws.dlnf = ws.dpooled = Tensor();
+    ws.grads = BlockGrads{};
+  }
+}
+
+}  // namespace
+
+size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool training, DType dtype) {
+  BatchWorkspace ws;
+  Arena measure = Arena::measuring();
+  plan_batch(config.resolved(), dtype, ws, measure, B, T, training);
+  return measure.used();
+}
+
+const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> tokens, int64_t B, int64_t T,
+                                   const ForwardOptions& options) const {
+  if (B <= 0 || T <= 0) fail("forward: empty batch (B={}, T={})", B, T);
+  if (T > config_.context_length)
+    fail("sequence length {} exceeds the model's context length {}", T, config_.context_length);
+  if (static_cast<int64_t>(tokens.size()) != B * T) fail("forward: {} tokens for B={} x T={}", tokens.size(), B, T);
+  // Activations are kept for backward whenever we are training.
+  const bool keep = options.training;
+  if (B != ws.B || T != ws.T || keep != ws.training) {
+    Arena measure = Arena::measuring();
+    plan_batch(config_, dtype(), ws, measure, B, T, keep);
+    ws.arena.reserve(measure.used());
+    ws.arena.reset();
+    plan_batch(config_, dtype(), ws, ws.arena, B, T, keep);
+    ws.B = B;
+    ws.T = T;
+    ws.training = keep;
+  }
+  ws.options = options;
+  ws.have_loss = false;
+  std::copy(tokens.begin(), tokens.end(), ws.tokens.data<int32_t>());
+  const Pass pass = pass_for(options);
+
+  embedding_.forward(params_, ws.encoded, ws.tokens, Tensor());
+  ops::dropout_forward(ws.encoded, ws.encoded, pass.dropout_p, pass.site_seed(-1, 0));
+  Tensor residual = ws.encoded;
+  for (const Block& b : blocks_) {
+    const BlockActs& a = ws.blocks[static_cast<size_t>(b.layer)];
+    // Evaluation shares block 0's buffers: write the block output where the next block reads it.
+    const Tensor& out = keep ? a.res3 : (residual.raw() == ws.encoded.raw() ? a.res3 : ws.encoded);
+    block_forward(b, a, residual, out, pass);
+    residual = out;
+  }
+  ln_f_.forward(params_, ws.lnf, residual);
+  if (config_.head == HeadType::Classifier) {
+    ops::pool_forward(ws.pooled, ws.lnf.out, pool_mode(config_.pooling));
+    head_.forward(params_, ws.logits, ws.pooled, pass);
+  } else if (options.last_position_only) {
+    ops::pool_forward(ws.pooled, ws.lnf.out, kernels::PoolMode::Last);
+    const int64_t V = config_.vocab_size;
+    ws.output = ws.logits.reshape({B * T * V}).slice_rows(0, B * V).reshape({B, 1, V});
+    head_.forward(params_, ws.output, ws.pooled, pass);
+    return ws.output;
+  } else {
+    head_.forward(params_, ws.logits, ws.lnf.out, pass);
+  }
+  ws.output = ws.logits;
+  return ws.output;
+}
+
+double Transformer::forward_loss(BatchWorkspace& ws, std::span<const int32_t> tokens, std::span<const int32_t> targets,
+                                 int64_t B, int64_t T, const ForwardOptions& options) const {
+  if (options.last_position_only) fail("forward_loss needs the logits of every position");
+  forward(ws, tokens, B, T, options);
+  const int64_t expected = config_.head == HeadType::Classifier ? B : B * T;
+  if (static_cast<int64_t>(targets.size()) != expected)
+    fail("forward_loss: {} targets, expected {}", targets.size(), expected);
+  std::copy(targets.begin(), targets.end(), ws.targets.data<int32_t>());
+  const ops::CrossEntropyResult r = ops::cross_entropy_forward(ws.losses, ws.lse, ws.logits, ws.targets);
+  ws.targets_counted = r.n_counted;
+  ws.have_loss = true;
+  return r.loss;
+}
+
+void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
+  if (!ws.have_loss) fail("backward() needs a preceding forward_loss()");
+  if (!ws.training) fail("backward() needs a forward pass with training=true (activations were not kept)");
+  if (!params_.flat_grads().defined()) return;  // nothing trainable
+  const Pass pass = pass_for(ws.options);
+  const int64_t L = config_.n_layers;
+  // The lowest layer that needs a gradient: -1 embeddings, 0..L-1 blocks, L final norm and head
+  // (a tied head is the embedding's weight, so its gradient is wanted at -1 too).
+  const int64_t lowest = params_.lowest_trainable_layer();
+
+  // Head and loss: dlogits overwrites the logits.
+  ops::cross_entropy_backward(ws.logits, ws.logits, ws.lse, ws.targets, loss_scale);
+  const bool lnf_trainable = (ln_f_.weight >= 0 && params_[ln_f_.weight].trainable) ||
+                             (ln_f_.bias >= 0 && params_[ln_f_.bias].trainable);
+  const bool need_lnf_grad = lowest < L || lnf_trainable;
+  if (config_.head == HeadType::Classifier) {
+    head_.backward(params_, need_lnf_grad ? ws.dpooled : Tensor(), ws.logits, ws.pooled, InputGrad::Write);
+    if (need_lnf_grad) ops::pool_backward(ws.dlnf, ws.dpooled, pool_mode(config_.pooling), InputGrad::Write);
+  } else {
+    head_.backward(params_, need_lnf_grad ? ws.dlnf : Tensor(), ws.logits, ws.lnf.out, InputGrad::Write);
+  }
+  if (!need_lnf_grad) return;
+
+  const Tensor top = L > 0 ? ws.blocks[static_cast<size_t>(L - 1)].res3 : ws.encoded;
+  ln_f_.backward(params_, lowest < L ? ws.dresidual : Tensor(), ws.dlnf, top, ws.lnf, InputGrad::Write);
+  for (int64_t l = L - 1; l >= 0 && l >= lowest; --l) {
+    const Tensor x = l > 0 ? ws.blocks[static_cast<size_t>(l - 1)].res3 : ws.encoded;
+    // Does anything under this block need its input gradient?
+    block_backward(blocks_[static_cast<size_t>(l)], ws.blocks[static_cast<size_t>(l)], x, ws.dresidual, l > lowest,
+                   ws.grads, pass);
+  }
+  if (lowest == kEmbeddingLayer) {
+    // encoded = dropout(tok_emb[tokens] + pos_emb)
+    const Tensor demb = pass.dropout_p > 0 ? ws.grads.dbranch : ws.dresidual;
+    ops::dropout_backward(demb, ws.dresidual, pass.dropout_p, pass.site_seed(-1, 0), InputGrad::Write);
+    embedding_.backward(params_, demb, ws.tokens, Tensor());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+KVCache Transformer::make_kv_cache(int64_t max_T) const {
+  if (max_T <= 0 || max_T > config_.context_length)
+    fail("KV cache of {} positions for a model with context length {}", max_T, config_.context_length);
+  KVCache cache;
+  cache.max_T = max_T;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    // Never read before written: no zero fill.
+    cache.k.push_back(Tensor::empty({max_T, config_.kv_width()}, dtype()));
+    cache.v.push_back(Tensor::empty({max_T, config_.kv_width()}, dtype()));
+  }
+  return cache;
+}
+
+size_t kv_cache_bytes(const ModelConfig& config, int64_t positions, DType dtype) {
+  return static_cast<size_t>(2 * config.n_layers * positions * config.kv_width()) * dtype_size(dtype);
+}
+
+size_t Transformer::kv_cache_bytes(int64_t positions) const {
+  return gptrain::kv_cache_bytes(config_, positions, dtype());
+}
+
+namespace {
+
+void plan_decode(const ModelConfig& c, DType t, DecodeWorkspace& ws, Arena& arena, int64_t rows, int64_t seqs) {
+  ws.tokens = arena.alloc({rows}, DType::I32);
+  ws.positions = arena.alloc({rows}, DType::I32);
+  ws.last_rows = arena.alloc({seqs}, DType::I32);
+  ws.x = arena.alloc({1, rows, c.emb_dim}, t);
+  plan_block(c, t, arena, ws.block, 1, rows, /*stats=*/false);
+  ws.y = ws.block.res3;
+  ws.lnf.out = arena.alloc({1, rows, c.emb_dim}, t);
+  ws.lnf.mean = arena.alloc({rows}, t);
+  ws.lnf.rstd = arena.alloc({rows}, t);
+  ws.pooled = arena.alloc({seqs, c.emb_dim}, t);
+  ws.logits = arena.alloc({seqs, c.head == HeadType::Classifier ? c.n_classes : c.vocab_size}, t);
+}
+
+}  // namespace
+
+size_t decode_workspace_bytes(const ModelConfig& config, int64_t rows, int64_t seqs, DType dtype) {
+  DecodeWorkspace ws;
+  Arena measure = Arena::measuring();
+  plan_decode(config.resolved(), dtype, ws, measure, rows, seqs);
+  return measure.used();
+}
+
+const Tensor& Transformer::decode(DecodeWorkspace& ws, DecodeBatch& batch) const {
+  const int64_t R = static_cast<int64_t>(batch.tokens.size()), S = static_cast<int64_t>(batch.slots.size());
+  if (R == 0 || S == 0) fail("decode: an empty batch");
+  GPTRAIN_CHECK(static_cast<int64_t>(batch.positions.size()) == R, "decode: {} positions for {} tokens",
+                batch.positions.size(), R);
+  int64_t rows = 0;
+  for (const DecodeSlot& s : batch.slots) {
+    GPTRAIN_CHECK(s.cache && s.rows > 0, "decode: a sequence without cache or rows");
+    if (s.past + s.rows > s.cache->max_T)
+      fail("the KV cache is full ({} of {} positions); start a new cache with a shorter window", s.past,
+           s.cache->max_T);
+    rows += s.rows;
+  }
+  GPTRAIN_CHECK(rows == R, "decode: the sequences cover {} of {} rows", rows, R);
+  if (R != ws.rows || S != ws.seqs) {
+    Arena measure = Arena::measuring();
+    plan_decode(config_, dtype(), ws, measure, R, S);
+    ws.arena.reserve(measure.used());
+    ws.arena.reset();
+    plan_decode(config_, dtype(), ws, ws.arena, R, S);
+    ws.rows = R;
+    ws.seqs = S;
+  }
+  std::copy(batch.tokens.begin(), batch.tokens.end(), ws.tokens.data<int32_t>());
+  std::copy(batch.positions.begin(), batch.positions.end(), ws.positions.data<int32_t>());
+  Pass pass;
+  pass.kind = Pass::Kind::Decode;
+  pass.batch_invariant = batch.batch_invariant;
+  pass.decode = batch.slots;
+
+  embedding_.forward(params_, ws.x, ws.tokens, ws.positions);
+  Tensor in = ws.x, out = ws.y;
+  for (const Block& b : blocks_) {
+    block_forward(b, ws.block, in, out, pass);
+    std::swap(in, out);
+  }
+  for (DecodeSlot& s : batch.slots) s.past += s.rows;
+  ln_f_.forward(params_, ws.lnf, in);
+  if (config_.head == HeadType::Classifier) {
+    int64_t first = 0;
+    for (int64_t i = 0; i < S; ++i) {
+      const int64_t n = batch.slots[static_cast<size_t>(i)].rows;
+      const Tensor rows_i = ws.lnf.out.reshape({R, config_.emb_dim}).slice_rows(first, first + n);
+      ops::pool_forward(ws.pooled.slice_rows(i, i + 1), rows_i.reshape({1, n, config_.emb_dim}),
+                        pool_mode(config_.pooling));
+      first += n;
+    }
+  } else {
+    int32_t* last = ws.last_rows.data<int32_t>();
+    int64_t end = 0;
+    for (int64_t i = 0; i < S; ++i) {
+      end += batch.slots[static_cast<size_t>(i)].rows;
+      last[i] = static_cast<int32_t>(end - 1);
+    }
+    ops::gather_rows_forward(ws.pooled, ws.lnf.out, ws.last_rows);
+  }
+  head_.forward(params_, ws.logits, ws.pooled, pass);
+  return ws.logits;
+}
+
+}  // namespace gptrain

@@ -1,0 +1,187 @@
+// The transformer of a ModelConfig: token (+ learned position) embeddings, dropout, n_layers
+// pre-norm blocks (attention and MLP, each on a residual branch with dropout), a final norm and an
+// output head (vocabulary logits, or N classes read at pooled positions). For GPT-2 this is the
+// book's ch04 GPTModel.
+//
+// One block function (block_forward / block_backward) serves training, evaluation and KV-cache
+// decoding; the passes differ only in the Pass they hand it. The weights are separate from the
+// state of a pass: a BatchWorkspace holds one batch's activations, a DecodeWorkspace one decode
+// step's, a KVCache one sequence's keys and values, so any number of sequences and workspaces can
+// read one model. For training convenience the model also owns one BatchWorkspace, which the
+// forward/forward_loss/backward members without a workspace argument use.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "model/config.h"
+#include "model/layers.h"
+#include "model/parameters.h"
+#include "tensor/tensor.h"
+
+namespace gptrain {
+
+struct ForwardOptions {
+  bool training = false;      // dropout on when training and drop_rate > 0
+  uint64_t dropout_seed = 0;  // every dropout mask of the pass derives from this
+  // LM head only: compute logits for the last position of each sequence alone (generation);
+  // logits() is then [B, 1, V].
+  bool last_position_only = false;
+};
+
+struct BlockActs {
+  NormActs ln1;
+  AttentionActs attn;
+  Tensor res2;  // x + dropout(attention)
+  NormActs ln2;
+  MlpActs mlp;
+  Tensor res3;  // res2 + dropout(mlp): the block's output
+};
+
+// The activations of one batch pass, planned once per (B, T, training) shape: a step allocates
+// nothing. Training keeps every block's; evaluation shares one block's across layers.
+struct BatchWorkspace {
+  Arena arena;
+  int64_t B = 0, T = 0;
+  bool training = false;
+  Tensor tokens, targets;  // I32
+  Tensor encoded;          // the embeddings (and, in evaluation, one side of the residual ping-pong)
+  std::vector<BlockActs> blocks;
+  NormActs lnf;
+  Tensor pooled, logits, losses, lse, output;
+  BlockGrads grads;
+  Tensor dresidual, dlnf, dpooled;
+  ForwardOptions options;
+  bool have_loss = false;
+  int64_t targets_counted = 0;
+};
+
+// The rows of one decode step: the new tokens of each sequence, in sequence order, and where
+// each sequence continues in its cache.
+struct DecodeBatch {
+  std::vector<int32_t> tokens, positions;  // one per row
+  std::vector<DecodeSlot> slots;           // one per sequence, rows consecutive in this order
+  // The rows are single decode positions: every product is batch-invariant (a sequence's result
+  // does not depend on what else is decoded with it). Prefill passes (a whole prompt) use BLAS.
+  bool batch_invariant = false;
+};
+
+struct DecodeWorkspace {
+  Arena arena;
+  int64_t rows = 0, seqs = 0;
+  Tensor tokens, positions, last_rows;  // I32
+  Tensor x, y;                          // the residual stream, ping-pong between layers
+  BlockActs block;
+  NormActs lnf;
+  Tensor pooled, logits;
+};
+
+struct ParameterCounts {
+  int64_t total;         // every parameter, the output head included unless tied
+  int64_t without_head;  // total minus the output head (the book's "tied" count for LM heads)
+  int64_t head;
+};
+
+class Transformer {
+ public:
+  // Initialised with init(init_seed); std::nullopt leaves the weights zero (they are about to be
+  // loaded from a file, and a random init of 1.5B parameters would cost seconds). dtype F32 runs
+  // the CPU kernels, F64 the reference kernels (tests).
+  explicit Transformer(const ModelConfig& config, std::optional<uint64_t> init_seed = 123,
+                       DType dtype = DType::F32);
+  Transformer(const Transformer&) = delete;
+  Transformer& operator=(const Transformer&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  ParameterSet& params() { return params_; }
+  const ParameterSet& params() const { return params_; }
+  DType dtype() const { return params_.dtype(); }
+
+  // PyTorch's default initialisation, as the book's model gets it: embeddings N(0, 1), linear
+  // weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norm scale 1 and shift 0.
+  // Deterministic in `seed` and independent of the thread count.
+  void init(uint64_t seed);
+
+  // Freezing. set_trainable_all(false) then thaw what should learn; call before training (it
+  // rebuilds the gradient buffer). Parameter names: tok_emb.weight, pos_emb.weight,
+  // blocks.{i}.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,mlp.proj}.{weight,bias}, ln_f.{weight,bias},
+  // head.weight (head.bias for classifiers).
+  void set_trainable_all(bool trainable);
+  void set_trainable_prefix(const std::string& prefix, bool trainable);
+  void allocate_grads() { params_.allocate_grads(); }
+  void zero_grads() { params_.zero_grads(); }
+
+  // tokens: B*T ids. LM head: logits [B,T,V]; classifier: logits [B,n_classes].
+  const Tensor& forward(BatchWorkspace& ws, std::span<const int32_t> tokens, int64_t B, int64_t T,
+                        const ForwardOptions& options) const;
+  // forward + mean cross-entropy over targets that are not -100 (LM: B*T targets; classifier: B
+  // labels). Returns 0 when every target is ignored.
+  double forward_loss(BatchWorkspace& ws, std::span<const int32_t> tokens, std::span<const int32_t> targets,
+                      int64_t B, int64_t T, const ForwardOptions& options) const;
+  // Accumulates d(loss)/d(param) into the trainable parameters' gradients, for the workspace's last
+  // forward_loss(), times loss_scale (1/n when accumulating n micro-batches). Stops below the
+  // lowest trainable layer.
+  void backward(BatchWorkspace& ws, float loss_scale = 1.0f);
+
+  // The same on the model's own workspace.
+  const Tensor& forward(std::span<const int32_t> tokens, int64_t B, int64_t T, const ForwardOptions& options) {
+    return forward(own_, tokens, B, T, options);
+  }
+  double forward_loss(std::span<const int32_t> tokens, std::span<const int32_t> targets, int64_t B, int64_t T,
+                      const ForwardOptions& options) {
+    return forward_loss(own_, tokens, targets, B, T, options);
+  }
+  void backward(float loss_scale = 1.0f) { backward(own_, loss_scale); }
+  const Tensor& logits() const { return own_.output; }
+  int64_t targets_counted() const { return own_.targets_counted; }
+
+  // KV-cache decoding. A cache for one sequence of up to max_T positions (at most the context).
+  KVCache make_kv_cache(int64_t max_T) const;
+  // Runs the batch's rows through every block, appending their keys and values to the caches;
+  // returns per sequence the logits of its last row [S, V] (LM), or its pooled classifier logits
+  // [S, n_classes]. The caches' positions advance by each sequence's rows.
+  const Tensor& decode(DecodeWorkspace& ws, DecodeBatch& batch) const;
+
+  size_t kv_cache_bytes(int64_t positions) const;
+
+ private:
+  struct Block {
+    Norm ln1;
+    Attention attn;
+    Norm ln2;
+    Mlp mlp;
+    int64_t layer = 0;
+  };
+  // The one block: out = x + drop(attn(ln1(x))) + drop(mlp(ln2(...))).
+  void block_forward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& out, const Pass& pass) const;
+  // dres holds d(out) and receives d(x) when need_dx (accumulated over the residual stream).
+  void block_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres, bool need_dx,
+                      const BlockGrads& g, const Pass& pass);
+  Pass pass_for(const ForwardOptions& options) const;
+
+  ModelConfig config_;
+  ParameterSet params_;
+  Embedding embedding_;
+  std::vector<Block> blocks_;
+  Norm ln_f_;
+  Linear head_;
+  BatchWorkspace own_;
+};
+
+// The parameters a model of `config` has, with names, shapes and layers but no memory (for counts
+// and for planning which of them train).
+ParameterSet parameter_layout(const ModelConfig& config);
+// Parameter counts from the layout alone (nothing is allocated).
+ParameterCounts count_parameters(const ModelConfig& config);
+
+// Memory, from the same layout code that plans the buffers (nothing is allocated): a batch pass's
+// activations (training: every block's, plus the gradient buffers of backward), one sequence's
+// KV cache of `positions` positions, and a decode step's buffers for `rows` rows of `seqs`
+// sequences.
+size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool training, DType dtype = DType::F32);
+size_t kv_cache_bytes(const ModelConfig& config, int64_t positions, DType dtype = DType::F32);
+size_t decode_workspace_bytes(const ModelConfig& config, int64_t rows, int64_t seqs, DType dtype = DType::F32);
+
+}  // namespace gptrain
