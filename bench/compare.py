@@ -15,6 +15,10 @@ Sections:
   baseline gptrain (--build) against another gptrain build (--baseline-build DIR, e.g. an earlier
            commit built beside it) on the same steps, alternating the two binaries, to measure one
            change: step time and peak memory
+  decode   generation: `gptrain generate` (one sequence, KV cache, 200 new tokens) of --build
+           against --baseline-build, alternating, with the same ids checked; then the engine's
+           batching (bench/decode_bench: 8 sequences batched, in lockstep one pass each, one after
+           another); needs --model DIR (a gpt2-small model dir, e.g. the book run's final/)
   llmc     llm.c's CPU trainer (train_gpt2.c), built beside the project by the user and passed as
            --llmc DIR (the directory holding train_gpt2 with B and T compiled in, gpt2_124M.bin and
            its data files); llm.c ties the output head, so gptrain runs --tie for that row
@@ -61,6 +65,40 @@ def llmc_step_seconds(llmc_dir):
     return statistics.median(times[1:]) if len(times) > 1 else None
 
 
+def generate_tokens_per_s(build, model, threads):
+    cmd = [os.path.join(build, "gptrain"), "generate", "--model", model, "--prompt", "Every effort moves you",
+           "--max-new-tokens", "200", "--ignore-eos", "--print-ids", "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, None
+    rate = float(re.search(r"([0-9.]+) tokens/s", out.stderr).group(1))
+    ids = re.search(r"generated ids: (.*)", out.stderr).group(1)
+    return rate, ids
+
+
+def decode_section(a):
+    if a.baseline_build:
+        print(f"## generation, one sequence (gptrain generate, 200 new tokens, greedy): {a.build} against "
+              f"{a.baseline_build}\n| round | this tokens/s | baseline tokens/s | this/baseline | same ids |\n|---|---|---|---|---|")
+        for r in range(a.rounds):
+            n, n_ids = generate_tokens_per_s(a.build, a.model, a.threads)
+            b, b_ids = generate_tokens_per_s(a.baseline_build, a.model, a.threads)
+            if n is None or b is None:
+                print(f"| {r + 1} | {n} | {b} | | |")
+                continue
+            print(f"| {r + 1} | {n:.2f} | {b:.2f} | {n / b:.3f} | {n_ids == b_ids} |", flush=True)
+    print("## the engine's batching (bench/decode_bench: 8 sequences, prompts of 20-27 tokens, 100 new tokens each)\n"
+          "| round | mode | tokens/s | time s | same tokens as one after another |\n|---|---|---|---|---|")
+    out = subprocess.run([os.path.join(a.build, "bench", "decode_bench"), "--model", a.model, "--threads",
+                          str(a.threads), "--rounds", str(a.rounds)], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        j = json.loads(line)
+        print(f"| {j['round']} | {j['mode']} | {j['tokens_per_s']:.2f} | {j['seconds']:.2f} | {j['same_tokens']} |",
+              flush=True)
+    if out.returncode != 0:
+        print("decode_bench failed:", out.stderr.strip())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
@@ -72,6 +110,7 @@ def main():
     ap.add_argument("--blis-build", help="a build dir configured with -DGPTRAIN_BLAS=blis (section blas)")
     ap.add_argument("--baseline-build", help="another gptrain build dir (section baseline)")
     ap.add_argument("--rounds", type=int, default=2, help="alternations of the two builds (section baseline)")
+    ap.add_argument("--model", help="a model dir for the decode section")
     ap.add_argument("--llmc-batch", type=int, default=2)
     ap.add_argument("--llmc-context", type=int, default=256)
     a = ap.parse_args()
@@ -136,6 +175,11 @@ def main():
                         continue
                     print(f"| {T} | {r + 1} | {n['step_s']:.3f} | {b['step_s']:.3f} | {b['step_s'] / n['step_s']:.3f} | "
                           f"{n.get('peak_rss_mb', '?')} | {b.get('peak_rss_mb', '?')} |", flush=True)
+    if "decode" in sections:
+        if not a.model:
+            print("decode: pass --model DIR")
+        else:
+            decode_section(a)
     if "llmc" in sections or a.llmc:
         if not a.llmc:
             print("llm.c: pass --llmc DIR")

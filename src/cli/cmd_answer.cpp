@@ -38,11 +38,11 @@ int run_answer(const AnswerCommandOptions& o) {
     entries = o.split == "train" ? s.train : o.split == "test" ? s.test : s.val;
   }
   if (entries.empty()) fail("--split {} of {} ({} entries) is empty", o.split, o.data, all.size());
-  fmt::print("gptrain answer: {} entries ({} of {}) with {}; {}, up to {} new tokens, prompt {}\n", entries.size(),
-             o.split, o.data, o.model,
+  fmt::print("gptrain answer: {} entries ({} of {}) with {}; {}, up to {} new tokens, {} at a time, prompt {}\n",
+             entries.size(), o.split, o.data, o.model,
              o.answer.sampling.temperature > 0 ? fmt::format("temperature {}", o.answer.sampling.temperature)
                                                : std::string("greedy"),
-             o.answer.max_new_tokens,
+             o.answer.max_new_tokens, o.answer.batch_size,
              o.answer.response_header ? "format_input + \"\\n\\n### Response:\\n\"" : "format_input (the book's)");
   AnswerStats stats;
   const std::vector<std::string> responses = answer_entries(
@@ -77,6 +77,10 @@ Command register_answer(CLI::App& app) {
   s->add_option("--top-k", o->answer.sampling.top_k, "Keep the k most likely tokens (0: off)");
   s->add_option("--top-p", o->answer.sampling.top_p, "Nucleus sampling mass (1: off)");
   s->add_option("--seed", o->answer.sampling.seed, "Seed of sampling")->capture_default_str();
+  s->add_option("--batch-size", o->answer.batch_size,
+                "Entries generated together (one decode pass for all; each answer is the one it gets alone)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   auto no_header = std::make_shared<bool>(false);
   s->add_flag("--no-response-header", *no_header,
               "Prompt with format_input alone, the book's exact prompt (the model must write \"### Response:\" "

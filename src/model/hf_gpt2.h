@@ -1,4 +1,4 @@
-// Model dirs: Hugging Face GPT-2 import and export (docs/DESIGN.md §4). A model dir holds
+// Model dirs: Hugging Face GPT-2 import and export (docs/DESIGN.md §5). A model dir holds
 // config.json (Hugging Face GPT-2 keys plus a "gptrain" object for what HF lacks) and
 // model.safetensors (HF tensor names, Conv1D [in, out] weights), or a sharded checkpoint
 // (model.safetensors.index.json + shards). We read both spellings of the names: bare `wte.weight`,

@@ -11,6 +11,7 @@
 #include "data/data_dir.h"
 #include "data/csv.h"
 #include "data/text_file.h"
+#include "generate/engine.h"
 #include "kernels/ops.h"
 #include "model/hf_gpt2.h"
 #include "tokenizer/bpe.h"
@@ -109,19 +110,18 @@ int run_classify(const ClassifyOptions& o) {
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   check_vocabulary(cfg, tokenizer, inputs.pad_token_id, o.model);
 
-  std::vector<int32_t> batch;
+  DecodeEngine engine(*model);
   for (size_t first = 0; first < texts.size(); first += static_cast<size_t>(o.batch_size)) {
     const size_t count = std::min(texts.size() - first, static_cast<size_t>(o.batch_size));
-    batch.assign(count * static_cast<size_t>(T), inputs.pad_token_id);
+    std::vector<std::vector<int32_t>> batch(count, std::vector<int32_t>(static_cast<size_t>(T), inputs.pad_token_id));
     for (size_t i = 0; i < count; ++i) {
       const std::vector<int32_t> ids = tokenizer.encode(texts[first + i], /*allow_special=*/false);
-      std::copy_n(ids.begin(), std::min(ids.size(), static_cast<size_t>(T)),
-                  batch.begin() + static_cast<ptrdiff_t>(i) * T);
+      std::copy_n(ids.begin(), std::min(ids.size(), static_cast<size_t>(T)), batch[i].begin());
     }
-    const Tensor& logits = model->forward(batch, static_cast<int64_t>(count), T, ForwardOptions{false, 0});
+    const std::vector<std::vector<float>> logits = engine.classify(batch);
     const int64_t n = cfg.n_classes;
     for (size_t i = 0; i < count; ++i) {
-      const float* row = logits.data() + static_cast<int64_t>(i) * n;
+      const float* row = logits[i].data();
       const int64_t best = std::max_element(row, row + n) - row;
       double sum = 0;
       for (int64_t c = 0; c < n; ++c) sum += std::exp(static_cast<double>(row[c]) - row[best]);

@@ -72,7 +72,7 @@ nlohmann::json options_json(const FinetuneClsOptions& o, const std::string& data
   return j;
 }
 
-// Options a resumed run may change: they do not alter what the next steps compute.
+// Options a resumed run may change (see train_options_may_change_on_resume for the cosine caveat).
 const std::set<std::string>& kMayChangeOnResume = train_options_may_change_on_resume();
 
 // Loss and accuracy of a loader's first `max_batches` batches (all when max_batches <= 0): the

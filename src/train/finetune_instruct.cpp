@@ -43,7 +43,7 @@ nlohmann::json options_json(const InstructOptions& o) {
   return j;
 }
 
-// Options a resumed run may change: they do not alter what the next steps compute.
+// Options a resumed run may change (see train_options_may_change_on_resume for the cosine caveat).
 const std::set<std::string> kMayChangeOnResume = [] {
   std::set<std::string> keys = train_options_may_change_on_resume();
   keys.insert({"sample-tokens", "answer-test", "answer-tokens"});

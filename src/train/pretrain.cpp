@@ -54,7 +54,7 @@ nlohmann::json options_json(const PretrainOptions& o, const std::vector<std::str
   return j;
 }
 
-// Options a resumed run may change: they do not alter what the next steps compute.
+// Options a resumed run may change (see train_options_may_change_on_resume for the cosine caveat).
 const std::set<std::string> kMayChangeOnResume = [] {
   std::set<std::string> keys = train_options_may_change_on_resume();
   keys.insert({"sample-prompt", "sample-tokens"});

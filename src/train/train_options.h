@@ -41,7 +41,8 @@ struct TrainOptions {
 // overwrite are not part of a run's identity).
 nlohmann::json train_options_json(const TrainOptions& o);
 
-// Shared options a resumed run may change: they do not alter what the next steps compute.
+// Shared options a resumed run may change: they do not alter what the next steps compute, except
+// that --epochs and --max-steps set the cosine schedule's length (review defect F1, not fixed yet).
 const std::set<std::string>& train_options_may_change_on_resume();
 
 }  // namespace gptrain
