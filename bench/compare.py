@@ -109,7 +109,8 @@ def main():
     ap.add_argument("--presets", default="gpt2-small,gpt2-medium", help="models of the scaling section")
     ap.add_argument("--blis-build", help="a build dir configured with -DGPTRAIN_BLAS=blis (section blas)")
     ap.add_argument("--baseline-build", help="another gptrain build dir (section baseline)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two builds (section baseline)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two builds (sections baseline, decode)")
+    ap.add_argument("--contexts", default="256,1024", help="contexts of the baseline section")
     ap.add_argument("--model", help="a model dir for the decode section")
     ap.add_argument("--llmc-batch", type=int, default=2)
     ap.add_argument("--llmc-context", type=int, default=256)
@@ -166,7 +167,7 @@ def main():
             print(f"## gptrain ({a.build}) against gptrain ({a.baseline_build}), gpt2-small step, batch 2\n"
                   "| T | round | this s/step | baseline s/step | baseline/this time | this peak MB | baseline peak MB |\n"
                   "|---|---|---|---|---|---|---|")
-            for T in (256, 1024):
+            for T in [int(t) for t in a.contexts.split(",")]:
                 cfg = ["--batch", "2", "--context", str(T)] + common
                 for r in range(a.rounds):
                     n, b = ours(a.build, cfg), ours(a.baseline_build, cfg)

@@ -10,6 +10,9 @@
 // text outgrows the context the window slides (positions restart at 0), which a cache cannot
 // reuse, so each later token re-reads its window; draws are numbered by the token's index, so a
 // seed gives the same text with or without the cache.
+//
+// One thread drives an engine (a server runs it on its worker thread); the model it reads may be
+// shared by several engines. on_event may call add() and cancel(); release() only between steps.
 #pragma once
 
 #include <cstdint>
