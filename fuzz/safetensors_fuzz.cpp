@@ -20,10 +20,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const std::span<const std::byte> raw = file.raw(t.name);
       if (!raw.empty()) sink = sink + static_cast<unsigned>(raw.front()) + static_cast<unsigned>(raw.back());
       if (file.find(t.name) != &t) __builtin_trap();  // the index must agree with the list
-      if (t.dtype == "F32" || t.dtype == "F16" || t.dtype == "BF16") {
+      if (t.dtype == "F32" || t.dtype == "F64" || t.dtype == "F16" || t.dtype == "BF16") {
         const gptrain::Tensor x = file.load(t.name);
         if (x.numel() != t.numel()) __builtin_trap();
         if (x.numel()) sink = sink + static_cast<unsigned>(x[x.numel() - 1] > 0.0f);
+        const gptrain::Tensor h = file.load_as(t.name, gptrain::DType::BF16);  // kept or rounded
+        if (h.numel() != t.numel()) __builtin_trap();
       }
     }
     for (const auto& [key, value] : file.metadata()) sink = sink + static_cast<unsigned>(key.size() + value.size());

@@ -277,6 +277,37 @@ TEST(HfGpt2RoundTrip, model_dirs_load_back_bit_for_bit) {
   }
 }
 
+// A model GPT-2's keys cannot describe (grouped-query heads with their own head size, an MLP of
+// another width, no biases anywhere): model_type "gptrain", the architecture written out, its
+// tensors under the same names in their own shapes, and back bit for bit.
+TEST(HfGpt2RoundTrip, a_gptrain_architecture_loads_back_bit_for_bit) {
+  const TempDir tmp;
+  ModelConfig c = tiny_config();
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 3;
+  c.mlp_dim = 23;
+  c.norm_bias = c.out_bias = c.mlp_bias = false;
+  Transformer model(c);
+  testing_util::randomize(model, 5);
+  save_model_dir(model, tmp / "m");
+  std::ifstream in(tmp / "m" / "config.json");
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j.at("model_type"), "gptrain");
+  EXPECT_EQ(j.at("gptrain").at("architecture").at("n_kv_heads"), 2);
+  EXPECT_EQ(j.at("n_inner"), 23);
+  const io::SafeTensorsFile f = io::SafeTensorsFile::open(tmp / "m" / "model.safetensors");
+  EXPECT_EQ(f.at("transformer.h.0.attn.c_attn.weight").shape, (Shape{16, (4 + 2 * 2) * 3}));
+  EXPECT_EQ(f.at("transformer.h.0.attn.c_proj.weight").shape, (Shape{12, 16}));
+  EXPECT_EQ(f.find("transformer.h.0.attn.c_proj.bias"), nullptr);
+  EXPECT_EQ(f.find("transformer.ln_f.bias"), nullptr);
+  const std::unique_ptr<Transformer> back = load_model_dir(tmp / "m");
+  EXPECT_TRUE(back->config().same_model(c));
+  expect_same_parameters(model, *back);
+  const std::vector<int32_t> tokens = testing_util::random_tokens(2 * 9, c.vocab_size, 4);
+  EXPECT_EQ(back->forward(tokens, 2, 9, {}).to_vector(), model.forward(tokens, 2, 9, {}).to_vector());
+}
+
 TEST(HfGpt2RoundTrip, options_and_body_only_loading) {
   const TempDir tmp;
   ModelConfig c = tiny_config();
