@@ -43,6 +43,21 @@ class Backend {
                                   const AttentionParams& p) const = 0;
   virtual void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
                                         const AttentionDecodeParams& p) const = 0;
+  virtual void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight,
+                               const RmsNormParams& p) const = 0;
+  virtual void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
+                                const void* rstd, const RmsNormParams& p) const = 0;
+  virtual void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
+                               const QkNormParams& p) const = 0;
+  virtual void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
+                                const void* q_weight, const void* k_weight, const void* rstd,
+                                const QkNormParams& p) const = 0;
+  virtual void rope_table(void* cos_out, void* sin_out, const void* inv_freq, const int32_t* positions,
+                          const RopeTableParams& p) const = 0;
+  virtual void rope_forward(void* qkv, const void* cos_t, const void* sin_t, const RopeParams& p) const = 0;
+  virtual void rope_backward(void* dqkv, const void* cos_t, const void* sin_t, const RopeParams& p) const = 0;
+  virtual void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const = 0;
+  virtual void swiglu_backward(void* dinp, const void* inp, const void* dout, const SwigluParams& p) const = 0;
   virtual void gelu_forward(void* out, const void* inp, const GeluParams& p) const = 0;
   virtual void gelu_backward(void* dinp, const void* inp, const void* dout, const GeluParams& p) const = 0;
   virtual void residual_forward(void* out, const void* a, const void* b, const ResidualParams& p) const = 0;

@@ -348,6 +348,156 @@ void attention_decode_forward(const Tensor& out, const Tensor& qkv, std::span<co
                                                     static_cast<int64_t>(seqs.size())});
 }
 
+void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) {
+  const OpTimer timer("rmsnorm_forward");
+  for (const auto& [t, what] : {std::pair{&out, "out"}, {&rstd, "rstd"}, {&inp, "inp"}, {&weight, "weight"}})
+    require_defined(*t, "rmsnorm_forward", what);
+  const Backend& be = select("rmsnorm_forward", {&out, &rstd, &inp, &weight});
+  const int64_t C = inp.dim(-1), N = inp.numel() / C;
+  require_numel(out, N * C, "rmsnorm_forward", "out");
+  require_numel(rstd, N, "rmsnorm_forward", "rstd");
+  require_numel(weight, C, "rmsnorm_forward", "weight");
+  be.rmsnorm_forward(out.raw(), rstd.raw(), inp.raw(), weight.raw(), RmsNormParams{N, C, eps});
+}
+
+void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                      const Tensor& weight, const Tensor& rstd, InputGrad mode) {
+  const OpTimer timer("rmsnorm_backward");
+  if (!dinp.defined() && !dweight.defined()) return;
+  for (const auto& [t, what] : {std::pair{&dout, "dout"}, {&inp, "inp"}, {&weight, "weight"}, {&rstd, "rstd"}})
+    require_defined(*t, "rmsnorm_backward", what);
+  const Backend& be = select("rmsnorm_backward", {&dinp, &dweight, &dout, &inp, &weight, &rstd});
+  const int64_t C = inp.dim(-1), N = inp.numel() / C;
+  require_numel(dinp, N * C, "rmsnorm_backward", "dinp");
+  require_numel(dout, N * C, "rmsnorm_backward", "dout");
+  require_numel(dweight, C, "rmsnorm_backward", "dweight");
+  require_numel(rstd, N, "rmsnorm_backward", "rstd");
+  GPTRAIN_CHECK(!(dinp.defined() && dinp.raw() == dout.raw() && mode == InputGrad::Accumulate),
+                "rmsnorm_backward: in place needs write mode");
+  RmsNormParams p{N, C};
+  p.dinp = mode;
+  be.rmsnorm_backward(ptr(dinp), ptr(dweight), dout.raw(), inp.raw(), weight.raw(), rstd.raw(), p);
+}
+
+namespace {
+QkNormParams qk_params(const Tensor& qkv, const AttentionShape& s, const char* op) {
+  check_shape(s, op);
+  const int64_t W = s.qkv_width();
+  GPTRAIN_CHECK(qkv.dim(-1) == W, "{}: qkv {} for {} + 2 x {} heads of {}", op, shape_string(qkv.shape()), s.n_heads,
+                s.n_kv_heads, s.head_dim);
+  return QkNormParams{qkv.numel() / W, s.n_heads, s.n_kv_heads, s.head_dim};
+}
+}  // namespace
+
+void qk_norm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, const Tensor& q_weight,
+                     const Tensor& k_weight, const AttentionShape& shape, float eps) {
+  const OpTimer timer("qk_norm_forward");
+  for (const auto& [t, what] : {std::pair{&out, "out"}, {&rstd, "rstd"}, {&inp, "inp"}, {&q_weight, "q_weight"},
+                                {&k_weight, "k_weight"}})
+    require_defined(*t, "qk_norm_forward", what);
+  const Backend& be = select("qk_norm_forward", {&out, &rstd, &inp, &q_weight, &k_weight});
+  QkNormParams p = qk_params(inp, shape, "qk_norm_forward");
+  p.eps = eps;
+  require_numel(out, inp.numel(), "qk_norm_forward", "out");
+  require_numel(rstd, p.N * (p.NH + p.NKV), "qk_norm_forward", "rstd");
+  require_numel(q_weight, p.HS, "qk_norm_forward", "q_weight");
+  require_numel(k_weight, p.HS, "qk_norm_forward", "k_weight");
+  GPTRAIN_CHECK(out.raw() != inp.raw(), "qk_norm_forward: the input is kept for backward; out must be another buffer");
+  be.qk_norm_forward(out.raw(), rstd.raw(), inp.raw(), q_weight.raw(), k_weight.raw(), p);
+}
+
+void qk_norm_backward(const Tensor& dinp, const Tensor& dq_weight, const Tensor& dk_weight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight, const Tensor& rstd,
+                      const AttentionShape& shape, InputGrad mode) {
+  const OpTimer timer("qk_norm_backward");
+  if (!dinp.defined() && !dq_weight.defined() && !dk_weight.defined()) return;
+  for (const auto& [t, what] : {std::pair{&dout, "dout"}, {&inp, "inp"}, {&q_weight, "q_weight"},
+                                {&k_weight, "k_weight"}, {&rstd, "rstd"}})
+    require_defined(*t, "qk_norm_backward", what);
+  const Backend& be = select("qk_norm_backward", {&dinp, &dq_weight, &dk_weight, &dout, &inp, &q_weight, &k_weight, &rstd});
+  QkNormParams p = qk_params(inp, shape, "qk_norm_backward");
+  p.dinp = mode;
+  require_numel(dinp, inp.numel(), "qk_norm_backward", "dinp");
+  require_numel(dout, inp.numel(), "qk_norm_backward", "dout");
+  require_numel(dq_weight, p.HS, "qk_norm_backward", "dq_weight");
+  require_numel(dk_weight, p.HS, "qk_norm_backward", "dk_weight");
+  require_numel(rstd, p.N * (p.NH + p.NKV), "qk_norm_backward", "rstd");
+  GPTRAIN_CHECK(!(dinp.defined() && dinp.raw() == dout.raw() && mode == InputGrad::Accumulate),
+                "qk_norm_backward: in place needs write mode");
+  be.qk_norm_backward(ptr(dinp), ptr(dq_weight), ptr(dk_weight), dout.raw(), inp.raw(), q_weight.raw(), k_weight.raw(),
+                      rstd.raw(), p);
+}
+
+void rope_table(const Tensor& cos, const Tensor& sin, const Tensor& inv_freq, const Tensor& positions, int64_t T,
+                int64_t pos_offset) {
+  const OpTimer timer("rope_table");
+  require_defined(cos, "rope_table", "cos");
+  require_defined(sin, "rope_table", "sin");
+  require_defined(inv_freq, "rope_table", "inv_freq");
+  const Backend& be = select("rope_table", {&cos, &sin, &inv_freq}, {&positions});
+  const int64_t half = inv_freq.numel(), N = cos.numel() / std::max<int64_t>(half, 1);
+  require_numel(cos, N * half, "rope_table", "cos");
+  require_numel(sin, N * half, "rope_table", "sin");
+  require_numel(positions, N, "rope_table", "positions");
+  GPTRAIN_CHECK(positions.defined() || T > 0, "rope_table: implicit positions need T > 0");
+  be.rope_table(cos.raw(), sin.raw(), inv_freq.raw(), ids(positions), RopeTableParams{N, T, half, pos_offset});
+}
+
+namespace {
+RopeParams rope_params(const Tensor& qkv, const Tensor& cos, const Tensor& sin, const AttentionShape& s,
+                       const char* op) {
+  check_shape(s, op);
+  GPTRAIN_CHECK(s.head_dim % 2 == 0, "{}: rotary positions need an even head size, got {}", op, s.head_dim);
+  const int64_t W = s.qkv_width();
+  GPTRAIN_CHECK(qkv.dim(-1) == W, "{}: qkv {} for {} + 2 x {} heads of {}", op, shape_string(qkv.shape()), s.n_heads,
+                s.n_kv_heads, s.head_dim);
+  const RopeParams p{qkv.numel() / W, s.n_heads, s.n_kv_heads, s.head_dim};
+  require_numel(cos, p.N * p.HS / 2, op, "cos");
+  require_numel(sin, p.N * p.HS / 2, op, "sin");
+  return p;
+}
+}  // namespace
+
+void rope_forward(const Tensor& qkv, const Tensor& cos, const Tensor& sin, const AttentionShape& shape) {
+  const OpTimer timer("rope_forward");
+  for (const auto& [t, what] : {std::pair{&qkv, "qkv"}, {&cos, "cos"}, {&sin, "sin"}}) require_defined(*t, "rope_forward", what);
+  const Backend& be = select("rope_forward", {&qkv, &cos, &sin});
+  be.rope_forward(qkv.raw(), cos.raw(), sin.raw(), rope_params(qkv, cos, sin, shape, "rope_forward"));
+}
+
+void rope_backward(const Tensor& dqkv, const Tensor& cos, const Tensor& sin, const AttentionShape& shape) {
+  const OpTimer timer("rope_backward");
+  if (!dqkv.defined()) return;
+  require_defined(cos, "rope_backward", "cos");
+  require_defined(sin, "rope_backward", "sin");
+  const Backend& be = select("rope_backward", {&dqkv, &cos, &sin});
+  be.rope_backward(dqkv.raw(), cos.raw(), sin.raw(), rope_params(dqkv, cos, sin, shape, "rope_backward"));
+}
+
+void swiglu_forward(const Tensor& out, const Tensor& inp) {
+  const OpTimer timer("swiglu_forward");
+  require_defined(out, "swiglu_forward", "out");
+  require_defined(inp, "swiglu_forward", "inp");
+  const Backend& be = select("swiglu_forward", {&out, &inp});
+  GPTRAIN_CHECK(inp.dim(-1) % 2 == 0, "swiglu_forward: input {} is not gate | up", shape_string(inp.shape()));
+  const int64_t M = inp.dim(-1) / 2, N = inp.numel() / (2 * M);
+  require_numel(out, N * M, "swiglu_forward", "out");
+  be.swiglu_forward(out.raw(), inp.raw(), SwigluParams{N, M});
+}
+
+void swiglu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, InputGrad mode) {
+  const OpTimer timer("swiglu_backward");
+  if (!dinp.defined()) return;
+  require_defined(inp, "swiglu_backward", "inp");
+  require_defined(dout, "swiglu_backward", "dout");
+  const Backend& be = select("swiglu_backward", {&dinp, &inp, &dout});
+  GPTRAIN_CHECK(inp.dim(-1) % 2 == 0, "swiglu_backward: input {} is not gate | up", shape_string(inp.shape()));
+  const int64_t M = inp.dim(-1) / 2, N = inp.numel() / (2 * M);
+  require_numel(dinp, inp.numel(), "swiglu_backward", "dinp");
+  require_numel(dout, N * M, "swiglu_backward", "dout");
+  be.swiglu_backward(dinp.raw(), inp.raw(), dout.raw(), SwigluParams{N, M, mode});
+}
+
 void gelu_forward(const Tensor& out, const Tensor& inp) {
   const OpTimer timer("gelu_forward");
   require_defined(out, "gelu_forward", "out");

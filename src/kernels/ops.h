@@ -87,6 +87,31 @@ struct DecodeSequence {
 void attention_decode_forward(const Tensor& out, const Tensor& qkv, std::span<const DecodeSequence> sequences,
                               const AttentionShape& shape);
 
+// RMSNorm: out[N,C], rstd[N] from inp[N,C] (any leading shape flattened to N rows). dinp may be
+// dout itself (the gradient replaces it in place).
+void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps);
+void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                      const Tensor& weight, const Tensor& rstd, InputGrad mode = InputGrad::Accumulate);
+
+// Query/key head norms of packed qkv[N,(NH+2NKV)*HS] (kernels/params.h, QkNormParams): out and
+// rstd[N, NH+NKV] from inp; backward may run in place (dinp = dout, write mode).
+void qk_norm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, const Tensor& q_weight,
+                     const Tensor& k_weight, const AttentionShape& shape, float eps);
+void qk_norm_backward(const Tensor& dinp, const Tensor& dq_weight, const Tensor& dk_weight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& q_weight, const Tensor& k_weight, const Tensor& rstd,
+                      const AttentionShape& shape, InputGrad mode = InputGrad::Accumulate);
+
+// Rotary tables cos/sin[N, HS/2] of N rows at positions (I32 [N], optional: pos_offset + n % T)
+// from inv_freq[HS/2]; then the rotation of qkv's query and key heads, in place, and back.
+void rope_table(const Tensor& cos, const Tensor& sin, const Tensor& inv_freq, const Tensor& positions, int64_t T,
+                int64_t pos_offset = 0);
+void rope_forward(const Tensor& qkv, const Tensor& cos, const Tensor& sin, const AttentionShape& shape);
+void rope_backward(const Tensor& dqkv, const Tensor& cos, const Tensor& sin, const AttentionShape& shape);
+
+// out[N,M] = silu(gate) * up from inp[N,2M] = gate | up.
+void swiglu_forward(const Tensor& out, const Tensor& inp);
+void swiglu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, InputGrad mode = InputGrad::Accumulate);
+
 void gelu_forward(const Tensor& out, const Tensor& inp);
 // dinp may be dout itself (the gradient replaces it in place).
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout, InputGrad mode = InputGrad::Accumulate);

@@ -16,12 +16,13 @@ namespace gptrain::kernels {
 
 // Every op of the interface. The op harness (tests/kernels) fails when one of these lacks a
 // backend-vs-reference case or a finite-difference gradient check.
-inline constexpr const char* kOpNames[] = {"embedding", "dropout",       "layernorm", "matmul",
-                                           "attention", "gelu",          "residual",  "cross_entropy",
-                                           "pool",      "adamw",         "attention_decode",
-                                           "gather_rows"};
-// Inference-only ops: they need a backend case but have no backward to check.
-inline constexpr const char* kForwardOnlyOps[] = {"attention_decode", "gather_rows"};
+inline constexpr const char* kOpNames[] = {"embedding",     "dropout", "layernorm",        "matmul",
+                                           "attention",     "gelu",    "residual",         "cross_entropy",
+                                           "pool",          "adamw",   "attention_decode", "gather_rows",
+                                           "rmsnorm",       "qk_norm", "rope",             "rope_table",
+                                           "swiglu"};
+// Ops without a backward to check: inference-only, or a table of constants.
+inline constexpr const char* kForwardOnlyOps[] = {"attention_decode", "gather_rows", "rope_table"};
 
 // How a backward op delivers the gradient of its input activation: added to what the buffer
 // holds (a residual stream that other branches also feed), or written over it.
@@ -49,6 +50,50 @@ struct DropoutParams {
 struct LayerNormParams {
   int64_t N, C;
   float eps = 1e-5f;
+  InputGrad dinp = InputGrad::Accumulate;
+};
+
+// RMSNorm over rows of C (Llama, Qwen3): out = x * rstd * weight, rstd = 1/sqrt(mean(x^2) + eps),
+// computed in the element type (Qwen3's norm upcasts to f32: the same for f32 models).
+struct RmsNormParams {
+  int64_t N, C;
+  float eps = 1e-6f;
+  InputGrad dinp = InputGrad::Accumulate;
+};
+
+// Qwen3's query/key norms on packed qkv[N,(NH + 2 NKV) HS]: every query head and every key head
+// (a row of HS) is RMS-normalised with the weights q_weight[HS] (query heads) or k_weight[HS]
+// (key heads); value heads pass through unchanged. rstd[N, NH + NKV]. Backward may run in place
+// (dinp the same buffer as dout).
+struct QkNormParams {
+  int64_t N, NH, NKV, HS;
+  float eps = 1e-6f;
+  InputGrad dinp = InputGrad::Accumulate;
+  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
+};
+
+// Rotary position embedding in Hugging Face's rotate-half layout, in place on the query and key
+// heads of packed qkv[N,(NH + 2 NKV) HS]: for a head row x and i < HS/2,
+//   (x[i], x[i + HS/2]) <- (x[i] cos[n,i] - x[i + HS/2] sin[n,i], x[i + HS/2] cos[n,i] + x[i] sin[n,i])
+// with the tables of row n's position. Value heads are untouched. Backward rotates the gradient
+// back (the transpose: the same with -sin), in place.
+struct RopeParams {
+  int64_t N, NH, NKV, HS;
+  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
+};
+
+// The rotary tables of N rows: angle = inv_freq[i] * position(n) in the element type (as
+// transformers computes it in float32), cos[n,i] and sin[n,i] of that angle; position(n) =
+// positions[n] when given, else pos_offset + n % T.
+struct RopeTableParams {
+  int64_t N, T, half;  // half = HS / 2
+  int64_t pos_offset = 0;
+};
+
+// SwiGLU (Llama, Qwen3): out[N,M] = silu(gate) * up with inp[N,2M] = gate | up (the fused
+// gate_proj | up_proj rows), silu(x) = x * sigmoid(x).
+struct SwigluParams {
+  int64_t N, M;
   InputGrad dinp = InputGrad::Accumulate;
 };
 

@@ -61,15 +61,6 @@ void ModelConfig::validate() const {
   }
 }
 
-std::vector<std::string> ModelConfig::unsupported() const {
-  std::vector<std::string> missing;
-  if (norm == NormKind::RMSNorm) missing.push_back("RMSNorm (norm: rmsnorm)");
-  if (mlp == MlpKind::SwiGLU) missing.push_back("the SwiGLU MLP (mlp: swiglu)");
-  if (positions == PositionKind::Rotary) missing.push_back("rotary positions (positions: rotary)");
-  if (qk_norm) missing.push_back("query/key norms (qk_norm: true)");
-  return missing;
-}
-
 bool preset_config(const std::string& name, ModelConfig& config) {
   struct Row {
     const char* name;

@@ -5,7 +5,8 @@
 // the head type (language model, or N classes read at pooled positions). GPT-2's four presets are
 // instances. Derived sizes (head size = width / heads, MLP width = 4 x width, key/value heads =
 // query heads) are stored as 0 and read through the accessors, so overriding the width of a preset
-// keeps them consistent; resolved() fills them in.
+// keeps them consistent; resolved() fills them in. Every combination runs: LayerNorm or RMSNorm,
+// GELU or SwiGLU, learned or rotary positions, grouped-query heads, per-head query/key norms.
 #pragma once
 
 #include <cstdint>
@@ -68,8 +69,6 @@ struct ModelConfig {
   ModelConfig resolved() const;
   // Throws gptrain::Error naming the offending field when the values cannot form a model.
   void validate() const;
-  // What of this description the kernels do not compute yet (empty when the model can be built).
-  std::vector<std::string> unsupported() const;
   // Equal as models (derived sizes compared resolved).
   bool same_model(const ModelConfig& other) const;
 };

@@ -54,19 +54,52 @@ Norm Norm::add(ParameterSet& P, const std::string& name, const ModelConfig& c, i
 }
 
 void Norm::forward(const ParameterSet& P, const NormActs& a, const Tensor& x) const {
-  GPTRAIN_CHECK(kind == NormKind::LayerNorm, "RMSNorm has no kernel in this build");
-  ops::layernorm_forward(a.out, a.mean, a.rstd, x, value(P, weight), value(P, bias), eps);
+  if (kind == NormKind::RMSNorm)
+    ops::rmsnorm_forward(a.out, a.rstd, x, value(P, weight), eps);
+  else
+    ops::layernorm_forward(a.out, a.mean, a.rstd, x, value(P, weight), value(P, bias), eps);
 }
 
 void Norm::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, const NormActs& a,
                     InputGrad mode) const {
-  GPTRAIN_CHECK(kind == NormKind::LayerNorm, "RMSNorm has no kernel in this build");
-  ops::layernorm_backward(dx, grad(P, weight), grad(P, bias), dy, x, value(P, weight), a.mean, a.rstd, mode);
+  if (kind == NormKind::RMSNorm)
+    ops::rmsnorm_backward(dx, grad(P, weight), dy, x, value(P, weight), a.rstd, mode);
+  else
+    ops::layernorm_backward(dx, grad(P, weight), grad(P, bias), dy, x, value(P, weight), a.mean, a.rstd, mode);
+}
+
+Attention Attention::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer) {
+  Attention a;
+  a.qkv = Linear::add(P, name + ".qkv", c.emb_dim, c.qkv_width(), c.qkv_bias, layer);
+  a.shape = ops::AttentionShape{c.n_heads, c.kv_heads(), c.head_size()};
+  if (c.qk_norm) {
+    a.q_norm = P.add(name + ".q_norm.weight", {c.head_size()}, ParamKind::Norm, layer);
+    a.k_norm = P.add(name + ".k_norm.weight", {c.head_size()}, ParamKind::Norm, layer);
+    a.qk_norm_eps = c.norm_eps;
+  }
+  a.proj = Linear::add(P, name + ".proj", c.q_width(), c.emb_dim, c.out_bias, layer);
+  a.rope = c.positions == PositionKind::Rotary;
+  return a;
+}
+
+Mlp Mlp::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer) {
+  Mlp m;
+  m.kind = c.mlp;
+  const int64_t M = c.mlp_width();
+  m.fc = Linear::add(P, name + ".fc", c.emb_dim, c.mlp == MlpKind::SwiGLU ? 2 * M : M, c.mlp_bias, layer);
+  m.proj = Linear::add(P, name + ".proj", M, c.emb_dim, c.mlp_bias, layer);
+  return m;
 }
 
 void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
                         int64_t layer) const {
-  qkv.forward(P, a.qkv, x, pass);
+  if (q_norm >= 0) {  // Qwen3: per-head norms after the projection, before the rotation
+    qkv.forward(P, a.qkv_raw, x, pass);
+    ops::qk_norm_forward(a.qkv, a.qk_rstd, a.qkv_raw, value(P, q_norm), value(P, k_norm), shape, qk_norm_eps);
+  } else {
+    qkv.forward(P, a.qkv, x, pass);
+  }
+  if (rope) ops::rope_forward(a.qkv, pass.rope_cos, pass.rope_sin, shape);
   if (pass.kind == Pass::Kind::Decode) {
     std::vector<ops::DecodeSequence> seqs;
     seqs.reserve(pass.decode.size());
@@ -84,20 +117,31 @@ void Attention::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj,
   proj.backward(P, g.dy, dproj, a.y, InputGrad::Write);
   ops::attention_backward(g.dqkv, g.dy, a.qkv, a.stats, shape, pass.dropout_p, pass.site_seed(layer, 0),
                           InputGrad::Write);
+  if (rope) ops::rope_backward(g.dqkv, pass.rope_cos, pass.rope_sin, shape);  // in place
+  if (q_norm >= 0)  // in place: d(qkv_raw) replaces d(qkv)
+    ops::qk_norm_backward(g.dqkv, grad(P, q_norm), grad(P, k_norm), g.dqkv, a.qkv_raw, value(P, q_norm),
+                          value(P, k_norm), a.qk_rstd, shape, InputGrad::Write);
   qkv.backward(P, dx, g.dqkv, x, InputGrad::Write);
 }
 
 void Mlp::forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, const Pass& pass) const {
-  GPTRAIN_CHECK(kind == MlpKind::GeluTanh, "the SwiGLU MLP has no kernel in this build");
   fc.forward(P, a.hidden, x, pass);
-  ops::gelu_forward(a.act, a.hidden);
+  if (kind == MlpKind::SwiGLU)
+    ops::swiglu_forward(a.act, a.hidden);
+  else
+    ops::gelu_forward(a.act, a.hidden);
   proj.forward(P, a.proj, a.act, pass);
 }
 
 void Mlp::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const MlpActs& a,
                    const BlockGrads& g) const {
-  proj.backward(P, g.dhidden, dproj, a.act, InputGrad::Write);
-  ops::gelu_backward(g.dhidden, a.hidden, g.dhidden, InputGrad::Write);  // in place
+  if (kind == MlpKind::SwiGLU) {
+    proj.backward(P, g.dact, dproj, a.act, InputGrad::Write);
+    ops::swiglu_backward(g.dhidden, a.hidden, g.dact, InputGrad::Write);
+  } else {
+    proj.backward(P, g.dhidden, dproj, a.act, InputGrad::Write);
+    ops::gelu_backward(g.dhidden, a.hidden, g.dhidden, InputGrad::Write);  // in place
+  }
   fc.backward(P, dx, g.dhidden, x, InputGrad::Write);
 }
 

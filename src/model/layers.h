@@ -43,6 +43,7 @@ struct Pass {
   uint64_t dropout_seed = 0;   // every dropout mask of the pass derives from this
   bool batch_invariant = false;  // decode rows: each row's result independent of the others
   std::span<const DecodeSlot> decode;  // Kind::Decode: the sequences, in row order
+  Tensor rope_cos, rope_sin;           // rotary tables of the pass's rows [N, head_dim / 2] (rotary models)
 
   // The seed of dropout site `site` of `layer` (-1: the embeddings).
   uint64_t site_seed(int64_t layer, int site) const;
@@ -72,7 +73,7 @@ struct Linear {
 };
 
 struct NormActs {
-  Tensor out, mean, rstd;
+  Tensor out, mean, rstd;  // mean: LayerNorm only
 };
 
 struct Norm {
@@ -88,7 +89,9 @@ struct Norm {
 };
 
 struct AttentionActs {
-  Tensor qkv;    // [B,T,(NH + 2 NKV) HS]
+  Tensor qkv_raw;  // [B,T,(NH + 2 NKV) HS] the projection before the query/key norms (with them only)
+  Tensor qk_rstd;  // [B,T,NH + NKV] their statistics
+  Tensor qkv;    // [B,T,(NH + 2 NKV) HS] what attention reads: normed and rotated
   Tensor stats;  // [B,NH,T,2] (batch passes)
   Tensor y;      // [B,T,NH*HS], the heads' outputs before the output projection
   Tensor proj;   // [B,T,C]
@@ -100,12 +103,18 @@ struct BlockGrads {
   Tensor dnorm;    // [N,C] the gradient of a norm's output
   Tensor dy;       // [N,NH*HS]
   Tensor dqkv;     // [N,(NH + 2 NKV) HS]
-  Tensor dhidden;  // [N,mlp width], in place through the activation
+  Tensor dhidden;  // [N,mlp hidden]: GELU's in place through the activation; SwiGLU's gate | up
+  Tensor dact;     // [N,mlp width] SwiGLU's activation gradient
 };
 
 struct Attention {
   Linear qkv, proj;
   ops::AttentionShape shape{};
+  int q_norm = -1, k_norm = -1;  // Qwen3's per-head RMSNorm weights [head_dim]
+  float qk_norm_eps = 1e-6f;
+  bool rope = false;              // rotary positions on the query and key heads
+
+  static Attention add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer);
 
   // acts.proj = proj(attention(qkv(x))); dropout on the probabilities while training.
   void forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
@@ -116,14 +125,16 @@ struct Attention {
 };
 
 struct MlpActs {
-  Tensor hidden;  // [N, mlp width] before the activation
+  Tensor hidden;  // [N, mlp width] before the activation (SwiGLU: [N, 2 x width], gate | up)
   Tensor act;     // [N, mlp width] after it
   Tensor proj;    // [N, C]
 };
 
 struct Mlp {
   MlpKind kind = MlpKind::GeluTanh;
-  Linear fc, proj;
+  Linear fc, proj;  // SwiGLU: fc is the fused gate | up projection
+
+  static Mlp add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer);
 
   void forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, const Pass& pass) const;
   // dx (written) from d(acts.proj).

@@ -59,13 +59,9 @@ Layout make_layout(const ModelConfig& c, ParameterSet& P) {
     const std::string b = "blocks." + std::to_string(l) + ".";
     Layout::BlockUnits u;
     u.ln1 = Norm::add(P, b + "ln1", c, l);
-    u.attn.qkv = Linear::add(P, b + "attn.qkv", C, c.qkv_width(), c.qkv_bias, l);
-    u.attn.proj = Linear::add(P, b + "attn.proj", c.q_width(), C, c.out_bias, l);
-    u.attn.shape = ops::AttentionShape{c.n_heads, c.kv_heads(), c.head_size()};
+    u.attn = Attention::add(P, b + "attn", c, l);
     u.ln2 = Norm::add(P, b + "ln2", c, l);
-    u.mlp.kind = c.mlp;
-    u.mlp.fc = Linear::add(P, b + "mlp.fc", C, c.mlp_width(), c.mlp_bias, l);
-    u.mlp.proj = Linear::add(P, b + "mlp.proj", c.mlp_width(), C, c.mlp_bias, l);
+    u.mlp = Mlp::add(P, b + "mlp", c, l);
     L.blocks.push_back(u);
   }
   L.ln_f = Norm::add(P, "ln_f", c, top);
@@ -81,14 +77,33 @@ Layout make_layout(const ModelConfig& c, ParameterSet& P) {
   return L;
 }
 
-void require_buildable(const ModelConfig& c) {
-  const std::vector<std::string> missing = c.unsupported();
-  if (missing.empty()) return;
-  std::string list;
-  for (const std::string& m : missing) list += (list.empty() ? "" : ", ") + m;
-  fail("config: the model uses {}, which gptrain's kernels do not compute yet (they arrive with Llama and Qwen "
-       "support); GPT-2-style models (LayerNorm, GELU MLP, learned positions) run today",
-       list);
+// Rotary inverse frequencies as transformers computes them in float32
+// (modeling_rope_utils: default, and llama3's wavelength-dependent rescaling), or exactly in double
+// for a double model.
+template <class F>
+std::vector<F> rope_inv_freq(const ModelConfig& c) {
+  const int64_t dim = c.head_size();
+  const RopeConfig& r = c.rope;
+  std::vector<F> inv(static_cast<size_t>(dim / 2));
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const F e = static_cast<F>(2 * i) / static_cast<F>(dim);
+    inv[static_cast<size_t>(i)] = F(1) / std::pow(static_cast<F>(r.theta), e);
+  }
+  if (r.scaling == "llama3") {
+    const F factor = static_cast<F>(r.factor), low = static_cast<F>(r.low_freq_factor),
+            high = static_cast<F>(r.high_freq_factor), old = static_cast<F>(r.original_context);
+    const F low_wavelen = old / low, high_wavelen = old / high;
+    for (F& f : inv) {
+      const F wavelen = static_cast<F>(2 * M_PI) / f;
+      F scaled = wavelen > low_wavelen ? f / factor : f;
+      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+        const F smooth = (old / wavelen - low) / (high - low);
+        scaled = (F(1) - smooth) * scaled / factor + smooth * scaled;
+      }
+      f = scaled;
+    }
+  }
+  return inv;
 }
 
 }  // namespace
@@ -112,7 +127,6 @@ ParameterCounts count_parameters(const ModelConfig& config) {
 Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init_seed, DType dtype)
     : config_(config) {
   config_.validate();
-  require_buildable(config_);
   GPTRAIN_CHECK(dtype == DType::F32 || dtype == DType::F64, "a model computes in f32 or f64, not {}", dtype_name(dtype));
   Layout L = make_layout(config_, params_);
   embedding_ = L.embedding;
@@ -125,6 +139,9 @@ Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init
   params_.allocate(dtype);
   if (init_seed) init(*init_seed);
   params_.allocate_grads();
+  if (config_.positions == PositionKind::Rotary)
+    rope_inv_freq_ = dtype == DType::F64 ? Tensor::from_doubles({config_.head_size() / 2}, rope_inv_freq<double>(config_))
+                                         : Tensor::from_vector({config_.head_size() / 2}, rope_inv_freq<float>(config_));
 }
 
 namespace {
@@ -219,20 +236,30 @@ void Transformer::block_backward(const Block& b, const BlockActs& a, const Tenso
 
 namespace {
 
+void plan_norm(const ModelConfig& c, DType t, Arena& arena, NormActs& a, int64_t B, int64_t T) {
+  a.out = arena.alloc({B, T, c.emb_dim}, t);
+  a.mean = c.norm == NormKind::LayerNorm ? arena.alloc({B * T}, t) : Tensor();
+  a.rstd = arena.alloc({B * T}, t);
+}
+
+int64_t mlp_hidden(const ModelConfig& c) { return c.mlp == MlpKind::SwiGLU ? 2 * c.mlp_width() : c.mlp_width(); }
+
 void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64_t B, int64_t T, bool stats) {
-  const int64_t C = c.emb_dim, BT = B * T;
-  a.ln1.out = arena.alloc({B, T, C}, t);
-  a.ln1.mean = arena.alloc({BT}, t);
-  a.ln1.rstd = arena.alloc({BT}, t);
+  const int64_t C = c.emb_dim;
+  plan_norm(c, t, arena, a.ln1, B, T);
+  if (c.qk_norm) {
+    a.attn.qkv_raw = arena.alloc({B, T, c.qkv_width()}, t);
+    a.attn.qk_rstd = arena.alloc({B, T, c.n_heads + c.kv_heads()}, t);
+  } else {
+    a.attn.qkv_raw = a.attn.qk_rstd = Tensor();
+  }
   a.attn.qkv = arena.alloc({B, T, c.qkv_width()}, t);
   a.attn.stats = stats ? arena.alloc({B, c.n_heads, T, 2}, t) : Tensor();
   a.attn.y = arena.alloc({B, T, c.q_width()}, t);
   a.attn.proj = arena.alloc({B, T, C}, t);
   a.res2 = arena.alloc({B, T, C}, t);
-  a.ln2.out = arena.alloc({B, T, C}, t);
-  a.ln2.mean = arena.alloc({BT}, t);
-  a.ln2.rstd = arena.alloc({BT}, t);
-  a.mlp.hidden = arena.alloc({B, T, c.mlp_width()}, t);
+  plan_norm(c, t, arena, a.ln2, B, T);
+  a.mlp.hidden = arena.alloc({B, T, mlp_hidden(c)}, t);
   a.mlp.act = arena.alloc({B, T, c.mlp_width()}, t);
   a.mlp.proj = arena.alloc({B, T, C}, t);
   a.res3 = arena.alloc({B, T, C}, t);
@@ -250,9 +277,13 @@ void plan_batch(const ModelConfig& c, DType t, BatchWorkspace& ws, Arena& arena,
   // Evaluation: every block reuses block 0's buffers, except the residual stream, which alternates
   // between res3 of block 0 and encoded (each block reads its input before writing its output).
   for (int64_t l = stored; l < c.n_layers; ++l) ws.blocks[static_cast<size_t>(l)] = ws.blocks[0];
-  ws.lnf.out = arena.alloc({B, T, C}, t);
-  ws.lnf.mean = arena.alloc({BT}, t);
-  ws.lnf.rstd = arena.alloc({BT}, t);
+  plan_norm(c, t, arena, ws.lnf, B, T);
+  if (c.positions == PositionKind::Rotary) {
+    ws.rope_cos = arena.alloc({BT, c.head_size() / 2}, t);
+    ws.rope_sin = arena.alloc({BT, c.head_size() / 2}, t);
+  } else {
+    ws.rope_cos = ws.rope_sin = Tensor();
+  }
   ws.pooled = arena.alloc({B, C}, t);
   ws.logits = classifier ? arena.alloc({B, c.n_classes}, t) : arena.alloc({B, T, c.vocab_size}, t);
   ws.losses = arena.alloc({classifier ? B : BT}, t);
@@ -265,7 +296,8 @@ void plan_batch(const ModelConfig& c, DType t, BatchWorkspace& ws, Arena& arena,
     ws.grads.dnorm = arena.alloc({B, T, C}, t);
     ws.grads.dy = arena.alloc({B, T, c.q_width()}, t);
     ws.grads.dqkv = arena.alloc({B, T, c.qkv_width()}, t);
-    ws.grads.dhidden = arena.alloc({B, T, c.mlp_width()}, t);
+    ws.grads.dhidden = arena.alloc({B, T, mlp_hidden(c)}, t);
+    ws.grads.dact = c.mlp == MlpKind::SwiGLU ? arena.alloc({B, T, c.mlp_width()}, t) : Tensor();
   } else {
     ws.dresidual = ws.dlnf = ws.dpooled = Tensor();
     ws.grads = BlockGrads{};
@@ -302,7 +334,12 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   ws.options = options;
   ws.have_loss = false;
   std::copy(tokens.begin(), tokens.end(), ws.tokens.data<int32_t>());
-  const Pass pass = pass_for(options);
+  Pass pass = pass_for(options);
+  if (rope_inv_freq_.defined()) {  // positions 0..T-1 in every sequence
+    ops::rope_table(ws.rope_cos, ws.rope_sin, rope_inv_freq_, Tensor(), T);
+    pass.rope_cos = ws.rope_cos;
+    pass.rope_sin = ws.rope_sin;
+  }
 
   embedding_.forward(params_, ws.encoded, ws.tokens, Tensor());
   ops::dropout_forward(ws.encoded, ws.encoded, pass.dropout_p, pass.site_seed(-1, 0));
@@ -349,7 +386,9 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   if (!ws.have_loss) fail("backward() needs a preceding forward_loss()");
   if (!ws.training) fail("backward() needs a forward pass with training=true (activations were not kept)");
   if (!params_.flat_grads().defined()) return;  // nothing trainable
-  const Pass pass = pass_for(ws.options);
+  Pass pass = pass_for(ws.options);
+  pass.rope_cos = ws.rope_cos;  // the forward's tables
+  pass.rope_sin = ws.rope_sin;
   const int64_t L = config_.n_layers;
   // The lowest layer that needs a gradient: -1 embeddings, 0..L-1 blocks, L final norm and head
   // (a tied head is the embedding's weight, so its gradient is wanted at -1 too).
@@ -417,9 +456,13 @@ void plan_decode(const ModelConfig& c, DType t, DecodeWorkspace& ws, Arena& aren
   ws.x = arena.alloc({1, rows, c.emb_dim}, t);
   plan_block(c, t, arena, ws.block, 1, rows, /*stats=*/false);
   ws.y = ws.block.res3;
-  ws.lnf.out = arena.alloc({1, rows, c.emb_dim}, t);
-  ws.lnf.mean = arena.alloc({rows}, t);
-  ws.lnf.rstd = arena.alloc({rows}, t);
+  plan_norm(c, t, arena, ws.lnf, 1, rows);
+  if (c.positions == PositionKind::Rotary) {
+    ws.rope_cos = arena.alloc({rows, c.head_size() / 2}, t);
+    ws.rope_sin = arena.alloc({rows, c.head_size() / 2}, t);
+  } else {
+    ws.rope_cos = ws.rope_sin = Tensor();
+  }
   ws.pooled = arena.alloc({seqs, c.emb_dim}, t);
   ws.logits = arena.alloc({seqs, c.head == HeadType::Classifier ? c.n_classes : c.vocab_size}, t);
 }
@@ -462,6 +505,11 @@ const Tensor& Transformer::decode(DecodeWorkspace& ws, DecodeBatch& batch) const
   pass.kind = Pass::Kind::Decode;
   pass.batch_invariant = batch.batch_invariant;
   pass.decode = batch.slots;
+  if (rope_inv_freq_.defined()) {
+    ops::rope_table(ws.rope_cos, ws.rope_sin, rope_inv_freq_, ws.positions, 1);
+    pass.rope_cos = ws.rope_cos;
+    pass.rope_sin = ws.rope_sin;
+  }
 
   embedding_.forward(params_, ws.x, ws.tokens, ws.positions);
   Tensor in = ws.x, out = ws.y;

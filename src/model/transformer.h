@@ -50,6 +50,7 @@ struct BatchWorkspace {
   Tensor encoded;          // the embeddings (and, in evaluation, one side of the residual ping-pong)
   std::vector<BlockActs> blocks;
   NormActs lnf;
+  Tensor rope_cos, rope_sin;  // rotary tables of the batch's rows
   Tensor pooled, logits, losses, lse, output;
   BlockGrads grads;
   Tensor dresidual, dlnf, dpooled;
@@ -75,6 +76,7 @@ struct DecodeWorkspace {
   Tensor x, y;                          // the residual stream, ping-pong between layers
   BlockActs block;
   NormActs lnf;
+  Tensor rope_cos, rope_sin;
   Tensor pooled, logits;
 };
 
@@ -167,6 +169,7 @@ class Transformer {
   std::vector<Block> blocks_;
   Norm ln_f_;
   Linear head_;
+  Tensor rope_inv_freq_;  // [head_dim / 2], rotary models
   BatchWorkspace own_;
 };
 

@@ -153,15 +153,20 @@ TEST(Layers, linear) {
 }
 
 TEST(Layers, norm) {
-  for (bool bias : {true, false})
+  for (int kind = 0; kind < 3; ++kind)  // LayerNorm with bias, without, RMSNorm
     for (int64_t C : {1, 7, 67}) {
       const int64_t N = 4;
+      const bool bias = kind == 0, rms = kind == 2;
       ModelConfig c;
       c.emb_dim = C;
       c.norm_bias = bias;
+      if (rms) {
+        c.norm = NormKind::RMSNorm;
+        c.norm_eps = 1e-6f;
+      }
       auto unit = std::make_shared<Norm>();
       UnitCase u;
-      u.name = fmt::format("LayerNorm C {} (bias {})", C, bias);
+      u.name = fmt::format("{} C {} (bias {})", rms ? "RMSNorm" : "LayerNorm", C, bias);
       u.add = [=](ParameterSet& P) { *unit = Norm::add(P, "n", c, 0); };
       V x = randv(N * C, 1, 3.0);
       for (double& v : x) v += 0.5;  // a nonzero mean, as in a residual stream
@@ -169,7 +174,7 @@ TEST(Layers, norm) {
       if (bias) u.inputs.push_back(randv(C, 3));
       u.run = [=](ParameterSet& P, DType t, const Inputs& in, const V* cot, V* dx) {
         const Tensor xt = make({N, C}, in[0], t);
-        NormActs a{Tensor::zeros({N, C}, t), Tensor::zeros({N}, t), Tensor::zeros({N}, t)};
+        NormActs a{Tensor::zeros({N, C}, t), rms ? Tensor() : Tensor::zeros({N}, t), Tensor::zeros({N}, t)};
         unit->forward(P, a, xt);
         if (cot) {
           const Tensor d = garbage_tensor({N, C}, t);
@@ -188,9 +193,9 @@ TEST(Layers, norm) {
         double sq = 0;
         for (int64_t r = 0; r < N; ++r) {
           double m = 0, var = 0;
-          for (int64_t k = 0; k < C; ++k) m += x[r * C + k] / C;
+          for (int64_t k = 0; k < C; ++k) m += rms ? 0 : x[r * C + k] / C;
           for (int64_t k = 0; k < C; ++k) var += (x[r * C + k] - m) * (x[r * C + k] - m) / C;
-          const double rstd = 1 / std::sqrt(var + 1e-5);
+          const double rstd = 1 / std::sqrt(var + c.norm_eps);
           for (int64_t k = 0; k < C; ++k) sq += std::pow(3 * rstd * u.inputs[1][k] * cot[r * C + k], 2);
         }
         return std::sqrt(sq);
@@ -230,35 +235,68 @@ struct AttentionCase {
   int64_t B, T, C, NH, NKV, HS;
   bool qkv_bias, out_bias;
   float dropout;
+  bool rope = false, qk_norm = false;
 };
 
 TEST(Layers, attention) {
   for (const AttentionCase& a : {AttentionCase{1, 1, 4, 1, 1, 4, true, true, 0.0f},
                                  AttentionCase{2, 5, 12, 3, 3, 4, false, true, 0.0f},
                                  AttentionCase{1, 7, 10, 4, 2, 3, true, false, 0.25f},    // GQA, HS != C / NH
-                                 AttentionCase{2, 6, 9, 3, 1, 5, false, false, 0.1f}}) {  // one kv head
+                                 AttentionCase{2, 6, 9, 3, 1, 5, false, false, 0.1f},     // one kv head
+                                 AttentionCase{2, 5, 12, 4, 2, 4, false, false, 0.0f, true},      // Llama: rope
+                                 AttentionCase{1, 7, 10, 4, 2, 6, true, false, 0.2f, true, true},  // Qwen3
+                                 AttentionCase{2, 3, 6, 2, 2, 4, false, true, 0.0f, false, true}}) {
     auto unit = std::make_shared<Attention>();
     UnitCase u;
-    u.name = fmt::format("Attention B {} T {} C {} heads {}/{} of {} dropout {}", a.B, a.T, a.C, a.NH, a.NKV, a.HS,
-                         a.dropout);
+    u.name = fmt::format("Attention B {} T {} C {} heads {}/{} of {} dropout {} rope {} qk_norm {}", a.B, a.T, a.C,
+                         a.NH, a.NKV, a.HS, a.dropout, a.rope, a.qk_norm);
     const int64_t W = (a.NH + 2 * a.NKV) * a.HS, Q = a.NH * a.HS, N = a.B * a.T;
-    u.add = [=](ParameterSet& P) {
-      unit->qkv = Linear::add(P, "qkv", a.C, W, a.qkv_bias, 0);
-      unit->proj = Linear::add(P, "proj", Q, a.C, a.out_bias, 0);
-      unit->shape = ops::AttentionShape{a.NH, a.NKV, a.HS};
-    };
+    ModelConfig c;
+    c.emb_dim = a.C;
+    c.n_heads = a.NH;
+    c.n_kv_heads = a.NKV;
+    c.head_dim = a.HS;
+    c.qkv_bias = a.qkv_bias;
+    c.out_bias = a.out_bias;
+    c.qk_norm = a.qk_norm;
+    c.norm_eps = 1e-6f;
+    c.positions = a.rope ? PositionKind::Rotary : PositionKind::Learned;
+    u.add = [=](ParameterSet& P) { *unit = Attention::add(P, "attn", c, 0); };
     u.inputs = {randv(N * a.C, 1), randv(W * a.C, 2, 0.7)};
     if (a.qkv_bias) u.inputs.push_back(randv(W, 3, 0.3));
+    if (a.qk_norm) {
+      u.inputs.push_back(randv(a.HS, 6, 1.0));
+      u.inputs.push_back(randv(a.HS, 7, 1.0));
+    }
     u.inputs.push_back(randv(a.C * Q, 4, 0.5));
     if (a.out_bias) u.inputs.push_back(randv(a.C, 5, 0.3));
+    // rotary tables of positions 0..T-1 in every sequence (theta 100: angles of several radians)
+    V cos_v(static_cast<size_t>(N * a.HS / 2)), sin_v(cos_v.size());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < a.HS / 2; ++i) {
+        const double angle = static_cast<double>(n % a.T) * std::pow(100.0, -2.0 * i / a.HS);
+        cos_v[n * a.HS / 2 + i] = static_cast<float>(std::cos(angle));
+        sin_v[n * a.HS / 2 + i] = static_cast<float>(std::sin(angle));
+      }
     u.run = [=](ParameterSet& P, DType t, const Inputs& x, const V* cot, V* dx) {
       const Tensor in = make({a.B, a.T, a.C}, x[0], t);
-      AttentionActs acts{Tensor::zeros({a.B, a.T, W}, t), Tensor::zeros({a.B, a.NH, a.T, 2}, t),
-                         Tensor::zeros({a.B, a.T, Q}, t), Tensor::zeros({a.B, a.T, a.C}, t)};
+      AttentionActs acts;
+      if (a.qk_norm) {
+        acts.qkv_raw = Tensor::zeros({a.B, a.T, W}, t);
+        acts.qk_rstd = Tensor::zeros({a.B, a.T, a.NH + a.NKV}, t);
+      }
+      acts.qkv = Tensor::zeros({a.B, a.T, W}, t);
+      acts.stats = Tensor::zeros({a.B, a.NH, a.T, 2}, t);
+      acts.y = Tensor::zeros({a.B, a.T, Q}, t);
+      acts.proj = Tensor::zeros({a.B, a.T, a.C}, t);
       Pass pass;
       pass.kind = Pass::Kind::Train;
       pass.dropout_p = a.dropout;
       pass.dropout_seed = 31;
+      if (a.rope) {
+        pass.rope_cos = make({N, a.HS / 2}, cos_v, t);
+        pass.rope_sin = make({N, a.HS / 2}, sin_v, t);
+      }
       unit->forward(P, acts, in, pass, 0);
       if (cot) {
         BlockGrads g;
@@ -270,34 +308,40 @@ TEST(Layers, attention) {
       }
       return acts.proj.to_doubles();
     };
-    u.stages = 4;
+    // the query/key norms add their two stages (sum of squares, normalisation) before q.k
+    u.stages = a.qk_norm ? 6 : 4;
     u.approx = 1;
-    u.K = std::max({a.C, a.T, Q, N, a.HS}) + 2;
+    u.K = std::max({a.C, a.T, Q, N, a.HS}) + 2 + (a.rope ? 3 : 0);
     check_unit(u);
   }
 }
 
 TEST(Layers, mlp) {
-  struct Case { int64_t N, C, M; bool bias; };
-  for (const Case& m : {Case{1, 1, 4, true}, Case{3, 9, 36, true}, Case{4, 10, 23, false}}) {
+  struct Case { int64_t N, C, M; bool bias, swiglu; };
+  for (const Case& m : {Case{1, 1, 4, true, false}, Case{3, 9, 36, true, false}, Case{4, 10, 23, false, false},
+                        Case{1, 3, 2, false, true}, Case{3, 9, 21, false, true}, Case{2, 8, 16, true, true}}) {
     auto unit = std::make_shared<Mlp>();
     UnitCase u;
-    u.name = fmt::format("MLP N {} C {} width {} (bias {})", m.N, m.C, m.M, m.bias);
-    u.add = [=](ParameterSet& P) {
-      unit->fc = Linear::add(P, "fc", m.C, m.M, m.bias, 0);
-      unit->proj = Linear::add(P, "proj", m.M, m.C, m.bias, 0);
-    };
-    u.inputs = {randv(m.N * m.C, 1, 1.5), randv(m.M * m.C, 2)};
-    if (m.bias) u.inputs.push_back(randv(m.M, 3, 0.5));
+    u.name = fmt::format("MLP N {} C {} width {} (bias {}, {})", m.N, m.C, m.M, m.bias, m.swiglu ? "SwiGLU" : "GELU");
+    ModelConfig c;
+    c.emb_dim = m.C;
+    c.mlp_dim = m.M;
+    c.mlp_bias = m.bias;
+    c.mlp = m.swiglu ? MlpKind::SwiGLU : MlpKind::GeluTanh;
+    const int64_t H = m.swiglu ? 2 * m.M : m.M;  // the fc output: SwiGLU's gate | up
+    u.add = [=](ParameterSet& P) { *unit = Mlp::add(P, "mlp", c, 0); };
+    u.inputs = {randv(m.N * m.C, 1, 1.5), randv(H * m.C, 2)};
+    if (m.bias) u.inputs.push_back(randv(H, 3, 0.5));
     u.inputs.push_back(randv(m.C * m.M, 4, 0.5));
     if (m.bias) u.inputs.push_back(randv(m.C, 5, 0.5));
     u.run = [=](ParameterSet& P, DType t, const Inputs& x, const V* cot, V* dx) {
       const Tensor in = make({m.N, m.C}, x[0], t);
-      MlpActs acts{Tensor::zeros({m.N, m.M}, t), Tensor::zeros({m.N, m.M}, t), Tensor::zeros({m.N, m.C}, t)};
+      MlpActs acts{Tensor::zeros({m.N, H}, t), Tensor::zeros({m.N, m.M}, t), Tensor::zeros({m.N, m.C}, t)};
       unit->forward(P, acts, in, Pass{});
       if (cot) {
         BlockGrads g;
-        g.dhidden = Tensor::zeros({m.N, m.M}, t);
+        g.dhidden = Tensor::zeros({m.N, H}, t);
+        if (m.swiglu) g.dact = Tensor::zeros({m.N, m.M}, t);
         const Tensor d = garbage_tensor({m.N, m.C}, t);
         unit->backward(P, d, make({m.N, m.C}, *cot, t), in, acts, g);
         *dx = d.to_doubles();
@@ -345,6 +389,30 @@ std::vector<ModelCase> model_cases() {
   c.n_classes = 3;
   c.pooling = Pooling::Mean;
   cases.push_back({"classifier, mean pooling", c});
+  ModelConfig llama = base;  // Llama 3: RMSNorm, SwiGLU, rotary with llama3 scaling, GQA, tied
+  llama.family = "llama";
+  llama.n_heads = 4;
+  llama.n_kv_heads = 2;
+  llama.mlp_dim = 12;
+  llama.norm = NormKind::RMSNorm;
+  llama.norm_bias = llama.qkv_bias = llama.out_bias = llama.mlp_bias = false;
+  llama.mlp = MlpKind::SwiGLU;
+  llama.positions = PositionKind::Rotary;
+  llama.rope = RopeConfig{500000.0, "llama3", 32.0, 1.0, 4.0, 4};
+  llama.tie_weights = true;
+  cases.push_back({"llama", llama});
+  ModelConfig qwen = llama;  // Qwen3: query/key norms, head size != width / heads, no rope scaling
+  qwen.family = "qwen3";
+  qwen.head_dim = 6;
+  qwen.qk_norm = true;
+  qwen.norm_eps = 1e-6f;
+  qwen.rope = RopeConfig{1000000.0, "", 1.0, 1.0, 4.0, 0};
+  qwen.tie_weights = false;
+  cases.push_back({"qwen3", qwen});
+  ModelConfig qwen_cls = qwen;
+  qwen_cls.head = HeadType::Classifier;
+  qwen_cls.n_classes = 3;
+  cases.push_back({"qwen3 classifier", qwen_cls});
   return cases;
 }
 
@@ -403,8 +471,11 @@ TEST(Transformer, float_model_on_the_cpu_equals_the_double_model) {
     const ModelConfig& c = mc.config;
     const int64_t K = std::max<int64_t>({c.mlp_width(), c.qkv_width(), T, B * T, c.vocab_size}) + 2;
     const double D = 6.0 * c.n_layers + 3;
-    // exp in every softmax, tanh in every GELU, exp in the loss: 2L + 1 approximated stages
-    const double eps = gamma(K) * D + 4e-7 * (2.0 * c.n_layers + 1);
+    // exp in every softmax, tanh in every GELU (exp in SwiGLU), exp in the loss: 2L + 1
+    // approximated stages; a model with query/key norms has two more stages per layer, rotary
+    // positions three roundings per rotation
+    const double D_all = D + (c.qk_norm ? 2.0 * c.n_layers : 0.0);
+    const double eps = gamma(K + (c.positions == PositionKind::Rotary ? 3 : 0)) * D_all + 4e-7 * (2.0 * c.n_layers + 1);
     expect_close("logits", f.logits().to_doubles(), d.logits().to_doubles(), eps);
     EXPECT_LE(std::fabs(lf - ld), eps * std::fabs(ld));
     f.backward();

@@ -39,6 +39,21 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
 
 void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
 
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const RmsNormParams& p);
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, const RmsNormParams& p);  // dinp may alias dout
+void qk_norm_forward(float* out, float* rstd, const float* inp, const float* q_weight, const float* k_weight,
+                     const QkNormParams& p);
+void qk_norm_backward(float* dinp, float* dq_weight, float* dk_weight, const float* dout, const float* inp,
+                      const float* q_weight, const float* k_weight, const float* rstd,
+                      const QkNormParams& p);  // dinp may alias dout (write mode)
+void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
+                const RopeTableParams& p);
+void rope_forward(float* qkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+void swiglu_forward(float* out, const float* inp, const SwigluParams& p);
+void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p);
+
 void gelu_forward(float* out, const float* inp, const GeluParams& p);
 void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);  // dinp may alias dout
 

@@ -56,6 +56,40 @@ class CpuBackend final : public Backend {
                                 const AttentionDecodeParams& p) const override {
     cpu::attention_decode_forward(f(out), f(qkv), seqs, p);
   }
+  void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight,
+                       const RmsNormParams& p) const override {
+    cpu::rmsnorm_forward(f(out), f(rstd), f(inp), f(weight), p);
+  }
+  void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
+                        const void* rstd, const RmsNormParams& p) const override {
+    cpu::rmsnorm_backward(f(dinp), f(dweight), f(dout), f(inp), f(weight), f(rstd), p);
+  }
+  void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
+                       const QkNormParams& p) const override {
+    cpu::qk_norm_forward(f(out), f(rstd), f(inp), f(q_weight), f(k_weight), p);
+  }
+  void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
+                        const void* q_weight, const void* k_weight, const void* rstd,
+                        const QkNormParams& p) const override {
+    cpu::qk_norm_backward(f(dinp), f(dq_weight), f(dk_weight), f(dout), f(inp), f(q_weight), f(k_weight),
+                          f(rstd), p);
+  }
+  void rope_table(void* cos_out, void* sin_out, const void* inv_freq, const int32_t* positions,
+                  const RopeTableParams& p) const override {
+    cpu::rope_table(f(cos_out), f(sin_out), f(inv_freq), positions, p);
+  }
+  void rope_forward(void* qkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
+    cpu::rope_forward(f(qkv), f(cos_t), f(sin_t), p);
+  }
+  void rope_backward(void* dqkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
+    cpu::rope_backward(f(dqkv), f(cos_t), f(sin_t), p);
+  }
+  void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
+    cpu::swiglu_forward(f(out), f(inp), p);
+  }
+  void swiglu_backward(void* dinp, const void* inp, const void* dout, const SwigluParams& p) const override {
+    cpu::swiglu_backward(f(dinp), f(inp), f(dout), p);
+  }
   void gelu_forward(void* out, const void* inp, const GeluParams& p) const override {
     cpu::gelu_forward(f(out), f(inp), p);
   }

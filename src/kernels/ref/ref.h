@@ -15,3 +15,5 @@
 #include "kernels/ref/adamw.h"
 #include "kernels/ref/pool.h"
 #include "kernels/ref/attention_decode.h"
+#include "kernels/ref/rmsnorm.h"
+#include "kernels/ref/rope.h"

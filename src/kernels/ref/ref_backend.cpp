@@ -58,6 +58,40 @@ class RefBackend final : public Backend {
                                 const AttentionDecodeParams& p) const override {
     ref::attention_decode_forward(d(out), d(qkv), seqs, p);
   }
+  void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight,
+                       const RmsNormParams& p) const override {
+    ref::rmsnorm_forward(d(out), d(rstd), d(inp), d(weight), p);
+  }
+  void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
+                        const void* rstd, const RmsNormParams& p) const override {
+    ref::rmsnorm_backward(d(dinp), d(dweight), d(dout), d(inp), d(weight), d(rstd), p);
+  }
+  void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
+                       const QkNormParams& p) const override {
+    ref::qk_norm_forward(d(out), d(rstd), d(inp), d(q_weight), d(k_weight), p);
+  }
+  void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
+                        const void* q_weight, const void* k_weight, const void* rstd,
+                        const QkNormParams& p) const override {
+    ref::qk_norm_backward(d(dinp), d(dq_weight), d(dk_weight), d(dout), d(inp), d(q_weight), d(k_weight),
+                          d(rstd), p);
+  }
+  void rope_table(void* cos_out, void* sin_out, const void* inv_freq, const int32_t* positions,
+                  const RopeTableParams& p) const override {
+    ref::rope_table(d(cos_out), d(sin_out), d(inv_freq), positions, p);
+  }
+  void rope_forward(void* qkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
+    ref::rope_forward(d(qkv), d(cos_t), d(sin_t), p);
+  }
+  void rope_backward(void* dqkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
+    ref::rope_backward(d(dqkv), d(cos_t), d(sin_t), p);
+  }
+  void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
+    ref::swiglu_forward(d(out), d(inp), p);
+  }
+  void swiglu_backward(void* dinp, const void* inp, const void* dout, const SwigluParams& p) const override {
+    ref::swiglu_backward(d(dinp), d(inp), d(dout), p);
+  }
   void gelu_forward(void* out, const void* inp, const GeluParams& p) const override {
     ref::gelu_forward(d(out), d(inp), p);
   }
