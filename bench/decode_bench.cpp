@@ -11,7 +11,7 @@
 
 #include "generate/engine.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "util/error.h"
 #include "util/rng.h"
 #include "util/timer.h"

@@ -8,7 +8,7 @@
 #include "data/instruction_data.h"
 #include "generate/instruct.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "util/error.h"
 
 namespace gptrain::cli {

@@ -11,7 +11,7 @@
 
 #include "cli/commands.h"
 #include "data/data_dir.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "net/hub.h"
 #include "util/error.h"
 

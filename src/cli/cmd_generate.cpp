@@ -16,7 +16,7 @@
 #include "generate/engine.h"
 #include "generate/text_stream.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "util/error.h"
 #include "util/timer.h"

@@ -8,7 +8,7 @@
 
 #include "cli/commands.h"
 #include "model/config.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "model/transformer.h"
 #include "train/classifier_model.h"
 #include "util/error.h"
@@ -47,8 +47,8 @@ int run_info(const InfoOptions& o) {
   } else {
     if (!preset_config(o.init, config))
       fail("--init '{}' is not a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl)", o.init);
-    config.qkv_bias = o.qkv_bias;
-    config.tie_weights = o.tie_weights;
+    if (o.qkv_bias) config.qkv_bias = true;  // the flags add to a preset; Llama and Qwen3 presets tie their heads
+    if (o.tie_weights) config.tie_weights = true;
     if (o.emb_dim) config.emb_dim = o.emb_dim;
     if (o.n_layers) config.n_layers = o.n_layers;
     if (o.n_heads) config.n_heads = o.n_heads;

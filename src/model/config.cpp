@@ -61,6 +61,46 @@ void ModelConfig::validate() const {
   }
 }
 
+namespace {
+
+// Llama 3.2 and Qwen3 as their Hugging Face config.json describe them (no dropout, tied heads, no
+// biases); the small ones keep the families' parts at a width a 2-core machine can pretrain.
+ModelConfig llama3(int64_t emb, int64_t layers, int64_t heads, int64_t kv, int64_t head_dim, int64_t mlp) {
+  ModelConfig c;
+  c.family = "llama";
+  c.vocab_size = 128256;
+  c.context_length = 131072;
+  c.emb_dim = emb;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.n_kv_heads = kv;
+  c.head_dim = head_dim;
+  c.mlp_dim = mlp;
+  c.norm = NormKind::RMSNorm;
+  c.norm_bias = false;
+  c.norm_eps = 1e-5f;
+  c.mlp = MlpKind::SwiGLU;
+  c.positions = PositionKind::Rotary;
+  c.rope = RopeConfig{500000.0, "llama3", 32.0, 1.0, 4.0, 8192};
+  c.qkv_bias = c.out_bias = c.mlp_bias = false;
+  c.tie_weights = true;
+  c.drop_rate = 0.0f;
+  return c;
+}
+
+ModelConfig qwen3(int64_t emb, int64_t layers, int64_t heads, int64_t kv, int64_t head_dim, int64_t mlp) {
+  ModelConfig c = llama3(emb, layers, heads, kv, head_dim, mlp);
+  c.family = "qwen3";
+  c.vocab_size = 151936;
+  c.context_length = 40960;
+  c.norm_eps = 1e-6f;
+  c.rope = RopeConfig{1000000.0, "", 1.0, 1.0, 4.0, 0};
+  c.qk_norm = true;
+  return c;
+}
+
+}  // namespace
+
 bool preset_config(const std::string& name, ModelConfig& config) {
   struct Row {
     const char* name;
@@ -79,9 +119,19 @@ bool preset_config(const std::string& name, ModelConfig& config) {
       config.n_heads = row.n_heads;
       return true;
     }
-  return false;
+  if (name == "llama-3.2-1b") config = llama3(2048, 16, 32, 8, 64, 8192);
+  else if (name == "llama-3.2-3b") config = llama3(3072, 28, 24, 8, 128, 8192);
+  else if (name == "llama-tiny") config = llama3(256, 4, 4, 2, 64, 768);
+  else if (name == "qwen3-0.6b") config = qwen3(1024, 28, 16, 8, 128, 3072);
+  else if (name == "qwen3-1.7b") config = qwen3(2048, 28, 16, 8, 128, 6144);
+  else if (name == "qwen3-tiny") config = qwen3(256, 4, 4, 2, 64, 768);
+  else return false;
+  return true;
 }
 
-std::vector<std::string> preset_names() { return {"gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"}; }
+std::vector<std::string> preset_names() {
+  return {"gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "llama-3.2-1b", "llama-3.2-3b",
+          "llama-tiny", "qwen3-0.6b",  "qwen3-1.7b",  "qwen3-tiny"};
+}
 
 }  // namespace gptrain

@@ -16,7 +16,7 @@
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "util/error.h"
 
 namespace gptrain {

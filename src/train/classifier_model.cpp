@@ -10,7 +10,7 @@
 #include "data/data_dir.h"
 #include "data/text_file.h"
 #include "io/atomic_file.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "train/checkpoint.h"
 #include "util/error.h"
 
@@ -36,7 +36,7 @@ std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& o, i
     if (o.emb_dim) cfg.emb_dim = o.emb_dim;
     if (o.n_layers) cfg.n_layers = o.n_layers;
     if (o.n_heads) cfg.n_heads = o.n_heads;
-    cfg.qkv_bias = o.qkv_bias;
+    if (o.qkv_bias) cfg.qkv_bias = true;  // the flags add to a preset; Llama and Qwen3 presets tie their heads
   }
   cfg.head = HeadType::Classifier;
   cfg.n_classes = n_classes;

@@ -13,7 +13,7 @@
 #include "data/text_file.h"
 #include "generate/engine.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "train/checkpoint.h"
 #include "train/classifier_model.h"

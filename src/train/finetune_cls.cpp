@@ -15,7 +15,7 @@
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "train/classifier_data.h"
 #include "train/classifier_model.h"

@@ -13,7 +13,7 @@
 #include "generate/instruct.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "train/loop.h"
 #include "train/run_dir.h"

@@ -14,7 +14,7 @@
 #include "generate/engine.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "train/loop.h"
 #include "train/run_dir.h"
@@ -164,8 +164,8 @@ int run_pretrain(const PretrainOptions& o_in) {
     if (o.emb_dim) cfg.emb_dim = o.emb_dim;
     if (o.n_layers) cfg.n_layers = o.n_layers;
     if (o.n_heads) cfg.n_heads = o.n_heads;
-    cfg.qkv_bias = o.qkv_bias;
-    cfg.tie_weights = o.tie_weights;
+    if (o.qkv_bias) cfg.qkv_bias = true;  // the flags add to a preset; Llama and Qwen3 presets tie their heads
+    if (o.tie_weights) cfg.tie_weights = true;
     cfg.drop_rate = static_cast<float>(o.drop_rate);
     model = std::make_unique<Transformer>(cfg, o.seed);
   }

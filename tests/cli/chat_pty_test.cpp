@@ -19,7 +19,7 @@
 #include <string>
 
 #include "model/transformer.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tests/common/temp_dir.h"
 
 namespace gptrain {

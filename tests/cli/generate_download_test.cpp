@@ -16,7 +16,7 @@
 #include <string>
 
 #include "model/transformer.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "net/sha256.h"
 #include "tests/common/temp_dir.h"
 #include "tests/net/http_test_server.h"

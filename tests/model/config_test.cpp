@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "model/config.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "model/transformer.h"
 #include "util/error.h"
 
@@ -26,6 +26,16 @@ TEST(Config, preset_parameter_counts_match_the_book) {
     }
     c.tie_weights = true;
     EXPECT_EQ(count_parameters(c).total, count_parameters(c).without_head);
+  }
+}
+
+// The families' presets have their models' parameter counts (Hugging Face's configs, tied heads).
+TEST(Config, llama_and_qwen3_presets_have_their_models_counts) {
+  for (const auto& [name, total] : std::vector<std::pair<std::string, int64_t>>{
+           {"qwen3-0.6b", 596049920}, {"llama-3.2-1b", 1235814400}, {"llama-3.2-3b", 3212749824}}) {
+    ModelConfig c;
+    ASSERT_TRUE(preset_config(name, c)) << name;
+    EXPECT_EQ(count_parameters(c).total, total) << name;
   }
 }
 
@@ -143,10 +153,12 @@ TEST(Config, config_json_round_trips_every_field) {
     // and a second trip changes nothing more
     EXPECT_EQ(model_config_text(back), model_config_text(parse_model_config_text(model_config_text(back), "x")));
   }
-  // GPT-2 stays plain GPT-2 for transformers; the rest says it is not.
+  // GPT-2, Llama and Qwen3 are written as transformers writes them; the rest says it is none.
   EXPECT_NE(model_config_text(configs[0]).find("\"model_type\": \"gpt2\""), std::string::npos);
   EXPECT_EQ(model_config_text(configs[0]).find("architecture\""), std::string::npos);
-  EXPECT_NE(model_config_text(llama).find("\"model_type\": \"gptrain\""), std::string::npos);
+  EXPECT_NE(model_config_text(llama).find("\"model_type\": \"llama\""), std::string::npos);
+  EXPECT_NE(model_config_text(qwen).find("\"model_type\": \"qwen3\""), std::string::npos);
+  EXPECT_NE(model_config_text(gqa_layernorm).find("\"model_type\": \"gptrain\""), std::string::npos);
 }
 
 TEST(Config, derived_sizes_follow_the_width) {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tests/model/hf_test_util.h"
 #include "util/error.h"
 
@@ -364,6 +364,33 @@ TEST(HfGpt2Export, writes_model_dirs_for_transformers) {
   classifier.head = HeadType::Classifier;
   classifier.n_classes = 2;
   cases.push_back({"tiny_classifier", classifier, 2, 12});
+  // Llama 3 and Qwen3 shapes: grouped-query heads, llama3 rope scaling, Qwen3's query/key norms
+  // and free head size, tied and untied heads.
+  ModelConfig llama = tiny_config();
+  llama.family = "llama";
+  llama.n_heads = 4;
+  llama.n_kv_heads = 2;
+  llama.mlp_dim = 40;
+  llama.norm = NormKind::RMSNorm;
+  llama.norm_bias = llama.qkv_bias = llama.out_bias = llama.mlp_bias = false;
+  llama.mlp = MlpKind::SwiGLU;
+  llama.positions = PositionKind::Rotary;
+  llama.rope = RopeConfig{500000.0, "llama3", 8.0, 1.0, 4.0, 8};
+  llama.drop_rate = 0.0f;
+  cases.push_back({"tiny_llama", llama, 2, 12});
+  ModelConfig qwen = llama;
+  qwen.family = "qwen3";
+  qwen.head_dim = 6;
+  qwen.qk_norm = true;
+  qwen.norm_eps = 1e-6f;
+  qwen.rope = RopeConfig{1000000.0, "", 1.0, 1.0, 4.0, 0};
+  qwen.tie_weights = true;
+  cases.push_back({"tiny_qwen3_tied", qwen, 2, 12});
+  ModelConfig qwen_cls = qwen;
+  qwen_cls.head = HeadType::Classifier;
+  qwen_cls.n_classes = 2;
+  qwen_cls.tie_weights = false;
+  cases.push_back({"tiny_qwen3_classifier", qwen_cls, 2, 12});
   for (const Case& k : cases) {
     Transformer model(k.config);
     // Weights N(0, 0.02) as GPT-2's initialisation; LayerNorm and biases perturbed.

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tests/model/hf_test_util.h"
 #include "util/error.h"
 
@@ -77,7 +77,8 @@ std::vector<BadDir> bad_dirs() {
                   {"config.json: key 'n_embd' (16) must be divisible by 'n_head' (5)"}});
   rows.push_back({"erf_gelu", config([](json& j) { j["activation_function"] = "gelu"; }),
                   {"config.json: key 'activation_function' is \"gelu\""}});
-  rows.push_back({"not_gpt2", config([](json& j) { j["model_type"] = "llama"; }), {"config.json: key 'model_type'"}});
+  rows.push_back({"unknown_model_type", config([](json& j) { j["model_type"] = "mamba"; }),
+                  {"config.json: key 'model_type' is \"mamba\"; gptrain reads \"gpt2\", \"llama\", \"qwen3\""}});
   // n_inner (the MLP width) is read; weights of the 4 x n_embd MLP then do not fit it.
   rows.push_back({"mlp_width_not_the_weights", config([](json& j) { j["n_inner"] = 100; }),
                   {"mlp.c_fc.weight' has shape [16, 64] but [16, 100] was expected"}});

@@ -17,18 +17,19 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import GPT2LMHeadModel, GPT2Model
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_error_model import UNIT_ROUNDOFF, error_k  # noqa: E402
+from hf_error_model import UNIT_ROUNDOFF, error_k_config  # noqa: E402
 
 
 def check_classifier(model_dir: str) -> bool:
-    """A classifier dir: transformers loads its body as GPT2Model; only score.* is left over."""
-    model, info = GPT2Model.from_pretrained(model_dir, output_loading_info=True)
+    """A classifier dir: transformers loads its body (GPT2Model, LlamaModel, Qwen3Model); only
+    score.* is left over."""
+    model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
     leftover = sorted(info["unexpected_keys"])
     ok = not info["missing_keys"] and not info["mismatched_keys"] and leftover == ["score.bias", "score.weight"]
-    print(f"{os.path.basename(model_dir)}: GPT2Model body loaded, left over {leftover}, "
+    print(f"{os.path.basename(model_dir)}: {type(model).__name__} body loaded, left over {leftover}, "
           f"class names {model.config.gptrain.get('class_names')}" + ("" if ok else f"  FAILED: {info}"))
     return ok
 
@@ -36,13 +37,15 @@ def check_classifier(model_dir: str) -> bool:
 def check(model_dir: str) -> bool:
     if "logits" not in load_file(os.path.join(model_dir, "reference.safetensors")):
         return check_classifier(model_dir)
-    model, info = GPT2LMHeadModel.from_pretrained(model_dir, output_loading_info=True)
+    config = AutoConfig.from_pretrained(model_dir)
+    config._attn_implementation = "eager"
+    model, info = AutoModelForCausalLM.from_pretrained(model_dir, config=config, output_loading_info=True)
     model.eval()
     problems = {k: v for k, v in info.items() if v}
     if problems:
         print(f"{model_dir}: transformers did not load cleanly: {problems}")
         return False
-    tied = model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+    tied = model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     if tied != model.config.tie_word_embeddings:
         print(f"{model_dir}: lm_head tied = {tied} but tie_word_embeddings = {model.config.tie_word_embeddings}")
         return False
@@ -53,13 +56,13 @@ def check(model_dir: str) -> bool:
         torch32 = model(tokens).logits.double()
         exact = copy.deepcopy(model).double()(tokens).logits
     c = model.config
-    k = error_k(c.n_embd, c.n_head, c.n_layer, tokens.shape[1])
+    k = error_k_config(c, tokens.shape[1])
     norm = exact.norm().item()
     bound = k * UNIT_ROUNDOFF * norm
     ours_err, torch_err = (ours - exact).norm().item(), (torch32 - exact).norm().item()
     cross = (ours - torch32).norm().item()
     max_abs = (ours - torch32).abs().max().item()
-    print(f"{os.path.basename(model_dir)}: V={c.vocab_size} C={c.n_embd} L={c.n_layer} tied={tied}  "
+    print(f"{os.path.basename(model_dir)}: {c.model_type} V={c.vocab_size} L={c.num_hidden_layers} tied={tied}  "
           f"||gptrain-torch||/||ref|| {cross / norm:.3e}, max abs {max_abs:.3e} "
           f"(max |logit| {torch32.abs().max().item():.3e}); ||gptrain-f64||/||ref|| {ours_err / norm:.3e}, "
           f"||torch-f64||/||ref|| {torch_err / norm:.3e}; bound k*u = {k * UNIT_ROUNDOFF:.3e}")

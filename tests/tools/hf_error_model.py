@@ -27,3 +27,20 @@ def error_k(n_embd: int, n_head: int, n_layer: int, seq_len: int) -> float:
     per_block = (2 * math.sqrt(c) + math.sqrt(c) + math.sqrt(hs) + 2 * math.sqrt(t) + math.sqrt(c)
                  + math.sqrt(c) + math.sqrt(4 * c) + 8)
     return n_layer * per_block + 2 * math.sqrt(c) + 2
+
+
+def error_k_config(config, seq_len: int) -> float:
+    """error_k for any of the families: GPT-2 as above; Llama and Qwen3 with their widths (two
+    RMSNorms, qkv, scores over the head size, softmax and att@v, o_proj over the query width,
+    gate/up over C and down over the MLP width; Qwen3 adds its query/key norms over the head size),
+    8 u per block for exp, the rotation and the residual adds."""
+    if config.model_type == "gpt2":
+        return error_k(config.n_embd, config.n_head, config.n_layer, seq_len)
+    c, t = float(config.hidden_size), float(seq_len)
+    hs = float(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+    q, m = hs * config.num_attention_heads, float(config.intermediate_size)
+    per_block = (2 * math.sqrt(c) + math.sqrt(c) + math.sqrt(hs) + 2 * math.sqrt(t) + math.sqrt(q)
+                 + math.sqrt(c) + math.sqrt(m) + 8)
+    if config.model_type == "qwen3":
+        per_block += 2 * math.sqrt(hs)
+    return config.num_hidden_layers * per_block + 2 * math.sqrt(c) + 2

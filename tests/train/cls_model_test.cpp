@@ -21,7 +21,7 @@
 #include "kernels/ops.h"
 #include "model/config.h"
 #include "model/transformer.h"
-#include "model/hf_gpt2.h"
+#include "model/model_dir.h"
 #include "tests/common/temp_dir.h"
 #include "train/adamw.h"
 #include "train/classifier_model.h"
