@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/prompt_options.h"
 #include "data/instruction_data.h"
 #include "generate/instruct.h"
 #include "kernels/ops.h"
@@ -19,16 +20,19 @@ struct AnswerCommandOptions {
   std::string model, data, out, split = "all", data_dir;
   double train_split = 0.85, test_split = 0.10;
   AnswerOptions answer;
+  PromptOptions prompt;
   int threads = 0;
 };
 
-int run_answer(const AnswerCommandOptions& o) {
+int run_answer(const AnswerCommandOptions& o_in) {
+  AnswerCommandOptions o = o_in;
   ops::set_num_threads(o.threads);
   if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
   const std::unique_ptr<Transformer> model = load_model_dir(o.model);
   if (model->config().head != HeadType::LanguageModel)
     fail("--model {}: a classifier model; answers need a language-model head", o.model);
-  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, o.data_dir);
+  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, model->config().family, o.data_dir);
+  const std::string prompt = apply_prompt_options(o.prompt, o.model, model->config(), o.answer);
   const std::vector<data::InstructionEntry> all = data::load_instruction_file(o.data, /*require_output=*/false);
   std::vector<data::InstructionEntry> entries;
   if (o.split == "all") {
@@ -43,7 +47,9 @@ int run_answer(const AnswerCommandOptions& o) {
              o.answer.sampling.temperature > 0 ? fmt::format("temperature {}", o.answer.sampling.temperature)
                                                : std::string("greedy"),
              o.answer.max_new_tokens, o.answer.batch_size,
-             o.answer.response_header ? "format_input + \"\\n\\n### Response:\\n\"" : "format_input (the book's)");
+             o.answer.chat ? prompt
+             : o.answer.response_header ? "format_input + \"\\n\\n### Response:\\n\""
+                                        : "format_input (the book's)");
   AnswerStats stats;
   const std::vector<std::string> responses = answer_entries(
       *model, tokenizer, entries, o.answer, stats, [](const std::string& line) { fmt::print("  {}\n", line); });
@@ -85,6 +91,7 @@ Command register_answer(CLI::App& app) {
   s->add_flag("--no-response-header", *no_header,
               "Prompt with format_input alone, the book's exact prompt (the model must write \"### Response:\" "
               "itself: only for models trained with --no-mask-prompt); default: the prompt ends with it");
+  add_prompt_options(s, o->prompt);
   s->add_option("--data-dir", o->data_dir, "Data directory, for the vocabulary when the model dir has none");
   s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
   return [o, no_header] {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/prompt_options.h"
 #include "generate/instruct.h"
 #include "kernels/ops.h"
 #include "model/model_dir.h"
@@ -26,6 +27,7 @@ namespace {
 struct ChatOptions {
   std::string model, data_dir;
   AnswerOptions answer;
+  PromptOptions prompt;
   bool history = true;
   int threads = 0;
 };
@@ -103,13 +105,15 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
-int run_chat(const ChatOptions& o) {
+int run_chat(const ChatOptions& o_in) {
+  ChatOptions o = o_in;
   ops::set_num_threads(o.threads);
   if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
   const std::unique_ptr<Transformer> model = load_model_dir(o.model);
   if (model->config().head != HeadType::LanguageModel)
     fail("--model {}: a classifier model; chat needs a language-model head", o.model);
-  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, o.data_dir);
+  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, model->config().family, o.data_dir);
+  const std::string prompt = apply_prompt_options(o.prompt, o.model, model->config(), o.answer);
   ChatSession session(*model, tokenizer, o.answer, o.history);
 
   // Ctrl-C only sets a flag: the answer polls it after every token, the line reader between reads.
@@ -120,10 +124,10 @@ int run_chat(const ChatOptions& o) {
   sigaction(SIGINT, &sa, nullptr);
 
   const bool interactive = ::isatty(STDIN_FILENO) != 0;
-  write_out(fmt::format("gptrain chat: {} (context {} tokens; {}, up to {} new tokens; history {})\n"
+  write_out(fmt::format("gptrain chat: {} (context {} tokens; {}; {}, up to {} new tokens; history {})\n"
                         "Type an instruction and press Enter. Ctrl-D leaves, Ctrl-C stops an answer, /reset "
                         "forgets the conversation.\n",
-                        o.model, model->config().context_length,
+                        o.model, model->config().context_length, prompt,
                         o.answer.sampling.temperature > 0 ? fmt::format("temperature {}", o.answer.sampling.temperature)
                                                           : std::string("greedy"),
                         o.answer.max_new_tokens, o.history ? "kept within the context" : "off"));
@@ -156,7 +160,7 @@ int run_chat(const ChatOptions& o) {
 
 Command register_chat(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
-  CLI::App* s = app.add_subcommand("chat", "Chat in the terminal with an instruction-tuned model (Alpaca template)");
+  CLI::App* s = app.add_subcommand("chat", "Chat in the terminal with an instruction-tuned model (its chat template, or the book's Alpaca)");
   s->add_option("--model", o->model, "Model dir (e.g. the final/ dir of finetune-instruct)")->required();
   s->add_option("--max-new-tokens", o->answer.max_new_tokens, "Tokens to generate at most per answer")
       ->capture_default_str();
@@ -167,6 +171,7 @@ Command register_chat(CLI::App& app) {
   s->add_option("--seed", o->answer.sampling.seed, "Seed of sampling")->capture_default_str();
   auto no_history = std::make_shared<bool>(false);
   s->add_flag("--no-history", *no_history, "Answer each line on its own (default: earlier turns stay in the context)");
+  add_prompt_options(s, o->prompt);
   s->add_option("--data-dir", o->data_dir, "Data directory, for the vocabulary when the model dir has none");
   s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
   return [o, no_history] {

@@ -34,14 +34,11 @@ Command register_finetune_cls(CLI::App& app) {
   s->add_option("--data-dir", o->data_dir, "Data directory [default: $GPTRAIN_DATA_DIR or ../shared/data]");
   s->add_option("--out-dir", o->out_dir, "Run directory (splits, metrics, plots, checkpoints, final model)")
       ->capture_default_str();
-  s->add_option("--init", o->init, "Model dir (gptrain or Hugging Face GPT-2) whose body to finetune, or a preset "
-                                   "(gpt2-small, ..., scratch) initialised at random")
+  s->add_option("--init", o->init, "Model dir (gptrain or Hugging Face GPT-2, Llama, Qwen3) whose body to finetune, "
+                                   "or a preset (gpt2-small, ..., qwen3-tiny, scratch) initialised at random")
       ->capture_default_str();
   s->add_option("--context-length", o->context_length, "Presets: context length [default: 1024]");
-  s->add_option("--emb-dim", o->emb_dim, "Presets: override the embedding width");
-  s->add_option("--n-layers", o->n_layers, "Presets: override the number of blocks");
-  s->add_option("--n-heads", o->n_heads, "Presets: override the number of attention heads");
-  s->add_flag("--qkv-bias", o->qkv_bias, "Presets: biases on the query/key/value projections");
+  add_shape_options(s, o->shape, /*with_tie_weights=*/false);
   s->add_option("--trainable", o->trainable, "What learns: head, last-block (the book: last block + final norm + "
                                              "head), last-N, or all")
       ->capture_default_str();
@@ -50,7 +47,9 @@ Command register_finetune_cls(CLI::App& app) {
       ->check(CLI::IsMember({"last", "first", "mean"}));
   s->add_option("--max-length", o->max_length, "Truncate and pad every text to this many tokens [default: the "
                                                "longest training text]");
-  s->add_option("--pad-token-id", o->pad_token_id, "Padding token")->capture_default_str();
+  s->add_option("--pad-token-id", o->pad_token_id,
+                "Padding token [default: the tokenizer's end-of-text: 50256 for GPT-2 as the book, <|end_of_text|> "
+                "for Llama 3, <|endoftext|> for Qwen]");
   add_training_options(s, *o,
                        TrainOptionsHelp{"Texts per micro-batch", "Passes over the training data",
                                         "Steps between loss evaluations", "Batches per evaluation and per epoch accuracy"});

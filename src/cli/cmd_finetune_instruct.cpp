@@ -23,8 +23,17 @@ Command register_finetune_instruct(CLI::App& app) {
   s->add_option("--data-dir", o->data_dir, "Data directory [default: $GPTRAIN_DATA_DIR or ../shared/data]");
   s->add_option("--out-dir", o->out_dir, "Run directory (metrics, plots, checkpoints, final model, test responses)")
       ->capture_default_str();
-  s->add_option("--init", o->init, "Model dir to finetune (gptrain's final/ or a checkpoint, or Hugging Face GPT-2)")
+  s->add_option("--init", o->init,
+                "Model dir to finetune (gptrain's final/ or a checkpoint, or Hugging Face GPT-2, Llama, Qwen3)")
       ->required();
+  s->add_option("--template", o->prompt_template,
+                "Prompt format: alpaca (the book's) or chat (the model's chat template: its tokenizer_config.json's, "
+                "else its family's, Llama 3 or Qwen3)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"alpaca", "chat"}));
+  s->add_option("--chat-template", o->chat_template,
+                "A chat template file (JSON, or a Jinja template of Llama 3 / ChatML form); implies --template chat");
+  s->add_option("--system", o->system, "System message of every example (chat templates)");
   s->add_option("--max-length", o->max_length, "Cut every sequence to this many tokens (at most the model's context)")
       ->capture_default_str();
   auto no_mask_prompt = std::make_shared<bool>(false), no_answer_test = std::make_shared<bool>(false);

@@ -13,7 +13,9 @@
 #include "cli/commands.h"
 #include "data/data_dir.h"
 #include "data/datasets.h"
+#include "data/chat_template.h"
 #include "generate/engine.h"
+#include "generate/instruct.h"
 #include "generate/text_stream.h"
 #include "kernels/ops.h"
 #include "model/model_dir.h"
@@ -43,15 +45,6 @@ struct GenerateCliOptions {
   std::string data_dir;
 };
 
-// The model dir's own vocabulary when it has one, else the data dir's GPT-2 vocabulary.
-Tokenizer load_tokenizer(const fs::path& model_dir, const std::string& data_dir) {
-  std::error_code ec;
-  for (const auto& [vocab, merges] : {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}})
-    if (fs::is_regular_file(model_dir / vocab, ec) && fs::is_regular_file(model_dir / merges, ec))
-      return Tokenizer::from_dir(model_dir);
-  return Tokenizer::from_dir(data::gpt2_tokenizer_dir(data::resolve_data_dir(data_dir)));
-}
-
 void write_out(const std::string& text) {
   if (text.empty()) return;
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) fail("cannot write to standard output");
@@ -66,8 +59,8 @@ int run_generate(const GenerateCliOptions& o) {
          "`gptrain download gpt2` or a run's final/",
          o.model);
   std::unique_ptr<Transformer> model = load_model_dir(o.model);
-  const Tokenizer tokenizer = load_tokenizer(o.model, o.data_dir);
   const ModelConfig& config = model->config();
+  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, config.family, o.data_dir);
 
   const std::vector<int32_t> prompt = tokenizer.encode(o.prompt, /*allow_special=*/true);
   if (prompt.empty()) fail("--prompt is empty; generation needs at least one token");
@@ -83,7 +76,11 @@ int run_generate(const GenerateCliOptions& o) {
   g.sampling.top_p = o.top_p;
   g.sampling.seed = o.seed;
   g.kv_cache = !o.no_kv_cache;
-  g.eos_id = o.ignore_eos ? -1 : tokenizer.eot_id();
+  // The model's eos ids (generation_config.json), else the tokenizer's end-of-text.
+  if (!o.ignore_eos) {
+    g.stop_ids = read_generation_config(o.model).eos_ids;
+    if (g.stop_ids.empty()) g.stop_ids = {data::end_of_text_id(tokenizer)};
+  }
 
   fmt::print(stderr, "gptrain generate: {} ({} layers, emb_dim {}, context {}), {}, kv cache {}, {} threads\n", o.model,
              config.n_layers, config.emb_dim, config.context_length,
@@ -117,7 +114,9 @@ int run_generate(const GenerateCliOptions& o) {
              "ms){}\n",
              prompt.size(), generated.size(), seconds,
              static_cast<double>(generated.size()) / std::max(seconds, 1e-9), first_token_s * 1000,
-             stopped ? "; stopped at <|endoftext|>" : "");
+             !stopped ? std::string()
+             : g.stop_ids.size() == 1 ? "; stopped at " + utf8_lossy(tokenizer.decode_token(g.stop_ids[0]))
+                                      : std::string("; stopped at an eos token"));
   if (std::getenv("GPTRAIN_PROFILE"))  // where the time went, per op (kernels/ops.h)
     for (const ops::ProfileEntry& e : ops::profile())
       fmt::print(stderr, "  {:<28} {:>7} calls {:>9.3f} s\n", e.op, e.calls, e.seconds);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/train_options_cli.h"
 #include "model/config.h"
 #include "model/model_dir.h"
 #include "model/transformer.h"
@@ -21,9 +22,7 @@ namespace {
 struct InfoOptions {
   std::string init = "gpt2-small";
   std::string model;
-  bool qkv_bias = false;
-  bool tie_weights = false;
-  int64_t emb_dim = 0, n_layers = 0, n_heads = 0;
+  ShapeOverrides shape;
   int64_t context_length = 0;
   int64_t batch_size = 2;
   int64_t classes = 0;
@@ -41,17 +40,11 @@ int run_info(const InfoOptions& o) {
     if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
     config = read_model_config(o.model);
     name = o.model;
-    if (o.emb_dim || o.n_layers || o.n_heads || o.qkv_bias || o.tie_weights)
-      fail("--emb-dim, --n-layers, --n-heads, --qkv-bias and --tie-weights shape a preset; --model {} fixes them",
-           o.model);
+    if (o.shape.any()) fail("{} shape a preset; --model {} fixes them", o.shape.given(), o.model);
   } else {
     if (!preset_config(o.init, config))
-      fail("--init '{}' is not a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl)", o.init);
-    if (o.qkv_bias) config.qkv_bias = true;  // the flags add to a preset; Llama and Qwen3 presets tie their heads
-    if (o.tie_weights) config.tie_weights = true;
-    if (o.emb_dim) config.emb_dim = o.emb_dim;
-    if (o.n_layers) config.n_layers = o.n_layers;
-    if (o.n_heads) config.n_heads = o.n_heads;
+      fail("--init '{}' is not a preset ({})", o.init, preset_list());
+    o.shape.apply(config);
   }
   if (o.classes > 0) {  // the classifier finetune-cls would build on this body
     if (o.classes < 2) fail("--classes must be at least 2, got {}", o.classes);
@@ -116,14 +109,9 @@ int run_info(const InfoOptions& o) {
 Command register_info(CLI::App& app) {
   auto options = std::make_shared<InfoOptions>();
   CLI::App* sub = app.add_subcommand("info", "Print a model's configuration, parameter counts and memory");
-  sub->add_option("--init", options->init, "Model preset: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl")
-      ->capture_default_str();
+  sub->add_option("--init", options->init, "Model preset: " + preset_list())->capture_default_str();
   sub->add_option("--model", options->model, "A model dir instead of a preset (its config.json)");
-  sub->add_flag("--qkv-bias", options->qkv_bias, "Biases on the query/key/value projections (OpenAI GPT-2)");
-  sub->add_flag("--tie-weights", options->tie_weights, "Share the output head with the token embedding");
-  sub->add_option("--emb-dim", options->emb_dim, "Override the preset's width");
-  sub->add_option("--n-layers", options->n_layers, "Override the preset's number of blocks");
-  sub->add_option("--n-heads", options->n_heads, "Override the preset's number of heads");
+  add_shape_options(sub, options->shape);
   sub->add_option("--context-length", options->context_length,
                   "Sequence length of the memory figures (a preset's context is set to it) [default: the model's]");
   sub->add_option("--batch-size", options->batch_size, "Batch of the training and evaluation memory figures")

@@ -9,7 +9,7 @@ namespace gptrain::cli {
 
 Command register_pretrain(CLI::App& app) {
   auto o = std::make_shared<PretrainOptions>();
-  CLI::App* s = app.add_subcommand("pretrain", "Pretrain a GPT-2 model on text (default: the book's chapter 5 run)");
+  CLI::App* s = app.add_subcommand("pretrain", "Pretrain a model on text (default: the book's chapter 5 run, GPT-2 124M)");
   s->add_option("files", o->files, "Text files (joined with <|endoftext|>), or one token shard (.u16/.u32) "
                                    "[default: the-verdict.txt from the data dir]");
   s->add_option("--val-data", o->val_data, "Validation text or token shard [default: the last part of the text]");
@@ -19,15 +19,14 @@ Command register_pretrain(CLI::App& app) {
       ->check(CLI::IsMember({"u16", "u32"}));
   s->add_option("--out-dir", o->out_dir, "Run directory (metrics, plots, checkpoints, final model)")
       ->capture_default_str();
-  s->add_option("--init", o->init, "Preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, scratch) or a model dir")
+  s->add_option("--init", o->init, "Preset (gpt2-small..gpt2-xl, llama-3.2-1b, llama-3.2-3b, llama-tiny, qwen3-0.6b, qwen3-1.7b, qwen3-tiny, scratch) or a model dir")
       ->capture_default_str();
   s->add_option("--context-length", o->context_length, "Tokens per training window")->capture_default_str();
   s->add_option("--stride", o->stride, "Step between windows [default: the context length]");
-  s->add_option("--emb-dim", o->emb_dim, "Override the preset's embedding width");
-  s->add_option("--n-layers", o->n_layers, "Override the preset's number of blocks");
-  s->add_option("--n-heads", o->n_heads, "Override the preset's number of attention heads");
-  s->add_flag("--qkv-bias", o->qkv_bias, "Biases on the query/key/value projections");
-  s->add_flag("--tie-weights", o->tie_weights, "Share the output head with the token embedding");
+  add_shape_options(s, o->shape);
+  s->add_option("--tokenizer", o->tokenizer,
+                "Tokenizer dir (tokenizer.json, or GPT-2's files) [default: the model dir's, else the family's in the "
+                "data dir: gpt2_tokenizer/, tokenizers/llama3/, tokenizers/qwen/]");
   s->add_flag("--no-shuffle", o->no_shuffle, "Train on the windows in corpus order every epoch (default: a seeded shuffle per epoch)");
   add_training_options(s, *o);
   s->add_option("--sample-prompt", o->sample_prompt, "Prompt of the greedy sample after each epoch")

@@ -22,6 +22,19 @@ void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& 
   s->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->capture_default_str();
 }
 
+void add_shape_options(CLI::App* s, ShapeOverrides& shape, bool with_tie_weights) {
+  s->add_option("--emb-dim", shape.emb_dim, "Presets: override the embedding width");
+  s->add_option("--n-layers", shape.n_layers, "Presets: override the number of blocks");
+  s->add_option("--n-heads", shape.n_heads, "Presets: override the number of query heads");
+  s->add_option("--n-kv-heads", shape.n_kv_heads,
+                "Presets: override the key/value heads (grouped-query attention; must divide --n-heads)");
+  s->add_option("--head-dim", shape.head_dim, "Presets: override the head size (default: the preset's, or width / heads)");
+  s->add_option("--mlp-dim", shape.mlp_dim, "Presets: override the MLP's hidden width");
+  s->add_flag("--qkv-bias", shape.qkv_bias, "Presets: biases on the query/key/value projections");
+  if (with_tie_weights)
+    s->add_flag("--tie-weights", shape.tie_weights, "Presets: share the output head with the token embedding");
+}
+
 void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help) {
   s->add_option("--save-interval", o.save_interval, "Steps between checkpoints (0: after every epoch)");
   s->add_option("--keep-last", o.keep_last, "Checkpoints to keep (0: all)")->capture_default_str();

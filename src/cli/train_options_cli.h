@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "model/config.h"
 #include "train/train_options.h"
 
 namespace gptrain::cli {
@@ -19,6 +20,10 @@ struct TrainOptionsHelp {
 // --max-steps, --eval-interval, --eval-iters) and the schedule (--warmup-steps, --initial-lr,
 // --lr-schedule, --min-lr, --grad-clip, --grad-accum).
 void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& help = {});
+
+// --emb-dim, --n-layers, --n-heads, --n-kv-heads, --head-dim, --mlp-dim, --qkv-bias and (when
+// with_tie_weights) --tie-weights, each described as reshaping a preset.
+void add_shape_options(CLI::App* s, ShapeOverrides& shape, bool with_tie_weights = true);
 
 // --save-interval, --keep-last, --seed (described by seed_help), --threads, --resume, --overwrite.
 void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help);

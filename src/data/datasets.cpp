@@ -143,4 +143,35 @@ fs::path gpt2_tokenizer_dir(const fs::path& data_dir) {
   return data_dir / "gpt2_tokenizer";
 }
 
+bool has_tokenizer_files(const fs::path& dir) {
+  std::error_code ec;
+  const auto file = [&](const char* name) { return fs::is_regular_file(dir / name, ec); };
+  return file("tokenizer.json") || (file("vocab.json") && file("merges.txt")) ||
+         (file("encoder.json") && file("vocab.bpe"));
+}
+
+fs::path family_tokenizer_dir(const fs::path& data_dir, const std::string& family) {
+  if (family != "llama" && family != "qwen3") return gpt2_tokenizer_dir(data_dir);
+  const fs::path dir = data_dir / "tokenizers" / (family == "llama" ? "llama3" : "qwen");
+  std::error_code ec;
+  if (!fs::is_regular_file(dir / "tokenizer.json", ec))
+    fail("the {} tokenizer not found: expected {} (from the model's Hugging Face repo: tokenizer.json, and "
+         "tokenizer_config.json for its chat template), or pass --tokenizer DIR",
+         family == "llama" ? "Llama 3" : "Qwen3", (dir / "tokenizer.json").string());
+  return dir;
+}
+
+fs::path resolve_tokenizer_dir(const std::string& option, const fs::path& model_dir, const std::string& family,
+                               const fs::path& data_dir) {
+  if (!option.empty()) {
+    if (!has_tokenizer_files(option))
+      fail("--tokenizer {}: no tokenizer files; expected tokenizer.json (Hugging Face), vocab.json + merges.txt or "
+           "encoder.json + vocab.bpe (GPT-2)",
+           option);
+    return option;
+  }
+  if (!model_dir.empty() && has_tokenizer_files(model_dir)) return model_dir;
+  return family_tokenizer_dir(data_dir, family);
+}
+
 }  // namespace gptrain::data

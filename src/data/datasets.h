@@ -36,6 +36,20 @@ std::filesystem::path ensure_data_file(const std::filesystem::path& data_dir, co
 // The directory holding the GPT-2 vocabulary (encoder.json + vocab.bpe), downloading what is missing.
 std::filesystem::path gpt2_tokenizer_dir(const std::filesystem::path& data_dir);
 
+// True when dir holds tokenizer files gptrain reads: tokenizer.json, vocab.json + merges.txt, or
+// encoder.json + vocab.bpe.
+bool has_tokenizer_files(const std::filesystem::path& dir);
+
+// The data dir's tokenizer of a model family: gpt2 (and gptrain's own architectures) ->
+// gpt2_tokenizer/, llama -> tokenizers/llama3/, qwen3 -> tokenizers/qwen/. A missing one is an
+// error naming the files looked for and where.
+std::filesystem::path family_tokenizer_dir(const std::filesystem::path& data_dir, const std::string& family);
+
+// The tokenizer of a job: `option` (--tokenizer DIR) when given; else model_dir when it holds
+// tokenizer files; else the family's from the data dir.
+std::filesystem::path resolve_tokenizer_dir(const std::string& option, const std::filesystem::path& model_dir,
+                                            const std::string& family, const std::filesystem::path& data_dir);
+
 // Downloads `source` into data_dir / source.relative (creating directories), trying each URL in
 // turn, and checks size and sha256 (of the extracted member for a zip). Errors list every URL's
 // failure. This is ensure_data_file()'s download step; tests call it with a local server's URLs.

@@ -250,6 +250,7 @@ std::vector<int32_t> generate(const Transformer& model, const std::vector<int32_
   r.sampling = options.sampling;
   r.max_new_tokens = options.max_new_tokens;
   if (options.eos_id >= 0) r.stop_ids.push_back(options.eos_id);
+  r.stop_ids.insert(r.stop_ids.end(), options.stop_ids.begin(), options.stop_ids.end());
   r.kv_cache = options.kv_cache;
   const int64_t id = engine.add(std::move(r));
   engine.run([&](const TokenEvent& ev) {

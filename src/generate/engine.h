@@ -114,6 +114,7 @@ struct GenerateOptions {
   int64_t max_new_tokens = 50;
   SamplingOptions sampling;
   int32_t eos_id = -1;  // stop (without emitting it) when this id is chosen; -1: never
+  std::vector<int32_t> stop_ids;  // more such ids (a model's several eos ids)
   bool kv_cache = true;
 };
 std::vector<int32_t> generate(const Transformer& model, const std::vector<int32_t>& prompt,

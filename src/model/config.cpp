@@ -134,4 +134,39 @@ std::vector<std::string> preset_names() {
           "llama-tiny", "qwen3-0.6b",  "qwen3-1.7b",  "qwen3-tiny"};
 }
 
+std::string preset_list() {
+  std::string out;
+  for (const std::string& n : preset_names()) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+bool ShapeOverrides::any() const { return !given().empty(); }
+
+void ShapeOverrides::apply(ModelConfig& c) const {
+  if (emb_dim) c.emb_dim = emb_dim;
+  if (n_layers) c.n_layers = n_layers;
+  if (n_heads) c.n_heads = n_heads;
+  if (n_kv_heads) c.n_kv_heads = n_kv_heads;
+  if (head_dim) c.head_dim = head_dim;
+  if (mlp_dim) c.mlp_dim = mlp_dim;
+  if (qkv_bias) c.qkv_bias = true;
+  if (tie_weights) c.tie_weights = true;
+}
+
+std::string ShapeOverrides::given() const {
+  std::string out;
+  const auto add = [&](bool set, const char* name) {
+    if (set) out += (out.empty() ? "" : ", ") + std::string(name);
+  };
+  add(emb_dim != 0, "--emb-dim");
+  add(n_layers != 0, "--n-layers");
+  add(n_heads != 0, "--n-heads");
+  add(n_kv_heads != 0, "--n-kv-heads");
+  add(head_dim != 0, "--head-dim");
+  add(mlp_dim != 0, "--mlp-dim");
+  add(qkv_bias, "--qkv-bias");
+  add(tie_weights, "--tie-weights");
+  return out;
+}
+
 }  // namespace gptrain

@@ -80,6 +80,20 @@ struct ModelConfig {
 // over 2 key/value heads of 64) for pretraining on a small machine. Returns false for an unknown name.
 bool preset_config(const std::string& name, ModelConfig& config);
 std::vector<std::string> preset_names();
+// "gpt2-small, gpt2-medium, ..." for messages.
+std::string preset_list();
+
+// A preset reshaped from the command line (--emb-dim, --n-layers, --n-heads, --n-kv-heads,
+// --head-dim, --mlp-dim, --qkv-bias, --tie-weights): 0 and false keep the preset's value; the
+// flags only turn a feature on, so Llama and Qwen3 presets keep their tied heads.
+struct ShapeOverrides {
+  int64_t emb_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, mlp_dim = 0;
+  bool qkv_bias = false, tie_weights = false;
+  bool any() const;
+  void apply(ModelConfig& config) const;
+  // "--emb-dim, --n-layers, ..." of the options that are set, for "only a preset takes" errors.
+  std::string given() const;
+};
 
 const char* norm_name(NormKind k);          // "layernorm", "rmsnorm"
 const char* mlp_name(MlpKind k);            // "gelu_tanh", "swiglu"

@@ -44,6 +44,8 @@ class Tokenizer {
   int32_t token_id(std::string_view bytes) const;
 
   int32_t eot_id() const { return eot_id_; }
+  // The special tokens (name, id), which encode() recognises with allow_special.
+  const std::vector<std::pair<std::string, int32_t>>& special_tokens() const { return specials_; }
   int64_t vocab_size() const { return static_cast<int64_t>(decoded_.size()); }
 
  private:

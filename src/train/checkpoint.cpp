@@ -186,16 +186,20 @@ TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, Ada
 }
 
 void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to) {
-  const bool hf = std::filesystem::exists(from / "vocab.json");
-  io::write_file_atomic(to / "vocab.json", data::read_text_file(from / (hf ? "vocab.json" : "encoder.json")));
-  io::write_file_atomic(to / "merges.txt", data::read_text_file(from / (hf ? "merges.txt" : "vocab.bpe")));
-}
-
-std::filesystem::path model_tokenizer_dir(const std::string& init, const std::filesystem::path& data_dir) {
   namespace fs = std::filesystem;
-  if (fs::is_directory(init) && fs::exists(fs::path(init) / "vocab.json") && fs::exists(fs::path(init) / "merges.txt"))
-    return init;
-  return data::require_data_file(data_dir, "gpt2_tokenizer/encoder.json", "the GPT-2 vocabulary").parent_path();
+  std::error_code ec;
+  if (fs::equivalent(from, to, ec)) return;
+  const auto copy = [&](const char* name, const char* as) {
+    if (fs::is_regular_file(from / name, ec)) io::write_file_atomic(to / as, data::read_text_file(from / name));
+  };
+  copy("tokenizer.json", "tokenizer.json");
+  copy("tokenizer_config.json", "tokenizer_config.json");
+  copy("special_tokens_map.json", "special_tokens_map.json");
+  copy("generation_config.json", "generation_config.json");
+  copy("vocab.json", "vocab.json");
+  copy("merges.txt", "merges.txt");
+  copy("encoder.json", "vocab.json");  // OpenAI's names for the same files
+  copy("vocab.bpe", "merges.txt");
 }
 
 }  // namespace gptrain

@@ -48,13 +48,10 @@ TrainerState load_checkpoint(const std::filesystem::path& checkpoint, Transforme
 // Removes temporary checkpoint directories left by an interrupted write.
 void remove_incomplete_checkpoints(const std::filesystem::path& run_dir);
 
-// The vocabulary next to the weights, under Hugging Face's names (vocab.json, merges.txt), so a
-// model dir is complete: `from` holds them under those names or under GPT-2's (encoder.json,
-// vocab.bpe).
+// The tokenizer next to the weights, under Hugging Face's names, so a model dir is complete:
+// tokenizer.json, tokenizer_config.json, special_tokens_map.json, generation_config.json,
+// vocab.json and merges.txt, whichever `from` holds (GPT-2's encoder.json and vocab.bpe are
+// written as vocab.json and merges.txt). Nothing happens when from is to.
 void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);
-
-// Where a model's vocabulary comes from: its dir's vocab.json + merges.txt, else the data dir's
-// gpt2_tokenizer/ (an error naming it when that is missing).
-std::filesystem::path model_tokenizer_dir(const std::string& init, const std::filesystem::path& data_dir);
 
 }  // namespace gptrain

@@ -18,26 +18,25 @@ namespace gptrain {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& o, int64_t n_classes) {
+ModelConfig classifier_body_config(const ClassifierModelOptions& o) {
   ModelConfig cfg;
-  const bool from_dir = fs::is_directory(o.init);
-  if (from_dir) {
-    if (o.emb_dim || o.n_layers || o.n_heads || o.context_length || o.qkv_bias)
-      fail("--emb-dim, --n-layers, --n-heads, --context-length and --qkv-bias shape a preset; --init {} is a model "
-           "dir whose config.json fixes them",
-           o.init);
-    cfg = read_model_config(o.init);
-  } else {
-    if (!preset_config(o.init == "scratch" ? "gpt2-small" : o.init, cfg))
-      fail("--init '{}' is neither a model directory nor a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, "
-           "scratch)",
-           o.init);
-    if (o.context_length) cfg.context_length = o.context_length;
-    if (o.emb_dim) cfg.emb_dim = o.emb_dim;
-    if (o.n_layers) cfg.n_layers = o.n_layers;
-    if (o.n_heads) cfg.n_heads = o.n_heads;
-    if (o.qkv_bias) cfg.qkv_bias = true;  // the flags add to a preset; Llama and Qwen3 presets tie their heads
+  if (fs::is_directory(o.init)) {
+    if (o.shape.any() || o.context_length)
+      fail("{}{}{} shape a preset; --init {} is a model dir whose config.json fixes them", o.shape.given(),
+           o.shape.any() && o.context_length ? ", " : "", o.context_length ? "--context-length" : "", o.init);
+    return read_model_config(o.init);
   }
+  if (!preset_config(o.init == "scratch" ? "gpt2-small" : o.init, cfg))
+    fail("--init '{}' is neither a model directory nor a preset ({}, scratch)", o.init, preset_list());
+  if (o.shape.tie_weights) fail("--tie-weights: a classifier's head is new, so it cannot be tied to the embedding");
+  if (o.context_length) cfg.context_length = o.context_length;
+  o.shape.apply(cfg);
+  return cfg;
+}
+
+std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& o, int64_t n_classes) {
+  ModelConfig cfg = classifier_body_config(o);
+  const bool from_dir = fs::is_directory(o.init);
   cfg.head = HeadType::Classifier;
   cfg.n_classes = n_classes;
   cfg.tie_weights = false;
@@ -98,11 +97,11 @@ std::string apply_trainable(Transformer& model, const std::string& mode) {
 void check_vocabulary(const ModelConfig& config, const Tokenizer& tokenizer, int64_t pad_token_id,
                       const std::string& model_name) {
   if (tokenizer.vocab_size() > config.vocab_size)
-    fail("{}: the model's vocab_size is {}, but the tokenizer has {} tokens; use a model with the GPT-2 vocabulary "
-         "(or put its own vocab.json and merges.txt in its dir)",
+    fail("{}: the model's vocab_size is {}, but the tokenizer has {} tokens; use the model's own tokenizer (its "
+         "dir's tokenizer.json or vocab.json + merges.txt)",
          model_name, config.vocab_size, tokenizer.vocab_size());
   if (pad_token_id < 0 || pad_token_id >= config.vocab_size)
-    fail("--pad-token-id {} is outside the model's vocabulary (0 to {}); the book pads with 50256 (<|endoftext|>)",
+    fail("--pad-token-id {} is outside the model's vocabulary (0 to {}); the book pads with 50256 (GPT-2's <|endoftext|>)",
          pad_token_id, config.vocab_size - 1);
 }
 

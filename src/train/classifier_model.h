@@ -17,8 +17,7 @@ namespace gptrain {
 struct ClassifierModelOptions {
   std::string init = "gpt2-small";  // a model dir, a preset, or "scratch" (= gpt2-small)
   int64_t context_length = 0;       // presets: 0 = 1024
-  int64_t emb_dim = 0, n_layers = 0, n_heads = 0;  // preset overrides
-  bool qkv_bias = false;
+  ShapeOverrides shape;             // presets only (--tie-weights does not apply: the head is new)
   std::string pool = "last";  // last | first | mean
   double drop_rate = 0.0;
   uint64_t seed = 123;  // initialisation of the new head (and of a preset's body)
@@ -28,6 +27,8 @@ struct ClassifierModelOptions {
 // initialised head (nn.Linear's U(+-1/sqrt(C)) with bias, as the book's torch.nn.Linear); from a
 // preset, everything initialised from the seed.
 std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& options, int64_t n_classes);
+// The body's configuration (the dir's or the reshaped preset's), language-model head as read.
+ModelConfig classifier_body_config(const ClassifierModelOptions& options);
 
 // Freezes the model but for `mode`: "head" (the output layer only), "last-block" (the book: the
 // last transformer block, the final norm and the head), "last-N" (the last N blocks, the final

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "data/data_dir.h"
+#include "data/datasets.h"
 #include "data/csv.h"
 #include "data/text_file.h"
 #include "generate/engine.h"
@@ -106,7 +107,7 @@ int run_classify(const ClassifyOptions& o) {
          "N\")",
          o.model);
   T = std::min(T, cfg.context_length);  // the book: min(max_length, supported_context_length)
-  const fs::path tokenizer_dir = model_tokenizer_dir(o.model, data::resolve_data_dir(o.data_dir));
+  const fs::path tokenizer_dir = data::resolve_tokenizer_dir("", o.model, cfg.family, data::resolve_data_dir(o.data_dir));
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   check_vocabulary(cfg, tokenizer, inputs.pad_token_id, o.model);
 

@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "data/classification.h"
+#include "data/chat_template.h"
 #include "data/data_dir.h"
+#include "data/datasets.h"
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
@@ -60,14 +62,11 @@ nlohmann::json options_json(const FinetuneClsOptions& o, const std::string& data
                       {"split", o.split},
                       {"init", o.init},
                       {"context-length", o.context_length},
-                      {"emb-dim", o.emb_dim},
-                      {"n-layers", o.n_layers},
-                      {"n-heads", o.n_heads},
-                      {"qkv-bias", o.qkv_bias},
                       {"trainable", o.trainable},
                       {"pool", o.pool},
                       {"max-length", o.max_length},
                       {"pad-token-id", o.pad_token_id}};
+  j.update(shape_options_json(o.shape, /*with_tie_weights=*/false));
   j.update(train_options_json(o));
   return j;
 }
@@ -193,6 +192,20 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   dopt.validation_fraction = o.split[1];
   dopt.seed = o.seed;
 
+  // The model's options, and its tokenizer (whose end-of-text pads unless --pad-token-id says).
+  ClassifierModelOptions mo;
+  mo.init = o.init;
+  mo.context_length = o.context_length;
+  mo.shape = o.shape;
+  mo.pool = o.pool;
+  mo.drop_rate = o.drop_rate;
+  mo.seed = o.seed;
+  const ModelConfig body = classifier_body_config(mo);
+  const fs::path tokenizer_dir =
+      data::resolve_tokenizer_dir("", fs::is_directory(o.init) ? fs::path(o.init) : fs::path(), body.family, data_dir);
+  const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
+  if (o.pad_token_id < 0) o.pad_token_id = data::end_of_text_id(tokenizer);
+
   const nlohmann::json opts = options_json(o, o.data, balance);
   fmt::print("gptrain finetune-cls\n");
   for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());
@@ -201,16 +214,6 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   const int64_t n_classes = static_cast<int64_t>(splits.class_names.size());
 
   // Model: the body from --init, a new N-class head, then freezing.
-  ClassifierModelOptions mo;
-  mo.init = o.init;
-  mo.context_length = o.context_length;
-  mo.emb_dim = o.emb_dim;
-  mo.n_layers = o.n_layers;
-  mo.n_heads = o.n_heads;
-  mo.qkv_bias = o.qkv_bias;
-  mo.pool = o.pool;
-  mo.drop_rate = o.drop_rate;
-  mo.seed = o.seed;
   std::unique_ptr<Transformer> model = build_classifier(mo, n_classes);
   const ModelConfig& cfg = model->config();
   const std::string trainable_what = apply_trainable(*model, o.trainable);
@@ -219,8 +222,6 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
                "dir (the book uses OpenAI's GPT-2 124M) or --trainable all\n",
                o.init, trainable_what);
 
-  const fs::path tokenizer_dir = model_tokenizer_dir(o.init, data_dir);
-  const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   check_vocabulary(cfg, tokenizer, o.pad_token_id, o.init);
   const auto train_encoded = encode_texts(tokenizer, splits.train);
   const int64_t T = choose_max_length(train_encoded, splits.train, o.max_length, cfg.context_length);

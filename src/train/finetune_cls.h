@@ -33,12 +33,11 @@ struct FinetuneClsOptions : TrainOptions {
   std::string data_dir;
   std::string init = "gpt2-small";  // a model dir (gptrain or Hugging Face GPT-2), a preset, or "scratch"
   int64_t context_length = 0;       // presets only; 0: the preset's 1024
-  int64_t emb_dim = 0, n_layers = 0, n_heads = 0;  // preset overrides
-  bool qkv_bias = false;                           // presets only
+  ShapeOverrides shape;                            // presets only
   std::string trainable = "last-block";            // head | last-block | last-N | all
   std::string pool = "last";                       // last | first | mean
   int64_t max_length = 0;                          // 0: the longest training text
-  int64_t pad_token_id = 50256;
+  int64_t pad_token_id = -1;  // -1: the tokenizer's end-of-text (50256 for GPT-2, as the book)
 };
 
 // Returns the exit code: 0 when done, 128 + signal when stopped by SIGINT/SIGTERM (after writing a

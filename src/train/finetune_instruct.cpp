@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <memory>
 
+#include "data/chat_template.h"
 #include "data/data_dir.h"
+#include "data/datasets.h"
 #include "data/instruction_data.h"
 #include "data/text_file.h"
 #include "generate/instruct.h"
@@ -39,6 +41,10 @@ nlohmann::json options_json(const InstructOptions& o) {
                       {"sample-tokens", o.sample_tokens},
                       {"answer-test", o.answer_test},
                       {"answer-tokens", o.answer_tokens}};
+  // Recorded only when set, so the book's run.json reads as before these options.
+  if (o.prompt_template != "alpaca") j["template"] = o.prompt_template;
+  if (!o.chat_template.empty()) j["chat-template"] = o.chat_template;
+  if (!o.system.empty()) j["system"] = o.system;
   j.update(train_options_json(o));
   return j;
 }
@@ -54,9 +60,9 @@ class InstructTask : public TrainTask {
  public:
   InstructTask(Transformer& model, const Tokenizer& tokenizer, const std::vector<data::TokenizedExample>& train,
                const std::vector<data::TokenizedExample>& val, const data::InstructionEntry* sample_entry,
-               const data::CollateOptions& collate, const InstructOptions& o)
+               const data::CollateOptions& collate, const InstructOptions& o, const AnswerOptions& answer)
       : model_(model), tokenizer_(tokenizer), train_examples_(train), sample_entry_(sample_entry), collate_(collate),
-        o_(o), train_(train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true, o.seed, collate),
+        o_(o), answer_(answer), train_(train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true, o.seed, collate),
         val_(val, o.batch_size, /*shuffle=*/false, /*drop_last=*/false, o.seed, collate) {}
 
   int64_t batches_per_epoch() const override { return train_.num_batches(); }
@@ -82,10 +88,13 @@ class InstructTask : public TrainTask {
   // The book prints the model's continuation of the first validation prompt after every epoch.
   void end_of_epoch(int64_t epoch, Progress& progress) override {
     if (o_.sample_tokens <= 0 || !sample_entry_) return;
-    AnswerOptions a;
+    AnswerOptions a = answer_;
     a.max_new_tokens = o_.sample_tokens;
     const Answer answer = answer_entry(model_, tokenizer_, *sample_entry_, a);
-    std::string text = data::format_prompt(*sample_entry_) + utf8_lossy(tokenizer_.decode(answer.generated));
+    const std::string prompt =
+        a.chat ? data::render_chat(*a.chat, data::entry_messages(*sample_entry_, a.system, false)).text
+               : data::format_prompt(*sample_entry_);
+    std::string text = prompt + decode_text(tokenizer_, answer.generated);
     std::replace(text.begin(), text.end(), '\n', ' ');
     progress.print(fmt::format("Ep {} sample (first validation entry): {}", epoch + 1, text));
   }
@@ -110,6 +119,7 @@ class InstructTask : public TrainTask {
   const data::InstructionEntry* sample_entry_;
   data::CollateOptions collate_;
   const InstructOptions& o_;
+  AnswerOptions answer_;
   data::InstructionLoader train_, val_;
   data::CollatedBatch collated_;
 };
@@ -171,7 +181,19 @@ int run_finetune_instruct(const InstructOptions& o_in) {
 
   // Data: the book's split in file order; a --val-data / --test-data file replaces that part,
   // whose entries then train.
-  const Tokenizer tokenizer = load_tokenizer_for_model(o.init, o.data_dir);
+  const fs::path tokenizer_dir = data::resolve_tokenizer_dir("", o.init, cfg.family, data_dir);
+  const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
+  if (o.prompt_template != "alpaca" && o.prompt_template != "chat")
+    fail("--template must be alpaca or chat, got '{}'", o.prompt_template);
+  AnswerOptions answer;
+  answer.chat = choose_chat_template(o.init, cfg.family, o.chat_template.empty() ? o.prompt_template : "chat",
+                                     o.chat_template);
+  answer.system = o.system;
+  answer.eos_ids = read_generation_config(o.init).eos_ids;
+  if (!answer.chat && !o.system.empty()) fail("--system applies to chat templates; add --template chat");
+  if (answer.chat)
+    fmt::print("prompt: chat template {}{}\n", answer.chat->name,
+               answer.chat->source.empty() ? " (built in)" : " from " + answer.chat->source);
   if (tokenizer.vocab_size() > cfg.vocab_size)
     fail("--init {}: the model's vocabulary has {} entries, fewer than the tokenizer's {}", o.init, cfg.vocab_size,
          tokenizer.vocab_size());
@@ -192,18 +214,27 @@ int run_finetune_instruct(const InstructOptions& o_in) {
              o.test_data.empty() ? "" : " (from --test-data)");
   if (split.train.empty())
     fail("no training entries: {} has {} entries and --train-split {} gives none", o.data, all.size(), o.train_split);
-  const std::vector<data::TokenizedExample> train = data::tokenize_examples(tokenizer, split.train);
-  const std::vector<data::TokenizedExample> val = data::tokenize_examples(tokenizer, split.val);
+  const auto tokenize = [&](const std::vector<data::InstructionEntry>& entries) {
+    if (!answer.chat) return data::tokenize_examples(tokenizer, entries);
+    std::vector<data::TokenizedExample> out;
+    out.reserve(entries.size());
+    for (const data::InstructionEntry& e : entries)
+      out.push_back(data::chat_example(tokenizer, *answer.chat, data::entry_messages(e, o.system, /*with_output=*/true)));
+    return out;
+  };
+  const std::vector<data::TokenizedExample> train = tokenize(split.train);
+  const std::vector<data::TokenizedExample> val = tokenize(split.val);
   report_lengths("train", train, max_length, o.mask_prompt);
   report_lengths("val", val, max_length, o.mask_prompt);
-  if (!split.test.empty()) report_lengths("test", data::tokenize_examples(tokenizer, split.test), max_length, o.mask_prompt);
+  if (!split.test.empty()) report_lengths("test", tokenize(split.test), max_length, o.mask_prompt);
   if (val.empty()) fmt::print("warning: no validation entries; the validation loss is NaN and no sample is printed\n");
 
   data::CollateOptions collate;
-  collate.pad_id = tokenizer.eot_id();
+  // Each example ends with the template's end-of-turn (Alpaca: the end-of-text), which also pads.
+  collate.pad_id = answer.chat ? data::chat_stop_ids(*answer.chat, tokenizer)[0] : data::end_of_text_id(tokenizer);
   collate.max_length = max_length;
   collate.mask_prompt = o.mask_prompt;
-  InstructTask task(*model, tokenizer, train, val, split.val.empty() ? nullptr : &split.val[0], collate, o);
+  InstructTask task(*model, tokenizer, train, val, split.val.empty() ? nullptr : &split.val[0], collate, o, answer);
   if (task.batches_per_epoch() == 0)
     fail("{} training entries are fewer than one batch of --batch-size {}: lower --batch-size or give more data",
          train.size(), o.batch_size);
@@ -221,14 +252,19 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
   save_model_dir(*model, final_dir);
-  copy_tokenizer_files(model_tokenizer_dir(o.init, data_dir), final_dir);
+  copy_tokenizer_files(tokenizer_dir, final_dir);
+  // How `chat` and `answer` prompt this model: recorded where a tokenizer_config.json exists or a
+  // chat template was used (a GPT-2 dir without one is Alpaca anyway).
+  if (answer.chat || fs::exists(tokenizer_dir / "tokenizer_config.json"))
+    data::write_prompt_format(tokenizer_dir, final_dir, answer.chat ? "chat" : "alpaca",
+                              answer.chat ? &*answer.chat : nullptr);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
              r.state.tokens_seen, r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());
 
   if (o.answer_test && !split.test.empty()) {
     // The book's last step: the model's answer to every test entry, saved with the entries.
-    AnswerOptions a;
+    AnswerOptions a = answer;
     a.max_new_tokens = o.answer_tokens;
     AnswerStats stats;
     fmt::print("answering the {} test entries (greedy, up to {} new tokens)\n", split.test.size(), a.max_new_tokens);

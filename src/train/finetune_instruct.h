@@ -30,6 +30,11 @@ struct InstructOptions : TrainOptions {
   int64_t sample_tokens = 256;  // the answer to the first validation entry after each epoch; 0: none
   bool answer_test = true;       // write test-responses.json for the test split at the end
   int64_t answer_tokens = 256;
+  // The prompt: "alpaca" (the book's) or "chat" (--chat-template FILE, else the model dir's
+  // template, else its family's: Llama 3, Qwen3); system: a system message for chat templates.
+  std::string prompt_template = "alpaca";
+  std::string chat_template;
+  std::string system;
 };
 
 // Returns the process exit code: 0 when done, 128 + signal when stopped by SIGINT/SIGTERM (after

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "data/data_dir.h"
+#include "data/chat_template.h"
 #include "data/datasets.h"
 #include "data/text_file.h"
 #include "data/token_dataset.h"
@@ -42,14 +43,11 @@ nlohmann::json options_json(const PretrainOptions& o, const std::vector<std::str
                       {"init", o.init},
                       {"context-length", o.context_length},
                       {"stride", o.stride},
-                      {"emb-dim", o.emb_dim},
-                      {"n-layers", o.n_layers},
-                      {"n-heads", o.n_heads},
-                      {"qkv-bias", o.qkv_bias},
-                      {"tie-weights", o.tie_weights},
                       {"sample-prompt", o.sample_prompt},
                       {"sample-tokens", o.sample_tokens},
                       {"no-shuffle", o.no_shuffle}};
+  j.update(shape_options_json(o.shape, /*with_tie_weights=*/true));
+  if (!o.tokenizer.empty()) j["tokenizer"] = o.tokenizer;
   j.update(train_options_json(o));
   return j;
 }
@@ -152,20 +150,17 @@ int run_pretrain(const PretrainOptions& o_in) {
     lo.drop_rate = static_cast<float>(o.drop_rate);
     model = load_model_dir(o.init, lo);
     cfg = model->config();
+    if (o.shape.any())
+      fail("{} shape a preset; --init {} is a model dir whose config.json fixes them", o.shape.given(), o.init);
     if (o.context_length > cfg.context_length)
       fail("--context-length {} exceeds the context length {} of the model in {}", o.context_length,
            cfg.context_length, o.init);
   } else {
     if (!preset_config(o.init == "scratch" ? "gpt2-small" : o.init, cfg))
-      fail("--init '{}' is neither a preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, scratch) nor a model "
-           "directory",
-           o.init);
+      fail("--init '{}' is neither a preset ({}, scratch) nor a model directory", o.init, preset_list());
     cfg.context_length = o.context_length;
-    if (o.emb_dim) cfg.emb_dim = o.emb_dim;
-    if (o.n_layers) cfg.n_layers = o.n_layers;
-    if (o.n_heads) cfg.n_heads = o.n_heads;
-    if (o.qkv_bias) cfg.qkv_bias = true;  // the flags add to a preset; Llama and Qwen3 presets tie their heads
-    if (o.tie_weights) cfg.tie_weights = true;
+    o.shape.apply(cfg);
+    cfg.validate();
     cfg.drop_rate = static_cast<float>(o.drop_rate);
     model = std::make_unique<Transformer>(cfg, o.seed);
   }
@@ -180,10 +175,15 @@ int run_pretrain(const PretrainOptions& o_in) {
   fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
 
   // Data.
-  // A model dir brings its own vocabulary (vocab.json + merges.txt); otherwise the data dir's.
+  // A model dir brings its own tokenizer; otherwise the family's from the data dir.
   const fs::path tokenizer_dir =
-      from_dir && fs::exists(fs::path(o.init) / "vocab.json") ? fs::path(o.init) : data::gpt2_tokenizer_dir(data_dir);
+      data::resolve_tokenizer_dir(o.tokenizer, from_dir ? fs::path(o.init) : fs::path(), cfg.family, data_dir);
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
+  if (tokenizer.vocab_size() > cfg.vocab_size)
+    fail("the tokenizer in {} has {} tokens, more than the model's vocab_size {}; use the model's own tokenizer", 
+         tokenizer_dir.string(), tokenizer.vocab_size(), cfg.vocab_size);
+  // Documents are separated by the end-of-text token, as in the book's Gutenberg script.
+  const std::string separator = data::end_of_text_token(tokenizer);
   std::shared_ptr<data::TokenSource> train_tokens, val_tokens;
   const bool shards = is_shard(o.files[0], o.shard_format);
   if (shards) {
@@ -203,7 +203,7 @@ int run_pretrain(const PretrainOptions& o_in) {
   } else {
     std::string text;
     for (size_t i = 0; i < o.files.size(); ++i) {
-      if (i) text += "<|endoftext|>";  // documents are separated as in the book's Gutenberg script
+      if (i) text += separator;
       text += data::read_text_file(o.files[i]);
     }
     if (o.val_data.empty()) {

@@ -28,9 +28,8 @@ struct PretrainOptions : TrainOptions {
   std::string init = "gpt2-small";  // preset, "scratch" (= gpt2-small), or a model dir
   int64_t context_length = 256;
   int64_t stride = 0;  // 0: the context length
-  int64_t emb_dim = 0, n_layers = 0, n_heads = 0;  // preset overrides
-  bool qkv_bias = false;
-  bool tie_weights = false;
+  ShapeOverrides shape;      // preset overrides
+  std::string tokenizer;     // tokenizer dir; default: the model dir's, else the family's in the data dir
   bool no_shuffle = false;  // train batches in corpus order every epoch
   std::string sample_prompt = "Every effort moves you";
   int64_t sample_tokens = 50;

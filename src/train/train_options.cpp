@@ -30,4 +30,13 @@ const std::set<std::string>& train_options_may_change_on_resume() {
   return keys;
 }
 
+nlohmann::json shape_options_json(const ShapeOverrides& s, bool with_tie_weights) {
+  nlohmann::json j = {{"emb-dim", s.emb_dim}, {"n-layers", s.n_layers}, {"n-heads", s.n_heads}, {"qkv-bias", s.qkv_bias}};
+  if (with_tie_weights) j["tie-weights"] = s.tie_weights;
+  if (s.n_kv_heads) j["n-kv-heads"] = s.n_kv_heads;
+  if (s.head_dim) j["head-dim"] = s.head_dim;
+  if (s.mlp_dim) j["mlp-dim"] = s.mlp_dim;
+  return j;
+}
+
 }  // namespace gptrain

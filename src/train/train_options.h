@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/config.h"
+
 namespace gptrain {
 
 struct TrainOptions {
@@ -40,6 +42,11 @@ struct TrainOptions {
 // The shared options as run.json and checkpoints record them (CLI spelling; out-dir, resume and
 // overwrite are not part of a run's identity).
 nlohmann::json train_options_json(const TrainOptions& o);
+
+// The shape overrides as run.json records them: emb-dim, n-layers, n-heads, qkv-bias (and
+// tie-weights when with_tie_weights) always; n-kv-heads, head-dim and mlp-dim only when set, so
+// runs from before those options existed read back the same.
+nlohmann::json shape_options_json(const ShapeOverrides& s, bool with_tie_weights);
 
 // Shared options a resumed run may change: they do not alter what the next steps compute, except
 // that --epochs and --max-steps set the cosine schedule's length (review defect F1, not fixed yet).
