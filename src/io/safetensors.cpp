@@ -349,22 +349,6 @@ void SafeTensorsFile::load_into(std::string_view name, const Tensor& dst) const 
   if (info.dtype != "F32" && info.dtype != "F64" && !stored_half)
     fail("{}: tensor {} has dtype {}; only F32, F64, F16 and BF16 tensors can be loaded as numbers", impl_->label,
          quote_name(info.name), info.dtype);
-  // The data may sit at any byte offset in the mapping, so elements are copied, never cast in place.
-  const auto stored = [&](int64_t i) -> double {
-    if (info.dtype == "F32") {
-      float v;
-      std::memcpy(&v, src + 4 * i, 4);
-      return v;
-    }
-    if (info.dtype == "F64") {
-      double v;
-      std::memcpy(&v, src + 8 * i, 8);
-      return v;
-    }
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    return info.dtype == "BF16" ? bf16_to_float(h) : f16_to_float(h);
-  };
   const std::string_view want = dst.dtype() == DType::F32    ? "F32"
                                 : dst.dtype() == DType::F64  ? "F64"
                                 : dst.dtype() == DType::BF16 ? "BF16"
@@ -376,25 +360,75 @@ void SafeTensorsFile::load_into(std::string_view name, const Tensor& dst) const 
     if (n) std::memcpy(dst.raw(), src, static_cast<size_t>(n) * dtype_size(dst.dtype()));
     return;
   }
+  // The data may sit at any byte offset in the mapping, so elements are copied, never cast in
+  // place. One loop per stored type (a 1B model is 10^9 elements: no per-element dispatch), in
+  // blocks of a stack buffer so the conversion to the target type is a second tight loop.
+  constexpr int64_t kBlock = 4096;
+  float block[kBlock];
+  const auto convert = [&](auto&& store) {
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t m = std::min(kBlock, n - b);
+      if (info.dtype == "F32") {
+        std::memcpy(block, src + 4 * b, static_cast<size_t>(m) * 4);
+      } else if (info.dtype == "BF16") {
+        uint16_t h[kBlock];
+        std::memcpy(h, src + 2 * b, static_cast<size_t>(m) * 2);
+        for (int64_t i = 0; i < m; ++i) block[i] = bf16_to_float(h[i]);
+      } else if (info.dtype == "F16") {
+        uint16_t h[kBlock];
+        std::memcpy(h, src + 2 * b, static_cast<size_t>(m) * 2);
+        for (int64_t i = 0; i < m; ++i) block[i] = f16_to_float(h[i]);
+      }
+      store(b, m);
+    }
+  };
   switch (dst.dtype()) {
     case DType::F32: {
       float* out = dst.data<float>();
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(stored(i));  // exact from F16/BF16
+      if (info.dtype == "F64") {  // rounded once
+        for (int64_t i = 0; i < n; ++i) {
+          double v;
+          std::memcpy(&v, src + 8 * i, 8);
+          out[i] = static_cast<float>(v);
+        }
+      } else {
+        convert([&](int64_t b, int64_t m) { std::memcpy(out + b, block, static_cast<size_t>(m) * 4); });  // exact
+      }
       break;
     }
-    case DType::F64: {
+    case DType::F64: {  // from F32, F16 or BF16 (F64 was copied above): exact
       double* out = dst.data<double>();
-      for (int64_t i = 0; i < n; ++i) out[i] = stored(i);
+      convert([&](int64_t b, int64_t m) { std::copy(block, block + m, out + b); });
       break;
     }
     case DType::BF16: {
       uint16_t* out = dst.data<uint16_t>();
-      for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(static_cast<float>(stored(i)));
+      if (info.dtype == "F64") {
+        for (int64_t i = 0; i < n; ++i) {
+          double v;
+          std::memcpy(&v, src + 8 * i, 8);
+          out[i] = float_to_bf16(static_cast<float>(v));
+        }
+      } else {
+        convert([&](int64_t b, int64_t m) {
+          for (int64_t i = 0; i < m; ++i) out[b + i] = float_to_bf16(block[i]);
+        });
+      }
       break;
     }
     case DType::F16: {
       uint16_t* out = dst.data<uint16_t>();
-      for (int64_t i = 0; i < n; ++i) out[i] = float_to_f16(static_cast<float>(stored(i)));
+      if (info.dtype == "F64") {
+        for (int64_t i = 0; i < n; ++i) {
+          double v;
+          std::memcpy(&v, src + 8 * i, 8);
+          out[i] = float_to_f16(static_cast<float>(v));
+        }
+      } else {
+        convert([&](int64_t b, int64_t m) {
+          for (int64_t i = 0; i < m; ++i) out[b + i] = float_to_f16(block[i]);
+        });
+      }
       break;
     }
     case DType::I32: break;

@@ -95,9 +95,15 @@ void ParameterSet::allocate_grads() {
                              p.value.shape(), dtype_, flat_grads_.storage(), flat_.device());
     offset += padded(p.value.numel(), dtype_);
   }
+  grads_allocated_ = true;
+}
+
+void ParameterSet::ensure_grads() {
+  if (!grads_allocated_) allocate_grads();
 }
 
 void ParameterSet::zero_grads() {
+  ensure_grads();
   if (flat_grads_.defined()) flat_grads_.zero();
 }
 

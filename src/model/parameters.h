@@ -56,7 +56,10 @@ class ParameterSet {
 
   // (Re)builds the gradient buffer for the current trainable flags and zeroes it.
   void allocate_grads();
-  void zero_grads();
+  // Gradients are allocated on first need, so a model that only infers never holds them (a 1B
+  // model's would be 5 GB): allocate_grads() unless it was done.
+  void ensure_grads();
+  void zero_grads();  // ensure_grads(), then zeroes
 
  private:
   std::vector<Parameter> params_;
@@ -64,6 +67,7 @@ class ParameterSet {
   DType dtype_ = DType::F32;
   Tensor flat_;
   Tensor flat_grads_;
+  bool grads_allocated_ = false;
 };
 
 }  // namespace gptrain

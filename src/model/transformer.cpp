@@ -137,8 +137,7 @@ Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init
   ln_f_ = L.ln_f;
   head_ = L.head;
   params_.allocate(dtype);
-  if (init_seed) init(*init_seed);
-  params_.allocate_grads();
+  if (init_seed) init(*init_seed);  // gradients come on first need (ParameterSet::ensure_grads)
   if (config_.positions == PositionKind::Rotary)
     rope_inv_freq_ = dtype == DType::F64 ? Tensor::from_doubles({config_.head_size() / 2}, rope_inv_freq<double>(config_))
                                          : Tensor::from_vector({config_.head_size() / 2}, rope_inv_freq<float>(config_));
@@ -385,6 +384,7 @@ double Transformer::forward_loss(BatchWorkspace& ws, std::span<const int32_t> to
 void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   if (!ws.have_loss) fail("backward() needs a preceding forward_loss()");
   if (!ws.training) fail("backward() needs a forward pass with training=true (activations were not kept)");
+  params_.ensure_grads();
   if (!params_.flat_grads().defined()) return;  // nothing trainable
   Pass pass = pass_for(ws.options);
   pass.rope_cos = ws.rope_cos;  // the forward's tables

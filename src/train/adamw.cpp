@@ -13,6 +13,7 @@ AdamW::AdamW(ParameterSet& params, const AdamWOptions& options) : params_(params
   if (!(options.beta2 >= 0 && options.beta2 < 1)) fail("beta2 must be in [0, 1), got {}", options.beta2);
   if (!(options.eps > 0)) fail("eps must be positive, got {}", options.eps);
   if (!(options.weight_decay >= 0)) fail("weight decay must be non-negative, got {}", options.weight_decay);
+  params.ensure_grads();
   const Tensor grads = params.flat_grads();
   if (grads.defined()) {
     m_ = Tensor::zeros(grads.shape());
