@@ -88,6 +88,9 @@ class Tokenizer {
   struct Cache;
   Tokenizer() = default;
   void encode_ordinary(const uint8_t* text, size_t n, std::vector<int32_t>& ids, Cache& cache) const;
+  // encode_ordinary() with the pre-tokenizer `split(text, n, on_piece, on_invalid)`.
+  template <class Split>
+  void encode_split(const uint8_t* text, size_t n, std::vector<int32_t>& ids, Cache& cache, Split split) const;
   void encode_hugging_face(std::string_view text, bool allow_special, std::vector<int32_t>& ids, Cache& cache) const;
   void encode_piece(const uint8_t* piece, size_t n, std::vector<int32_t>& ids, Cache& cache) const;
   // A piece of n >= 2 bytes that is no token (h == hash_bytes(piece, n)): from the cache or merged.

@@ -15,7 +15,9 @@
 namespace gptrain::tokenizer_detail {
 
 // End of the run of characters of class `cls` that starts at byte p (p itself not yet checked).
-inline size_t class_run_end(const uint8_t* s, size_t n, size_t p, CharClass cls) {
+// Always inlined: with three scanners in one file GCC stopped inlining it, and GPT-2's encoding
+// lost 5%.
+[[gnu::always_inline]] inline size_t class_run_end(const uint8_t* s, size_t n, size_t p, CharClass cls) {
   while (p < n) {
     const uint8_t b = s[p];
     if (b < 0x80) {

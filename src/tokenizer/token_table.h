@@ -29,7 +29,7 @@ inline uint64_t mix64(uint64_t a, uint64_t b) {
 
 // The first min(n, 8) bytes of p as a little-endian integer, zero-padded; reads only [p, p + n).
 // Overlapping loads write the same byte values to the same positions, so OR-ing them is exact.
-inline uint64_t head_bytes(const uint8_t* p, size_t n) {
+[[gnu::always_inline]] inline uint64_t head_bytes(const uint8_t* p, size_t n) {
   if (n >= 8) return load_u64(p);
   if (n >= 4) return load_u32(p) | (static_cast<uint64_t>(load_u32(p + n - 4)) << (8 * (n - 4)));
   if (n == 0) return 0;
@@ -37,7 +37,7 @@ inline uint64_t head_bytes(const uint8_t* p, size_t n) {
 }
 
 // A wyhash-style hash of p[0, n); `head` must be head_bytes(p, n).
-inline uint64_t hash_bytes(const uint8_t* p, size_t n, uint64_t head) {
+[[gnu::always_inline]] inline uint64_t hash_bytes(const uint8_t* p, size_t n, uint64_t head) {
   constexpr uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull, k2 = 0x8ebc6af09c88c6e3ull;
   if (n <= 8) return mix64(head ^ k0, n ^ k1);
   uint64_t seed = mix64(head ^ k0, n ^ k1);
@@ -75,13 +75,15 @@ class TokenTable {
     }
   }
 
-  int32_t find(const uint8_t* p, size_t n) const {
+  // Always inlined (both): every piece is looked up here, and GCC stopped inlining them once the
+  // tokenizer had more callers.
+  [[gnu::always_inline]] int32_t find(const uint8_t* p, size_t n) const {
     const uint64_t head = head_bytes(p, n);
     return find(p, n, head, hash_bytes(p, n, head));
   }
 
   // With head == head_bytes(p, n) and h == hash_bytes(p, n, head) already computed.
-  int32_t find(const uint8_t* p, size_t n, uint64_t head, uint64_t h) const {
+  [[gnu::always_inline]] int32_t find(const uint8_t* p, size_t n, uint64_t head, uint64_t h) const {
     for (size_t i = h & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.id_plus_1 == 0) return kAbsent;

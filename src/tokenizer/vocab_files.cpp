@@ -229,6 +229,7 @@ uint32_t byte_to_unicode(uint8_t byte) { return alphabet().to_unicode[byte]; }
 
 bool spelled_to_bytes(std::string_view spelled, std::string& bytes, uint32_t& bad) {
   bytes.clear();
+  const ByteAlphabet& table = alphabet();  // once: each call checks the static's guard
   const auto* s = reinterpret_cast<const uint8_t*>(spelled.data());
   for (size_t i = 0; i < spelled.size();) {
     uint32_t cp = 0;
@@ -237,11 +238,11 @@ bool spelled_to_bytes(std::string_view spelled, std::string& bytes, uint32_t& ba
       bad = 0xFFFD;
       return false;
     }
-    if (cp >= 324 || alphabet().to_byte[cp] < 0) {
+    if (cp >= 324 || table.to_byte[cp] < 0) {
       bad = cp;
       return false;
     }
-    bytes += static_cast<char>(alphabet().to_byte[cp]);
+    bytes += static_cast<char>(table.to_byte[cp]);
     i += len;
   }
   return true;
