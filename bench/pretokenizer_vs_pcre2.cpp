@@ -1,8 +1,10 @@
-// Why the pre-tokenizer is a hand-written scanner and not a regex engine: splits the same text with
-// PCRE2's JIT (UTF + UCP, the GPT-2 pattern verbatim) and with tokenizer_detail::pretokenize,
-// checks that both give the same pieces, and prints MB/s of each. Built when libpcre2-8 is found.
+// Why the pre-tokenizers are hand-written scanners and not a regex engine: splits the same text
+// with PCRE2's JIT (UTF + UCP, the pattern verbatim: GPT-2's, Llama 3's or Qwen2's) and with
+// tokenizer_detail::pretokenize, checks that both give the same pieces, and prints MB/s of each.
+// Built when libpcre2-8 is found. (PCRE2 is not the reference: its \s and Unicode tables differ
+// from tiktoken's and tokenizers' in a few code points; the tests compare with those.)
 //
-//   pretokenizer_vs_pcre2 FILE [--repeat R]
+//   pretokenizer_vs_pcre2 FILE [--repeat R] [--pattern gpt2|llama3|qwen2]
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <fmt/core.h>
 #include <pcre2.h>
@@ -18,17 +20,29 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fmt::print(stderr, "usage: pretokenizer_vs_pcre2 FILE [--repeat R]\n");
+    fmt::print(stderr, "usage: pretokenizer_vs_pcre2 FILE [--repeat R] [--pattern gpt2|llama3|qwen2]\n");
     return 2;
   }
-  const int repeat = argc > 3 && std::string(argv[2]) == "--repeat" ? std::max(1, std::stoi(argv[3])) : 5;
+  int repeat = 5;
+  std::string pattern_name = "gpt2";
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--repeat") repeat = std::max(1, std::stoi(argv[i + 1]));
+    else if (std::string(argv[i]) == "--pattern") pattern_name = argv[i + 1];
+  }
+  using gptrain::tokenizer_detail::Pattern;
+  const Pattern kind = pattern_name == "llama3" ? Pattern::kLlama3 : pattern_name == "qwen2" ? Pattern::kQwen2 : Pattern::kGpt2;
   std::ifstream in(argv[1], std::ios::binary);
   std::ostringstream buffer;
   buffer << in.rdbuf();
   const std::string text = buffer.str();
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
 
-  const char* pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+  const char* pattern =
+      kind == Pattern::kLlama3
+          ? R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"
+      : kind == Pattern::kQwen2
+          ? R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"
+          : R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
   int error = 0;
   PCRE2_SIZE error_offset = 0;
   pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
@@ -54,7 +68,7 @@ int main(int argc, char** argv) {
     scan_ends.clear();
     timer.reset();
     auto on_piece = [&](size_t, size_t end) { scan_ends.push_back(end); };
-    gptrain::tokenizer_detail::pretokenize(s, text.size(), on_piece, on_piece);
+    gptrain::tokenizer_detail::pretokenize(kind, s, text.size(), on_piece, on_piece);
     scan_best = std::min(scan_best, timer.seconds());
   }
   if (pcre_ends != scan_ends) {
@@ -67,7 +81,7 @@ int main(int argc, char** argv) {
                k, at, k < pcre_ends.size() ? pcre_ends[k] : 0, k < scan_ends.size() ? scan_ends[k] : 0, context);
   }
   const double mb = static_cast<double>(text.size()) / 1e6;
-  fmt::print("{} bytes, {} pieces; identical pieces: {}\n", text.size(), scan_ends.size(),
+  fmt::print("{} pattern: {} bytes, {} pieces; identical pieces: {}\n", pattern_name, text.size(), scan_ends.size(),
              pcre_ends == scan_ends ? "yes" : "NO");
   fmt::print("PCRE2 JIT  {:8.1f} MB/s\nscanner    {:8.1f} MB/s  ({:.1f}x)\n", mb / pcre_best, mb / scan_best,
              pcre_best / scan_best);

@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev
+  libicu-dev                  # NFC for Qwen's tokenizer.json (src/tokenizer/nfc.cpp)
   libcurl4-openssl-dev libssl-dev zlib1g-dev ca-certificates  # downloads (libcurl, HTTPS roots), sha256, zip data sets
 )
 missing=()

@@ -1,9 +1,12 @@
-// gptrain tokenize: text to GPT-2 token ids (tiktoken's "gpt2" encoding), as text or as a raw
-// little-endian u16/u32 shard that `gptrain pretrain` reads; with --decode, ids back to text.
+// gptrain tokenize: text to token ids, as text or as a raw little-endian u16/u32 shard that
+// `gptrain pretrain` reads; with --decode, ids back to text. The vocabulary is GPT-2's (tiktoken's
+// "gpt2" encoding) unless --model names a directory: its tokenizer.json (Llama 3, Qwen3, ...,
+// equal to Hugging Face tokenizers), else its GPT-2 files.
 #include <fmt/core.h>
 
 #include <charconv>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -31,6 +34,7 @@ struct TokenizeOptions {
   std::string format = "text";
   std::string output;
   std::string data_dir;
+  std::string model;
   std::string vocab;
   std::string merges;
   int threads = 0;
@@ -64,6 +68,14 @@ Tokenizer load_tokenizer(const TokenizeOptions& o) {
   if (o.vocab.empty() != o.merges.empty())
     fail("--vocab and --merges go together (encoder.json + vocab.bpe, or vocab.json + merges.txt); got only {}",
          o.vocab.empty() ? "--merges" : "--vocab");
+  if (!o.model.empty()) {
+    if (!o.vocab.empty()) fail("--model {} and --vocab/--merges both name a vocabulary; give one of them", o.model);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(o.model, ec))
+      fail("--model {}: no such directory; expected a model or tokenizer directory (tokenizer.json, or vocab.json + "
+           "merges.txt)", o.model);
+    return Tokenizer::from_dir(o.model);
+  }
   if (!o.vocab.empty()) return Tokenizer::from_files(o.vocab, o.merges);
   const auto dir = data::resolve_data_dir(o.data_dir);
   return Tokenizer::from_files(data::require_data_file(dir, "gpt2_tokenizer/encoder.json", "GPT-2 vocabulary").string(),
@@ -142,13 +154,18 @@ int run_tokenize(const TokenizeOptions& o) {
     if (!o.quiet) fmt::print(stderr, "gptrain tokenize --decode: {} ids -> {} bytes\n", ids.size(), bytes.size());
     return 0;
   }
+  // A tokenizer.json takes text as tokenizers does, valid UTF-8 only; say where bytes are replaced.
+  if (const size_t bad = first_invalid_utf8(input); bad != std::string::npos && tokenizer.replaces_invalid_utf8())
+    fmt::print(stderr, "gptrain tokenize: warning: {}: not valid UTF-8 at byte {} (0x{:02x}); each invalid sequence is "
+               "encoded as U+FFFD, as Python's bytes.decode(\"utf-8\", errors=\"replace\") gives the text to Hugging "
+               "Face tokenizers\n", o.input == "-" ? "standard input" : o.input, bad, static_cast<uint8_t>(input[bad]));
   const std::vector<int32_t> ids = tokenizer.encode_parallel(input, o.allow_special, threads);
   const double seconds = timer.seconds();
   write_output(o.output, format_ids(ids, o.format));
   if (!o.quiet)
     fmt::print(stderr, "gptrain tokenize: {} bytes -> {} tokens in {:.3f} s ({:.1f} MB/s, {} threads{})\n",
                input.size(), ids.size(), seconds, static_cast<double>(input.size()) / 1e6 / std::max(seconds, 1e-9),
-               threads, o.allow_special ? ", <|endoftext|> allowed" : "");
+               threads, o.allow_special ? ", special tokens allowed" : "");
   return 0;
 }
 
@@ -156,17 +173,23 @@ int run_tokenize(const TokenizeOptions& o) {
 
 Command register_tokenize(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
-  CLI::App* s = app.add_subcommand("tokenize", "Text to GPT-2 token ids (tiktoken's \"gpt2\" encoding), or back with --decode");
+  CLI::App* s = app.add_subcommand(
+      "tokenize", "Text to token ids (GPT-2's, as tiktoken's \"gpt2\"; or a model's tokenizer.json with --model, as "
+                  "Hugging Face tokenizers), or back with --decode");
   s->add_option("input", o->input, "Text file to encode (with --decode: a file of ids); - reads standard input")->required();
   s->add_flag("--decode", o->decode, "Turn ids back into text (invalid UTF-8 shown as U+FFFD, as tiktoken's decode)");
   s->add_flag("--allow-special", o->allow_special,
-              "Encode <|endoftext|> as the special token 50256 (tiktoken's allowed_special); otherwise as plain text");
+              "Encode special tokens written in the text (<|endoftext|>, <|eot_id|>, ...) as their ids (tiktoken's "
+              "allowed_special, tokenizers' default); otherwise as plain text. A tokenizer.json's added tokens that are "
+              "not special (Qwen3's <think>) are ids either way, as in tokenizers");
   s->add_option("--format", o->format, "Ids as text (separated by single spaces) or little-endian u16/u32 binary")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "u16", "u32"}));
   s->add_option("--output", o->output, "Write here (atomically) instead of standard output");
   s->add_option("--data-dir", o->data_dir, "Data directory holding gpt2_tokenizer/encoder.json and vocab.bpe "
                                            "[default: $GPTRAIN_DATA_DIR or ../shared/data]");
+  s->add_option("--model", o->model, "Model or tokenizer directory whose tokenizer to use: its tokenizer.json, else "
+                                     "vocab.json + merges.txt or encoder.json + vocab.bpe");
   s->add_option("--vocab", o->vocab, "encoder.json or Hugging Face vocab.json (with --merges) instead of the data dir's");
   s->add_option("--merges", o->merges, "vocab.bpe or Hugging Face merges.txt (with --vocab)");
   s->add_option("--threads", o->threads, "Threads for encoding (0: all cores); the ids do not depend on it")

@@ -63,27 +63,6 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-// A token as spelled in the files (UTF-8 over the byte alphabet) to its bytes; false if a
-// character stands for no byte. `bad` gets the offending code point.
-bool spelled_to_bytes(std::string_view spelled, std::string& bytes, uint32_t& bad) {
-  bytes.clear();
-  const auto* s = reinterpret_cast<const uint8_t*>(spelled.data());
-  for (size_t i = 0; i < spelled.size();) {
-    uint32_t cp = 0;
-    const size_t len = decode_utf8(s + i, spelled.size() - i, cp);
-    if (len == 0) {
-      bad = 0xFFFD;
-      return false;
-    }
-    if (cp >= 324 || alphabet().to_byte[cp] < 0) {
-      bad = cp;
-      return false;
-    }
-    bytes += static_cast<char>(alphabet().to_byte[cp]);
-    i += len;
-  }
-  return true;
-}
 
 struct VocabEntry {
   std::string spelled;
@@ -247,6 +226,27 @@ class FlatJsonReader {
 }  // namespace
 
 uint32_t byte_to_unicode(uint8_t byte) { return alphabet().to_unicode[byte]; }
+
+bool spelled_to_bytes(std::string_view spelled, std::string& bytes, uint32_t& bad) {
+  bytes.clear();
+  const ByteAlphabet& table = alphabet();  // once: each call checks the static's guard
+  const auto* s = reinterpret_cast<const uint8_t*>(spelled.data());
+  for (size_t i = 0; i < spelled.size();) {
+    uint32_t cp = 0;
+    const size_t len = decode_utf8(s + i, spelled.size() - i, cp);
+    if (len == 0) {
+      bad = 0xFFFD;
+      return false;
+    }
+    if (cp >= 324 || table.to_byte[cp] < 0) {
+      bad = cp;
+      return false;
+    }
+    bytes += static_cast<char>(table.to_byte[cp]);
+    i += len;
+  }
+  return true;
+}
 
 Vocabulary load_vocabulary(const std::string& vocab_path, const std::string& merges_path) {
   const std::string vocab_text = read_file(vocab_path, "encoder.json/vocab.json");

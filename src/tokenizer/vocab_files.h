@@ -23,6 +23,10 @@ struct Vocabulary {
 // GPT-2's bytes_to_unicode(): the code point that stands for each byte in the files.
 uint32_t byte_to_unicode(uint8_t byte);
 
+// A token as spelled in the files (UTF-8 over the byte alphabet) to its bytes; false if a
+// character stands for no byte. `bad` gets the offending code point.
+bool spelled_to_bytes(std::string_view spelled, std::string& bytes, uint32_t& bad);
+
 // Reads both files (errors name the file, the line and column, and what was expected).
 // Special tokens are the vocabulary entries spelled like "<|...|>" that no merge produces.
 Vocabulary load_vocabulary(const std::string& vocab_path, const std::string& merges_path);

@@ -1,6 +1,8 @@
-// The hand-written pre-tokenizer against the regex semantics it replaces: the Unicode classes of
-// every code point against tiktoken's (probed fixture), and piece boundaries on the cases where a
-// scanner is most likely to differ from a backtracking regex.
+// The hand-written pre-tokenizers against the regex semantics they replace: the Unicode classes of
+// every code point against tiktoken's (probed fixture; tokenizers' Oniguruma classes were probed
+// equal to them), and piece boundaries on the cases where a scanner is most likely to differ from a
+// backtracking regex: GPT-2's pattern, then Llama 3's and Qwen2's (expected pieces taken from
+// tokenizers' Split; hf_tokenizer_test.cpp compares every adversarial text with tokenizers too).
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -16,13 +18,17 @@
 namespace gptrain {
 namespace {
 
+using tokenizer_detail::Pattern;
 using tokenizer_detail::split_pieces;
+using Pieces = std::vector<std::string>;
 
-std::vector<std::string> pieces(std::string_view text) {
-  std::vector<std::string> out;
-  for (std::string_view p : split_pieces(text)) out.emplace_back(p);
+Pieces pieces(std::string_view text, Pattern pattern = Pattern::kGpt2) {
+  Pieces out;
+  for (std::string_view p : split_pieces(text, pattern)) out.emplace_back(p);
   return out;
 }
+Pieces llama3(std::string_view text) { return pieces(text, Pattern::kLlama3); }
+Pieces qwen2(std::string_view text) { return pieces(text, Pattern::kQwen2); }
 
 TEST(UnicodeClasses, every_code_point_matches_tiktoken) {
   const auto path = test::fixtures_dir() / "tiktoken_unicode_classes.txt";
@@ -109,6 +115,111 @@ TEST(Pretokenizer, random_bytes_are_covered_without_gaps) {
       joined += p;
     }
     ASSERT_EQ(joined, text);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+//          \s*[\r\n]+|\s+(?!\S)|\s+        (Qwen2: \p{N} instead of \p{N}{1,3})
+
+TEST(Llama3Pretokenizer, contractions_in_any_case) {
+  EXPECT_EQ(llama3("DON'T"), (Pieces{"DON", "'T"}));
+  EXPECT_EQ(llama3("we'LL've'D"), (Pieces{"we", "'LL", "'ve", "'D"}));
+  EXPECT_EQ(llama3("'S'S"), (Pieces{"'S", "'S"}));
+  EXPECT_EQ(llama3("x'Sy"), (Pieces{"x", "'S", "y"}));
+  EXPECT_EQ(llama3("I'm you'Re they'vE"), (Pieces{"I", "'m", " you", "'Re", " they", "'vE"}));
+  EXPECT_EQ(llama3("'sup"), (Pieces{"'s", "up"}));  // the contraction wins over a longer word
+  EXPECT_EQ(llama3("'hello"), (Pieces{"'hello"}));  // no contraction: the quote leads the word
+  EXPECT_EQ(llama3("''s"), (Pieces{"''", "s"}));
+  // Case-insensitive 's' also matches U+017F LONG S (it case-folds to 's'), not the ligature U+FB06.
+  EXPECT_EQ(llama3("'\xc5\xbfx"), (Pieces{"'\xc5\xbf", "x"}));
+  EXPECT_EQ(llama3("'\xef\xac\x86"), (Pieces{"'\xef\xac\x86"}));
+  EXPECT_EQ(llama3("'"), (Pieces{"'"}));
+  EXPECT_EQ(llama3("'l"), (Pieces{"'l"}));  // half of 'll: the quote leads the word
+}
+
+TEST(Llama3Pretokenizer, digits_in_threes_qwen2_one_by_one) {
+  EXPECT_EQ(llama3("1234567"), (Pieces{"123", "456", "7"}));
+  EXPECT_EQ(qwen2("1234567"), (Pieces{"1", "2", "3", "4", "5", "6", "7"}));
+  EXPECT_EQ(llama3("12 345"), (Pieces{"12", " ", "345"}));  // no space before a number
+  EXPECT_EQ(llama3("x1234y"), (Pieces{"x", "123", "4", "y"}));
+  EXPECT_EQ(llama3("\xd9\xa3\xd9\xa3\xd9\xa3\xd9\xa3"), (Pieces{"\xd9\xa3\xd9\xa3\xd9\xa3", "\xd9\xa3"}));  // U+0663
+  EXPECT_EQ(llama3("\xe2\x85\xab\xc2\xbd\xc2\xb2\xc2\xb3"), (Pieces{"\xe2\x85\xab\xc2\xbd\xc2\xb2", "\xc2\xb3"}));  // Nl, No
+  EXPECT_EQ(qwen2("12 345"), (Pieces{"1", "2", " ", "3", "4", "5"}));
+  EXPECT_EQ(llama3("3.14"), (Pieces{"3", ".", "14"}));
+}
+
+TEST(Llama3Pretokenizer, any_character_but_a_line_break_letter_or_digit_leads_a_word) {
+  EXPECT_EQ(llama3("!hello"), (Pieces{"!hello"}));
+  EXPECT_EQ(llama3("(hello)"), (Pieces{"(hello", ")"}));
+  EXPECT_EQ(llama3(" hello"), (Pieces{" hello"}));
+  EXPECT_EQ(llama3("\thello"), (Pieces{"\thello"}));
+  EXPECT_EQ(llama3("\xc2\xa0hello"), (Pieces{"\xc2\xa0hello"}));      // U+00A0
+  EXPECT_EQ(llama3("\xe3\x80\x80hello"), (Pieces{"\xe3\x80\x80hello"}));  // U+3000
+  EXPECT_EQ(llama3("a\xe2\x80\xa8" "b"), (Pieces{"a", "\xe2\x80\xa8" "b"}));  // U+2028 is \s, not [\r\n]
+  EXPECT_EQ(llama3("\nhello"), (Pieces{"\n", "hello"}));
+  EXPECT_EQ(llama3("\r\nhello"), (Pieces{"\r\n", "hello"}));
+  EXPECT_EQ(llama3("1hello"), (Pieces{"1", "hello"}));
+  EXPECT_EQ(llama3("!!hello"), (Pieces{"!!", "hello"}));  // a run of two is punctuation: no letter after the first
+  EXPECT_EQ(llama3(" !abc"), (Pieces{" !", "abc"}));
+}
+
+TEST(Llama3Pretokenizer, punctuation_takes_the_line_breaks_after_it) {
+  EXPECT_EQ(llama3(" !!"), (Pieces{" !!"}));
+  EXPECT_EQ(llama3(" !!\n\nx"), (Pieces{" !!\n\n", "x"}));
+  EXPECT_EQ(llama3("!!\r\n\r\n"), (Pieces{"!!\r\n\r\n"}));
+  EXPECT_EQ(llama3(" !\n"), (Pieces{" !\n"}));
+  EXPECT_EQ(llama3("x;\n  y"), (Pieces{"x", ";\n", " ", " y"}));
+  EXPECT_EQ(llama3("x; \ny"), (Pieces{"x", ";", " \n", "y"}));  // not across a space
+}
+
+TEST(Llama3Pretokenizer, white_space_up_to_its_last_line_break) {
+  EXPECT_EQ(llama3("a\n\nb"), (Pieces{"a", "\n\n", "b"}));
+  EXPECT_EQ(llama3("a \n\n  b"), (Pieces{"a", " \n\n", " ", " b"}));
+  EXPECT_EQ(llama3("a\n \n b"), (Pieces{"a", "\n \n", " b"}));
+  EXPECT_EQ(llama3("a  \n"), (Pieces{"a", "  \n"}));
+  EXPECT_EQ(llama3("\n\n\n"), (Pieces{"\n\n\n"}));
+  EXPECT_EQ(llama3(" \r\n "), (Pieces{" \r\n", " "}));
+  EXPECT_EQ(llama3("\xc2\x85\xc2\x85x"), (Pieces{"\xc2\x85", "\xc2\x85x"}));  // U+0085 is \s, not [\r\n]
+}
+
+TEST(Llama3Pretokenizer, trailing_spaces_and_space_runs) {
+  EXPECT_EQ(llama3("a  "), (Pieces{"a", "  "}));
+  EXPECT_EQ(llama3("a   b"), (Pieces{"a", "  ", " b"}));
+  EXPECT_EQ(llama3("a \t"), (Pieces{"a", " \t"}));
+  EXPECT_EQ(llama3("a\t\tb"), (Pieces{"a", "\t", "\tb"}));
+  EXPECT_EQ(llama3("x   "), (Pieces{"x", "   "}));
+  EXPECT_EQ(llama3(" "), (Pieces{" "}));
+  EXPECT_EQ(llama3("a\x1c\x1c" "b"), (Pieces{"a", "\x1c\x1c", "b"}));  // U+001C is not \s but punctuation
+}
+
+TEST(Llama3Pretokenizer, empty_and_invalid_input) {
+  EXPECT_EQ(llama3(""), Pieces{});
+  EXPECT_EQ(qwen2(""), Pieces{});
+  // A tokenizer.json never sees invalid UTF-8 (it is replaced first); the scanner treats it as
+  // GPT-2's does: its own run, and splitting restarts after it.
+  EXPECT_EQ(llama3("ab\xff" "cd"), (Pieces{"ab", "\xff", "cd"}));
+  EXPECT_EQ(llama3("a  \xff"), (Pieces{"a", "  ", "\xff"}));
+  EXPECT_EQ(llama3("'\xff"), (Pieces{"'", "\xff"}));
+  EXPECT_EQ(llama3("\xe2\x80"), (Pieces{"\xe2\x80"}));
+}
+
+TEST(Llama3Pretokenizer, random_bytes_are_covered_without_gaps) {
+  std::mt19937 rng(11);
+  for (Pattern pattern : {Pattern::kLlama3, Pattern::kQwen2}) {
+    for (int round = 0; round < 2000; ++round) {
+      std::string text(rng() % 64, '\0');
+      for (char& c : text) {
+        const uint32_t r = rng();
+        c = static_cast<char>(r % 3 == 0 ? " \t\n\r'sSa1!"[r % 11] : static_cast<char>(r >> 8));
+      }
+      std::string joined;
+      for (std::string_view p : split_pieces(text, pattern)) {
+        ASSERT_FALSE(p.empty());
+        joined += p;
+      }
+      ASSERT_EQ(joined, text);
+    }
   }
 }
 

@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -49,6 +51,35 @@ inline const Tokenizer* gpt2_tokenizer() {
   if (!var)                                                                                            \
     GTEST_SKIP() << "GPT-2 vocabulary not found: expected encoder.json and vocab.bpe in "                \
                  << (::gptrain::test::data_dir() / "gpt2_tokenizer").string()                         \
+                 << " (set GPTRAIN_TEST_DATA_DIR to the data directory)"
+
+// A tokenizer.json of the data dir by its name in the fixtures (tests/tools/gen_hf_tokenizer_fixtures.py),
+// loaded once; nullptr when the file is absent.
+inline std::filesystem::path hf_tokenizer_path(const std::string& name) {
+  static const std::map<std::string, std::string> kFiles = {
+      {"llama3", "tokenizers/llama3/tokenizer.json"},
+      {"llama3_vision", "tokenizers/llama3/llama-3.2-90b-vision/tokenizer.json"},
+      {"qwen3", "tokenizers/qwen/tokenizer.json"}};
+  return data_dir() / kFiles.at(name);
+}
+inline const Tokenizer* hf_tokenizer(const std::string& name) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<Tokenizer>> loaded;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = loaded.find(name);
+  if (it == loaded.end()) {
+    const auto path = hf_tokenizer_path(name);
+    it = loaded.emplace(name, std::filesystem::exists(path) ? std::make_unique<Tokenizer>(Tokenizer::from_tokenizer_json(path))
+                                                           : nullptr).first;
+  }
+  return it->second.get();
+}
+
+#define GPTRAIN_REQUIRE_HF_TOKENIZER(var, name)                                                     \
+  const ::gptrain::Tokenizer* var = ::gptrain::test::hf_tokenizer(name);                            \
+  if (!var)                                                                                       \
+    GTEST_SKIP() << "tokenizer \"" << (name) << "\" not found: expected "                           \
+                 << ::gptrain::test::hf_tokenizer_path(name).string()                              \
                  << " (set GPTRAIN_TEST_DATA_DIR to the data directory)"
 
 // SHA-256 (FIPS 180-4), enough for fixture hashes.
