@@ -145,10 +145,19 @@ Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init
 
 namespace {
 
-// PyTorch's default initialisation of one parameter, element i from counter i of its stream.
+// The initialisation of one parameter, element i from counter i of its stream: PyTorch's defaults
+// when normal_std is 0 (the book's GPTModel), else transformers' _init_weights for Llama and Qwen3
+// (weights and embeddings N(0, initializer_range), biases 0). The latter because these families tie
+// the output head to the embedding: N(0, 1) embeddings give logits of size sqrt(emb_dim) and a first
+// loss near 64 instead of ln(vocab) = 12.
 template <class T>
-void init_values(T* x, const Parameter& p, const CounterRng& rng) {
+void init_values(T* x, const Parameter& p, const CounterRng& rng, double normal_std) {
   const int64_t n = p.value.numel();
+  if (normal_std > 0 && p.kind != ParamKind::Norm) {
+    for (int64_t i = 0; i < n; ++i)
+      x[i] = p.kind == ParamKind::LinearBias ? T(0) : static_cast<T>(normal_std * rng.normal(static_cast<uint64_t>(i)));
+    return;
+  }
   switch (p.kind) {
     case ParamKind::Embedding:  // nn.Embedding: N(0, 1)
       for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(rng.normal(static_cast<uint64_t>(i)));
@@ -169,12 +178,14 @@ void init_values(T* x, const Parameter& p, const CounterRng& rng) {
 }  // namespace
 
 void Transformer::init(uint64_t seed) {
+  // initializer_range of Llama 3's and Qwen3's config.json
+  const double normal_std = config_.family == "llama" || config_.family == "qwen3" ? 0.02 : 0.0;
   for (Parameter& p : params_.all()) {
     const CounterRng rng(seed, name_stream(p.name));
     if (p.value.dtype() == DType::F64)
-      init_values(p.value.data<double>(), p, rng);
+      init_values(p.value.data<double>(), p, rng, normal_std);
     else
-      init_values(p.value.data<float>(), p, rng);
+      init_values(p.value.data<float>(), p, rng, normal_std);
   }
 }
 

@@ -222,7 +222,7 @@ int32_t Tokenizer::token_id(std::string_view bytes) const {
   if (bytes.empty()) return -1;
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   const int32_t id = table_.find(p, bytes.size());
-  return id >= 0 || !hf_ ? id : rest_table_.find(p, bytes.size());
+  return id >= 0 || rest_table_.empty() ? id : rest_table_.find(p, bytes.size());  // empty with ignore_merges
 }
 
 // tiktoken's _byte_pair_merge, for pieces under kLargePiece bytes. parts[k] is part k's start

@@ -75,6 +75,9 @@ class TokenTable {
     }
   }
 
+  // True before build(): find() must not be called then (it has no slot to probe).
+  bool empty() const { return slots_.empty(); }
+
   // Always inlined (both): every piece is looked up here, and GCC stopped inlining them once the
   // tokenizer had more callers.
   [[gnu::always_inline]] int32_t find(const uint8_t* p, size_t n) const {

@@ -52,7 +52,7 @@ grep -q '"model_type": "qwen3"' "$work/qwen/final/config.json" || fail "qwen fin
   > "$work/qwen-gen.log" 2>&1 || fail "generate on the qwen model exited $?"
 "$gptrain" info --model "$work/qwen/final" > "$work/qwen-info.log" 2>&1 || fail "info on the qwen model exited $?"
 expect_in "$work/qwen-info.log" "n_kv_heads 1  head_size 32"
-echo "Hello, world" | "$gptrain" tokenize --model "$work/qwen/final" - > "$work/qwen-ids.txt" 2>&1 ||
+echo "Hello, world" | "$gptrain" tokenize --model "$work/qwen/final" - > "$work/qwen-ids.txt" 2> "$work/qwen-tok.log" ||
   fail "tokenize --model on the qwen model exited $?"
 [ "$(cat "$work/qwen-ids.txt")" = "9707 11 1879 198" ] || fail "tokenize --model: got $(cat "$work/qwen-ids.txt")"
 

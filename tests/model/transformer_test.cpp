@@ -184,6 +184,31 @@ TEST(Transformer, initialisation_follows_pytorch_defaults_and_is_seeded) {
   for (float x : a.params().at("blocks.0.ln1.bias").value.to_vector()) ASSERT_EQ(x, 0.0f);
 }
 
+TEST(Transformer, llama_and_qwen3_initialise_as_transformers_does) {
+  // transformers' _init_weights: N(0, initializer_range = 0.02) for embeddings and weights, norms 1.
+  // Their heads are tied to the embedding, so the first loss is near ln(vocab), not 64.
+  ModelConfig c;
+  ASSERT_TRUE(preset_config("qwen3-tiny", c));
+  c.vocab_size = 2000;
+  c.context_length = 16;
+  Transformer m(c, 3);
+  for (const char* name : {"tok_emb.weight", "blocks.0.mlp.fc.weight", "blocks.1.attn.proj.weight"}) {
+    const auto v = m.params().at(name).value.to_vector();
+    double sq = 0;
+    for (float x : v) sq += double(x) * x;
+    // n >= 65536 samples: the sample sd errs by about 0.02 / sqrt(2n) < 1e-4
+    EXPECT_NEAR(std::sqrt(sq / double(v.size())), 0.02, 1e-3) << name;
+  }
+  for (float x : m.params().at("blocks.0.attn.q_norm.weight").value.to_vector()) ASSERT_EQ(x, 1.0f);
+  const auto x = ids(2 * 16, 2000, 1), y = ids(2 * 16, 2000, 2);
+  const double loss = m.forward_loss(x, y, 2, 16, {false, 0});
+  // The final norm's output has RMS 1, so the logits are ~N(0, s^2) with s = 0.02 sqrt(emb_dim) = 0.32:
+  // the loss is ln(V) + s^2/2 on average, and its mean over 32 targets errs by about s/sqrt(32) = 0.06
+  // (4 of those allowed). With N(0, 1) embeddings it would be near sqrt(256) = 16 above ln(V).
+  const double s = 0.02 * std::sqrt(256.0);
+  EXPECT_NEAR(loss, std::log(2000.0) + s * s / 2, 4 * s / std::sqrt(32.0));
+}
+
 TEST(Transformer, errors_name_the_problem) {
   Transformer m(tiny());
   const auto x = ids(30, 71, 1);

@@ -79,6 +79,8 @@ TEST(HfTokenizer, what_the_real_files_expose) {
     EXPECT_FALSE(t->is_special(127999));
     EXPECT_EQ(t->token_id("<|eot_id|>"), 128009);
     EXPECT_EQ(t->token_id("<|reserved_special_token_250|>"), 128255);
+    EXPECT_EQ(t->token_id("<|endoftext|>"), -1);  // no such token (with ignore_merges: one table only)
+    EXPECT_EQ(t->token_id(" Vi\xe1\xbb\x87t"), 101798);
     EXPECT_EQ(t->decode(Ids{128000, 9906, 128009}), "<|begin_of_text|>Hello<|eot_id|>");
     EXPECT_EQ(t->encode("<|eot_id|>", true), (Ids{128009}));
     EXPECT_EQ(t->encode("<|eot_id|>", false), (Ids{27, 91, 68, 354, 851, 91, 29}));
@@ -91,6 +93,8 @@ TEST(HfTokenizer, what_the_real_files_expose) {
     EXPECT_EQ(t->eot_id(), 128001);  // tokenizer_config.json: eos_token <|end_of_text|>
     EXPECT_EQ(t->encode("hi"), (Ids{6151}));
     EXPECT_EQ(t->token_id("<|image|>"), 128256);
+    EXPECT_EQ(t->token_id("<|endoftext|>"), -1);
+    EXPECT_EQ(t->token_id(" Vi\xe1\xbb\x87t"), 101798);  // a token, though encode() never gives it
   }
   if (const Tokenizer* t = test::hf_tokenizer("qwen3")) {
     EXPECT_EQ(t->vocab_size(), 151669);
