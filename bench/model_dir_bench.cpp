@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
       model->backward();
       opt.step();
       if (s > 0) times.push_back(t.seconds());
+      if (s == 0) ops::reset_profile();  // GPTRAIN_PROFILE=1: the timed steps only
     }
     fmt::print(", \"batch\": {}, \"context\": {}, \"step_s\": {:.3f}, \"tokens_per_s\": {:.1f}, \"loss\": {:.4f}", B, T,
                median(times), static_cast<double>(B * T) / median(times), loss);
@@ -121,5 +122,9 @@ int main(int argc, char** argv) {
                p.size(), out.size() - p.size(), s, static_cast<double>(out.size() - p.size()) / s, ids);
   }
   fmt::print(", \"peak_rss_mb\": {:.0f}}}\n", peak_rss_mb());
+  // GPTRAIN_PROFILE=1: where the time went, per op (summed over the timed steps), on stderr.
+  auto prof = ops::profile();
+  std::sort(prof.begin(), prof.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+  for (const auto& e : prof) fmt::print(stderr, "{:<28} {:>8} calls {:>10.1f} ms\n", e.op, e.calls, 1e3 * e.seconds);
   return 0;
 }
