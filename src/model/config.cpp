@@ -121,7 +121,12 @@ bool preset_config(const std::string& name, ModelConfig& config) {
     }
   if (name == "llama-3.2-1b") config = llama3(2048, 16, 32, 8, 64, 8192);
   else if (name == "llama-3.2-3b") config = llama3(3072, 28, 24, 8, 128, 8192);
-  else if (name == "llama-tiny") config = llama3(256, 4, 4, 2, 64, 768);
+  else if (name == "llama-tiny") {
+    // Plain theta: llama3 scaling stretches a context trained at 8192, and this one starts at 256
+    // (transformers warns when original_max_position_embeddings exceeds the context).
+    config = llama3(256, 4, 4, 2, 64, 768);
+    config.rope = RopeConfig{500000.0, "", 1.0, 1.0, 4.0, 0};
+  }
   else if (name == "qwen3-0.6b") config = qwen3(1024, 28, 16, 8, 128, 3072);
   else if (name == "qwen3-1.7b") config = qwen3(2048, 28, 16, 8, 128, 6144);
   else if (name == "qwen3-tiny") config = qwen3(256, 4, 4, 2, 64, 768);

@@ -77,7 +77,7 @@ struct ModelConfig {
 // book's GPT_CONFIG_124M defaults otherwise (context 1024, dropout 0.1, no qkv bias, untied head);
 // also "124M", "355M", "774M", "1558M". "llama-3.2-1b", "llama-3.2-3b", "qwen3-0.6b", "qwen3-1.7b"
 // as their Hugging Face configs; "llama-tiny" and "qwen3-tiny" (width 256, 4 blocks, 4 query heads
-// over 2 key/value heads of 64) for pretraining on a small machine. Returns false for an unknown name.
+// over 2 key/value heads of 64; llama-tiny with plain rotary theta) for pretraining on a small machine. Returns false for an unknown name.
 bool preset_config(const std::string& name, ModelConfig& config);
 std::vector<std::string> preset_names();
 // "gpt2-small, gpt2-medium, ..." for messages.
