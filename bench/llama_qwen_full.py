@@ -6,7 +6,8 @@ as the Hub ships them; both sides read that dir and compute in float32. Per mode
   logits  one forward of 128 random ids: relative error ||ours - theirs|| / ||theirs|| against the
           bound 2*k*u of tests/tools/hf_error_model.py (each float32 implementation within k*u of
           the exact result); load time (reading the dir to a float32 model) and peak RSS
-  train   full finetune, AdamW, batch 1 x 512, same threads: median step time and peak RSS
+  train   full finetune, AdamW, batch 1 x 512 of the same random ids, same threads: median step time, peak
+          RSS, and the loss of the last step (equal within float32 error: the same steps at full size)
   decode  greedy, KV cache, 16 prompt ids, 64 new tokens: tokens/s (and the same ids)
 Every job runs in its own process (peak RSS is the process's VmHWM); rounds alternate between the
 two sides so a busy machine slows both alike; medians are reported. Needs pip-installed torch and
@@ -92,7 +93,7 @@ def torch_job(args):
         out["tokens"] = len(ids)
     elif args.job == "train":
         B, T = args.batch, args.context
-        data = torch.tensor(random_ids(B * (T + 1), V, 1)).view(B, T + 1)
+        data = torch.tensor([int(x) for x in open(args.ids).read().split()]).view(B, T + 1)
         x, y = data[:, :T].contiguous(), data[:, 1:].contiguous()
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1)
@@ -194,10 +195,13 @@ def main():
             print(f"{name} logits: rel err {rel:.3e} (bound {bound:.3e}); load {ours.get('load_s')} s vs "
                   f"{theirs.get('load_s')} s; peak RSS {ours.get('peak_rss_mb')} MB vs {theirs.get('peak_rss_mb')} MB",
                   flush=True)
+        train_file = work / f"{name}.train-ids"  # both sides train on these
+        train_file.write_text(" ".join(map(str, random_ids(1 * (512 + 1), cfg.vocab_size, 1))))
         prompt_file = work / f"{name}.prompt"
         prompt_file.write_text(" ".join(map(str, random_ids(16, cfg.vocab_size, 2))))
         for job, ours_args, theirs_args in (
-                ("train", ["--train", "1", "512", str(a.steps)], ["--batch", "1", "--context", "512", "--steps", str(a.steps)]),
+                ("train", ["--train", "1", "512", str(a.steps), "--train-ids", str(train_file)],
+                 ["--batch", "1", "--context", "512", "--steps", str(a.steps), "--ids", str(train_file)]),
                 ("decode", ["--decode", str(prompt_file), "64"], ["--ids", str(prompt_file), "--new", "64"])):
             if job not in jobs:
                 continue

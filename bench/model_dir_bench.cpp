@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--logits") { mode = "logits"; ids_file = next(); out_file = next(); }
     else if (a == "--train") { mode = "train"; B = std::stoll(next()); T = std::stoll(next()); steps = std::stoll(next()); }
+    else if (a == "--train-ids") ids_file = next();  // B * (T + 1) ids for --train (default: random)
     else if (a == "--decode") { mode = "decode"; ids_file = next(); new_tokens = std::stoll(next()); }
     else {
       fmt::print(stderr, "unknown option {}\n", a);
@@ -90,7 +91,11 @@ int main(int argc, char** argv) {
     o.lr = 1e-5;
     o.weight_decay = 0.1;
     AdamW opt(model->params(), o);
-    const std::vector<int32_t> all = random_ids(B * (T + 1), cfg.vocab_size, 1);
+    const std::vector<int32_t> all = ids_file.empty() ? random_ids(B * (T + 1), cfg.vocab_size, 1) : ids;
+    if (static_cast<int64_t>(all.size()) != B * (T + 1)) {
+      fmt::print(stderr, "--train-ids {}: {} ids, need B * (T + 1) = {}\n", ids_file, all.size(), B * (T + 1));
+      return 2;
+    }
     std::vector<int32_t> x, y;
     for (int64_t b = 0; b < B; ++b) {
       x.insert(x.end(), all.begin() + b * (T + 1), all.begin() + b * (T + 1) + T);
