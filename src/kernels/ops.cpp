@@ -269,6 +269,58 @@ void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
 }
 
 namespace {
+LoraParams lora_params(const Tensor& inp, const Tensor& A, const Tensor& B, const LoraShape& shape, const char* op) {
+  GPTRAIN_CHECK(A.ndim() == 2 && B.ndim() == 2, "{}: A {} and B {} must be matrices", op, shape_string(A.shape()),
+                shape_string(B.shape()));
+  const int S = static_cast<int>(shape.segment_ends.size());
+  GPTRAIN_CHECK(S >= 1 && S <= kMaxLoraSegments, "{}: {} segments (1 to {})", op, S, kMaxLoraSegments);
+  LoraParams p{0, A.dim(1), B.dim(0), B.dim(1)};
+  p.S = S;
+  p.scaling = shape.scaling;
+  GPTRAIN_CHECK(A.dim(0) == S * p.R, "{}: A {} is not [{} x rank {}, in]", op, shape_string(A.shape()), S, p.R);
+  GPTRAIN_CHECK(inp.dim(-1) == p.IC, "{}: input {} against A {}", op, shape_string(inp.shape()), shape_string(A.shape()));
+  for (int s = 0; s < S; ++s) {
+    p.seg[s + 1] = shape.segment_ends[static_cast<size_t>(s)];
+    GPTRAIN_CHECK(p.seg[s + 1] >= p.seg[s], "{}: segment ends are not increasing", op);
+  }
+  GPTRAIN_CHECK(p.seg[S] == p.OC, "{}: the last segment ends at {}, not at B's {} rows", op, p.seg[S], p.OC);
+  p.N = inp.numel() / p.IC;
+  return p;
+}
+}  // namespace
+
+void lora_forward(const Tensor& out, const Tensor& inp, const Tensor& A, const Tensor& B, const LoraShape& shape,
+                  bool batch_invariant) {
+  const OpTimer timer("lora_forward");
+  require_defined(out, "lora_forward", "out");
+  require_defined(inp, "lora_forward", "inp");
+  require_defined(A, "lora_forward", "A");
+  require_defined(B, "lora_forward", "B");
+  const Backend& be = select("lora_forward", {&out, &inp, &A, &B});
+  LoraParams p = lora_params(inp, A, B, shape, "lora_forward");
+  p.batch_invariant = batch_invariant;
+  require_numel(out, p.N * p.OC, "lora_forward", "out");
+  be.lora_forward(out.raw(), inp.raw(), A.raw(), B.raw(), p);
+}
+
+void lora_backward(const Tensor& dinp, const Tensor& dA, const Tensor& dB, const Tensor& dout, const Tensor& inp,
+                   const Tensor& A, const Tensor& B, const LoraShape& shape) {
+  const OpTimer timer("lora_backward");
+  if (!dinp.defined() && !dA.defined() && !dB.defined()) return;
+  require_defined(dout, "lora_backward", "dout");
+  require_defined(inp, "lora_backward", "inp");
+  require_defined(A, "lora_backward", "A");
+  require_defined(B, "lora_backward", "B");
+  const Backend& be = select("lora_backward", {&dinp, &dA, &dB, &dout, &inp, &A, &B});
+  const LoraParams p = lora_params(inp, A, B, shape, "lora_backward");
+  require_numel(dout, p.N * p.OC, "lora_backward", "dout");
+  require_numel(dinp, p.N * p.IC, "lora_backward", "dinp");
+  require_numel(dA, A.numel(), "lora_backward", "dA");
+  require_numel(dB, B.numel(), "lora_backward", "dB");
+  be.lora_backward(ptr(dinp), ptr(dA), ptr(dB), dout.raw(), inp.raw(), A.raw(), B.raw(), p);
+}
+
+namespace {
 void check_shape(const AttentionShape& s, const char* op) {
   GPTRAIN_CHECK(s.n_heads > 0 && s.n_kv_heads > 0 && s.head_dim > 0 && s.n_heads % s.n_kv_heads == 0,
                 "{}: {} query heads do not group over {} key/value heads (head size {})", op, s.n_heads, s.n_kv_heads,

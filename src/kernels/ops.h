@@ -60,6 +60,18 @@ void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
 void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight, InputGrad mode = InputGrad::Accumulate);
 
+// A LoRA adapter on a Linear (kernels/params.h, LoraParams): out[N,OC] += scaling * (inp A_s^T) B_s^T
+// per output segment, A [S*R, IC], B [OC, R]; segment_ends are the S ends in (0, OC], the last OC.
+struct LoraShape {
+  std::vector<int64_t> segment_ends;
+  float scaling = 1.0f;
+};
+void lora_forward(const Tensor& out, const Tensor& inp, const Tensor& A, const Tensor& B, const LoraShape& shape,
+                  bool batch_invariant = false);
+// Adds to dinp (after the base Linear's backward), dA and dB; each skipped when undefined.
+void lora_backward(const Tensor& dinp, const Tensor& dA, const Tensor& dB, const Tensor& dout, const Tensor& inp,
+                   const Tensor& A, const Tensor& B, const LoraShape& shape);
+
 // The head layout of an attention layer (kernels/params.h, AttentionParams).
 struct AttentionShape {
   int64_t n_heads, n_kv_heads, head_dim;

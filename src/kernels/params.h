@@ -20,7 +20,7 @@ inline constexpr const char* kOpNames[] = {"embedding",     "dropout", "layernor
                                            "attention",     "gelu",    "residual",         "cross_entropy",
                                            "pool",          "adamw",   "attention_decode", "gather_rows",
                                            "rmsnorm",       "qk_norm", "rope",             "rope_table",
-                                           "swiglu"};
+                                           "swiglu",        "lora"};
 // Ops without a backward to check: inference-only, or a table of constants.
 inline constexpr const char* kForwardOnlyOps[] = {"attention_decode", "gather_rows", "rope_table"};
 
@@ -106,6 +106,21 @@ struct MatmulParams {
   int64_t N, IC, OC;
   bool batch_invariant = false;
   InputGrad dinp = InputGrad::Accumulate;
+};
+
+// A LoRA adapter on a Linear of weight [OC, IC], in S segments of its outputs (3 for a fused
+// q|k|v, each part adapted on its own as the book's W_query, W_key, W_value; else 1):
+//   out[n, o] += scaling * sum_r (sum_i inp[n, i] A[s R + r, i]) B[o, r]   for o in segment s,
+// A = [S R, IC] (segment s: rows [sR, (s+1)R)), B = [OC, R] (segment s: rows [seg[s], seg[s+1])):
+// PEFT's lora_A / lora_B layouts, stacked. The forward adds to out (the base Linear wrote it);
+// the backward adds to dinp, dA and dB (each skipped when null) and recomputes inp A^T.
+inline constexpr int kMaxLoraSegments = 4;
+struct LoraParams {
+  int64_t N, IC, OC, R;
+  int S = 1;
+  int64_t seg[kMaxLoraSegments + 1] = {};  // segment boundaries in [0, OC]: seg[0] = 0, seg[S] = OC
+  float scaling = 1.0f;
+  bool batch_invariant = false;  // decode rows: each row's result independent of the others
 };
 
 // Causal self-attention over packed qkv[B,T,(NH + 2 NKV) HS]: the NH query heads, then the NKV key

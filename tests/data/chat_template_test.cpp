@@ -54,7 +54,9 @@ TEST(ChatTemplate, recognises_the_families_templates) {
   EXPECT_EQ(style["llama3.1"], "llama3.1");
   ChatRenderOptions o;
   for (const auto& t : fx.at("templates"))
-    if (t.at("name") == "qwen2") EXPECT_EQ(template_of(t, o).default_system, "You are a helpful assistant.");
+    if (t.at("name") == "qwen2") {
+      EXPECT_EQ(template_of(t, o).default_system, "You are a helpful assistant.");
+    }
 }
 
 TEST(ChatTemplate, text_equals_transformers) {

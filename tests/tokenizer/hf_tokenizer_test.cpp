@@ -112,7 +112,9 @@ TEST(HfTokenizer, what_the_real_files_expose) {
     EXPECT_EQ(t->encode("e\xcc\x81"), t->encode("\xc3\xa9"));  // NFC
   }
   const fs::path qwen_dir = test::data_dir() / "tokenizers" / "qwen";
-  if (fs::exists(qwen_dir / "tokenizer.json")) EXPECT_EQ(Tokenizer::from_dir(qwen_dir).vocab_size(), 151669);
+  if (fs::exists(qwen_dir / "tokenizer.json")) {
+    EXPECT_EQ(Tokenizer::from_dir(qwen_dir).vocab_size(), 151669);
+  }
 }
 
 // tokenizers cannot take invalid UTF-8; a tokenizer.json encodes what Python's

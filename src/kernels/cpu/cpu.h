@@ -51,6 +51,9 @@ void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int
                 const RopeTableParams& p);
 void rope_forward(float* qkv, const float* cos_t, const float* sin_t, const RopeParams& p);
 void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+void lora_forward(float* out, const float* inp, const float* A, const float* B, const LoraParams& p);
+void lora_backward(float* dinp, float* dA, float* dB, const float* dout, const float* inp, const float* A,
+                   const float* B, const LoraParams& p);
 void swiglu_forward(float* out, const float* inp, const SwigluParams& p);
 void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p);
 

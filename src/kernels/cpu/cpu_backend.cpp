@@ -84,6 +84,13 @@ class CpuBackend final : public Backend {
   void rope_backward(void* dqkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
     cpu::rope_backward(f(dqkv), f(cos_t), f(sin_t), p);
   }
+  void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const override {
+    cpu::lora_forward(f(out), f(inp), f(A), f(B), p);
+  }
+  void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A, const void* B,
+                     const LoraParams& p) const override {
+    cpu::lora_backward(f(dinp), f(dA), f(dB), f(dout), f(inp), f(A), f(B), p);
+  }
   void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
     cpu::swiglu_forward(f(out), f(inp), p);
   }

@@ -17,3 +17,4 @@
 #include "kernels/ref/attention_decode.h"
 #include "kernels/ref/rmsnorm.h"
 #include "kernels/ref/rope.h"
+#include "kernels/ref/lora.h"

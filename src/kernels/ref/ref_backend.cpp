@@ -86,6 +86,13 @@ class RefBackend final : public Backend {
   void rope_backward(void* dqkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
     ref::rope_backward(d(dqkv), d(cos_t), d(sin_t), p);
   }
+  void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const override {
+    ref::lora_forward(d(out), d(inp), d(A), d(B), p);
+  }
+  void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A, const void* B,
+                     const LoraParams& p) const override {
+    ref::lora_backward(d(dinp), d(dA), d(dB), d(dout), d(inp), d(A), d(B), p);
+  }
   void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
     ref::swiglu_forward(d(out), d(inp), p);
   }
