@@ -25,16 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from bench_common import cpu_model  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:
-        return platform.processor()
 
 
 def run_gptrain(args, model_dir, kv_cache):

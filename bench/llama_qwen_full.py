@@ -20,12 +20,12 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from bench_common import cpu_model  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "tools"))
@@ -132,14 +132,6 @@ def run_json(cmd):
     if r.returncode != 0:
         return {"error": f"exit {r.returncode}: {(r.stderr or r.stdout)[-400:]}"}
     return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:
-        return platform.processor()
 
 
 def main():

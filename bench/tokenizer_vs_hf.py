@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,24 +27,12 @@ os.environ["RAYON_NUM_THREADS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import tokenizers  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
+from bench_common import corpus, cpu_model  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FILES = {"llama3": "tokenizers/llama3/tokenizer.json",
          "llama3_vision": "tokenizers/llama3/llama-3.2-90b-vision/tokenizer.json",
          "qwen3": "tokenizers/qwen/tokenizer.json"}
-
-
-def corpus(data_dir):
-    files = sorted((data_dir / "corpus").glob("*.txt")) + [data_dir / "the-verdict.txt"]
-    return b"".join(f.read_bytes() for f in files)
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:
-        return platform.processor()
 
 
 def main():

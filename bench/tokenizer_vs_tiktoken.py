@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,22 +24,10 @@ import time
 
 import tiktoken
 import tiktoken.load
+from bench_common import corpus, cpu_model  # noqa: E402
 
 PAT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def corpus(data_dir):
-    files = sorted((data_dir / "corpus").glob("*.txt")) + [data_dir / "the-verdict.txt"]
-    return b"".join(f.read_bytes() for f in files)
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:
-        return platform.processor()
 
 
 def main():

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tokenizer/json_reader.h"
 #include "tokenizer/token_table.h"
 #include "tokenizer/unicode_classes.h"
 #include "util/error.h"
@@ -145,23 +146,6 @@ class FlatJsonReader {
       else error("bad hex digit in a \\u escape");
     }
     return v;
-  }
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
   }
   std::string read_string() {
     expect('"', "a token in double quotes");

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +26,25 @@ namespace gptrain::test {
 inline std::filesystem::path data_dir() {
   const char* env = std::getenv("GPTRAIN_TEST_DATA_DIR");
   return env && *env ? std::filesystem::path(env) : std::filesystem::path(GPTRAIN_SOURCE_DIR) / ".." / "shared" / "data";
+}
+
+// The texts of one collection of a data-texts fixture, split as the generators split them: the
+// SMS file's message per line (label TAB text), else every string of a JSON document in order.
+inline std::vector<std::string> collection_texts(const std::string& name, const std::string& raw) {
+  std::vector<std::string> texts;
+  if (name == "sms_spam") {
+    std::istringstream in(raw);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) texts.push_back(line.substr(line.find('\t') + 1));
+    return texts;
+  }
+  std::function<void(const nlohmann::ordered_json&)> collect = [&](const nlohmann::ordered_json& v) {
+    if (v.is_string()) texts.push_back(v.get<std::string>());
+    else if (v.is_array() || v.is_object())
+      for (const auto& item : v) collect(item);
+  };
+  collect(nlohmann::ordered_json::parse(raw));
+  return texts;
 }
 
 inline std::filesystem::path fixtures_dir() { return std::filesystem::path(GPTRAIN_FIXTURES_DIR) / "tokenizer"; }

@@ -101,19 +101,7 @@ TEST(TiktokenParity, texts_of_the_sms_and_instruction_data) {
       std::printf("skipped %s: its content differs from the one the fixture was made from\n", source.c_str());
       continue;
     }
-    std::vector<std::string> texts;
-    if (c.at("name") == "sms_spam") {
-      std::istringstream in(raw);  // label TAB text per line, as the generator splits it
-      for (std::string line; std::getline(in, line);)
-        if (!line.empty()) texts.push_back(line.substr(line.find('\t') + 1));
-    } else {
-      std::function<void(const ordered_json&)> collect = [&](const ordered_json& v) {
-        if (v.is_string()) texts.push_back(v.get<std::string>());
-        else if (v.is_array() || v.is_object())
-          for (const auto& item : v) collect(item);
-      };
-      collect(ordered_json::parse(raw));
-    }
+    const std::vector<std::string> texts = test::collection_texts(c.at("name").get<std::string>(), raw);
     ASSERT_EQ(static_cast<int64_t>(texts.size()), c.at("texts").get<int64_t>()) << source;
     test::Sha256 all, block;
     int64_t tokens = 0;
