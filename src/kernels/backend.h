@@ -41,6 +41,8 @@ class Backend {
   virtual void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const = 0;
   virtual void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A,
                              const void* B, const LoraParams& p) const = 0;
+  // weight[OC, IC] rows of each segment += scaling B_s A_s (p.N unused).
+  virtual void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const = 0;
   virtual void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const = 0;
   virtual void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
                                   const AttentionParams& p) const = 0;

@@ -269,22 +269,36 @@ void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
 }
 
 namespace {
-LoraParams lora_params(const Tensor& inp, const Tensor& A, const Tensor& B, const LoraShape& shape, const char* op) {
+// Everything but the row count: OC is the Linear's output width.
+LoraParams lora_params(int64_t OC, const Tensor& A, const Tensor& B, const LoraShape& shape, const char* op) {
   GPTRAIN_CHECK(A.ndim() == 2 && B.ndim() == 2, "{}: A {} and B {} must be matrices", op, shape_string(A.shape()),
                 shape_string(B.shape()));
-  const int S = static_cast<int>(shape.segment_ends.size());
+  const int S = static_cast<int>(shape.segments.size());
   GPTRAIN_CHECK(S >= 1 && S <= kMaxLoraSegments, "{}: {} segments (1 to {})", op, S, kMaxLoraSegments);
-  LoraParams p{0, A.dim(1), B.dim(0), B.dim(1)};
+  LoraParams p{0, A.dim(1), OC, B.dim(1)};
   p.S = S;
   p.scaling = shape.scaling;
   GPTRAIN_CHECK(A.dim(0) == S * p.R, "{}: A {} is not [{} x rank {}, in]", op, shape_string(A.shape()), S, p.R);
-  GPTRAIN_CHECK(inp.dim(-1) == p.IC, "{}: input {} against A {}", op, shape_string(inp.shape()), shape_string(A.shape()));
+  int64_t end = 0;
   for (int s = 0; s < S; ++s) {
-    p.seg[s + 1] = shape.segment_ends[static_cast<size_t>(s)];
-    GPTRAIN_CHECK(p.seg[s + 1] >= p.seg[s], "{}: segment ends are not increasing", op);
+    const LoraSegment& g = shape.segments[static_cast<size_t>(s)];
+    GPTRAIN_CHECK(g.width >= 0 && g.col >= end && g.col + g.width <= p.OC,
+                  "{}: segment {} (columns {} + {}) overlaps the previous one or leaves the {} outputs", op, s, g.col,
+                  g.width, p.OC);
+    p.col[s] = g.col;
+    p.seg[s + 1] = p.seg[s] + g.width;
+    end = g.col + g.width;
   }
-  GPTRAIN_CHECK(p.seg[S] == p.OC, "{}: the last segment ends at {}, not at B's {} rows", op, p.seg[S], p.OC);
+  GPTRAIN_CHECK(p.seg[S] == B.dim(0), "{}: the segments cover {} outputs, B has {} rows", op, p.seg[S], B.dim(0));
+  return p;
+}
+
+LoraParams lora_params(const Tensor& out, const Tensor& inp, const Tensor& A, const Tensor& B, const LoraShape& shape,
+                       const char* op) {
+  LoraParams p = lora_params(out.dim(-1), A, B, shape, op);
+  GPTRAIN_CHECK(inp.dim(-1) == p.IC, "{}: input {} against A {}", op, shape_string(inp.shape()), shape_string(A.shape()));
   p.N = inp.numel() / p.IC;
+  GPTRAIN_CHECK(out.numel() == p.N * p.OC, "{}: output {} for {} rows of input", op, shape_string(out.shape()), p.N);
   return p;
 }
 }  // namespace
@@ -297,9 +311,8 @@ void lora_forward(const Tensor& out, const Tensor& inp, const Tensor& A, const T
   require_defined(A, "lora_forward", "A");
   require_defined(B, "lora_forward", "B");
   const Backend& be = select("lora_forward", {&out, &inp, &A, &B});
-  LoraParams p = lora_params(inp, A, B, shape, "lora_forward");
+  LoraParams p = lora_params(out, inp, A, B, shape, "lora_forward");
   p.batch_invariant = batch_invariant;
-  require_numel(out, p.N * p.OC, "lora_forward", "out");
   be.lora_forward(out.raw(), inp.raw(), A.raw(), B.raw(), p);
 }
 
@@ -312,12 +325,24 @@ void lora_backward(const Tensor& dinp, const Tensor& dA, const Tensor& dB, const
   require_defined(A, "lora_backward", "A");
   require_defined(B, "lora_backward", "B");
   const Backend& be = select("lora_backward", {&dinp, &dA, &dB, &dout, &inp, &A, &B});
-  const LoraParams p = lora_params(inp, A, B, shape, "lora_backward");
-  require_numel(dout, p.N * p.OC, "lora_backward", "dout");
+  const LoraParams p = lora_params(dout, inp, A, B, shape, "lora_backward");
   require_numel(dinp, p.N * p.IC, "lora_backward", "dinp");
   require_numel(dA, A.numel(), "lora_backward", "dA");
   require_numel(dB, B.numel(), "lora_backward", "dB");
   be.lora_backward(ptr(dinp), ptr(dA), ptr(dB), dout.raw(), inp.raw(), A.raw(), B.raw(), p);
+}
+
+void lora_merge(const Tensor& weight, const Tensor& A, const Tensor& B, const LoraShape& shape) {
+  const OpTimer timer("lora_merge");
+  require_defined(weight, "lora_merge", "weight");
+  require_defined(A, "lora_merge", "A");
+  require_defined(B, "lora_merge", "B");
+  const Backend& be = select("lora_merge", {&weight, &A, &B});
+  GPTRAIN_CHECK(weight.ndim() == 2, "lora_merge: weight {} is not a matrix", shape_string(weight.shape()));
+  const LoraParams p = lora_params(weight.dim(0), A, B, shape, "lora_merge");
+  GPTRAIN_CHECK(weight.dim(1) == p.IC, "lora_merge: weight {} against A {}", shape_string(weight.shape()),
+                shape_string(A.shape()));
+  be.lora_merge(weight.raw(), A.raw(), B.raw(), p);
 }
 
 namespace {

@@ -61,13 +61,20 @@ void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
                      const Tensor& inp, const Tensor& weight, InputGrad mode = InputGrad::Accumulate);
 
 // A LoRA adapter on a Linear (kernels/params.h, LoraParams): out[N,OC] += scaling * (inp A_s^T) B_s^T
-// per output segment, A [S*R, IC], B [OC, R]; segment_ends are the S ends in (0, OC], the last OC.
+// into the output columns of each segment s, A [S*R, IC], B [sum of widths, R] (segments in B's
+// row order, their columns increasing and disjoint).
+struct LoraSegment {
+  int64_t col = 0, width = 0;  // output columns [col, col + width)
+};
 struct LoraShape {
-  std::vector<int64_t> segment_ends;
+  std::vector<LoraSegment> segments;
   float scaling = 1.0f;
 };
 void lora_forward(const Tensor& out, const Tensor& inp, const Tensor& A, const Tensor& B, const LoraShape& shape,
                   bool batch_invariant = false);
+// weight[OC, IC] += the adapter's scaling B_s A_s into the rows of each segment: the merged Linear
+// computes what the base with the adapter did.
+void lora_merge(const Tensor& weight, const Tensor& A, const Tensor& B, const LoraShape& shape);
 // Adds to dinp (after the base Linear's backward), dA and dB; each skipped when undefined.
 void lora_backward(const Tensor& dinp, const Tensor& dA, const Tensor& dB, const Tensor& dout, const Tensor& inp,
                    const Tensor& A, const Tensor& B, const LoraShape& shape);

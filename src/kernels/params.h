@@ -20,9 +20,9 @@ inline constexpr const char* kOpNames[] = {"embedding",     "dropout", "layernor
                                            "attention",     "gelu",    "residual",         "cross_entropy",
                                            "pool",          "adamw",   "attention_decode", "gather_rows",
                                            "rmsnorm",       "qk_norm", "rope",             "rope_table",
-                                           "swiglu",        "lora"};
-// Ops without a backward to check: inference-only, or a table of constants.
-inline constexpr const char* kForwardOnlyOps[] = {"attention_decode", "gather_rows", "rope_table"};
+                                           "swiglu",        "lora",    "lora_merge"};
+// Ops without a backward to check: inference-only, a table of constants, or a weight update.
+inline constexpr const char* kForwardOnlyOps[] = {"attention_decode", "gather_rows", "rope_table", "lora_merge"};
 
 // How a backward op delivers the gradient of its input activation: added to what the buffer
 // holds (a residual stream that other branches also feed), or written over it.
@@ -108,17 +108,20 @@ struct MatmulParams {
   InputGrad dinp = InputGrad::Accumulate;
 };
 
-// A LoRA adapter on a Linear of weight [OC, IC], in S segments of its outputs (3 for a fused
-// q|k|v, each part adapted on its own as the book's W_query, W_key, W_value; else 1):
-//   out[n, o] += scaling * sum_r (sum_i inp[n, i] A[s R + r, i]) B[o, r]   for o in segment s,
-// A = [S R, IC] (segment s: rows [sR, (s+1)R)), B = [OC, R] (segment s: rows [seg[s], seg[s+1])):
-// PEFT's lora_A / lora_B layouts, stacked. The forward adds to out (the base Linear wrote it);
-// the backward adds to dinp, dA and dB (each skipped when null) and recomputes inp A^T.
+// A LoRA adapter on a Linear of weight [OC, IC], in S segments of its outputs (a fused q|k|v
+// adapts each part on its own as the book's W_query, W_key, W_value; a part may be left out, as
+// PEFT's default q_proj + v_proj):
+//   out[n, col[s] + j] += scaling * sum_r (sum_i inp[n, i] A[s R + r, i]) B[seg[s] + j, r]
+// for j in [0, seg[s+1] - seg[s]): A = [S R, IC] (segment s: rows [sR, (s+1)R)), B = [seg[S], R]
+// (segment s: rows [seg[s], seg[s+1])), PEFT's lora_A / lora_B layouts, stacked. The segments'
+// output columns are increasing and do not overlap. The forward adds to out (the base Linear
+// wrote it); the backward adds to dinp, dA and dB (each skipped when null) and recomputes inp A^T.
 inline constexpr int kMaxLoraSegments = 4;
 struct LoraParams {
-  int64_t N, IC, OC, R;
+  int64_t N, IC, OC, R;  // OC: the Linear's output width (the row stride of out)
   int S = 1;
-  int64_t seg[kMaxLoraSegments + 1] = {};  // segment boundaries in [0, OC]: seg[0] = 0, seg[S] = OC
+  int64_t seg[kMaxLoraSegments + 1] = {};  // rows of B: seg[0] = 0, segment s = [seg[s], seg[s+1])
+  int64_t col[kMaxLoraSegments] = {};      // the first output column of each segment
   float scaling = 1.0f;
   bool batch_invariant = false;  // decode rows: each row's result independent of the others
 };

@@ -54,6 +54,7 @@ void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const Ro
 void lora_forward(float* out, const float* inp, const float* A, const float* B, const LoraParams& p);
 void lora_backward(float* dinp, float* dA, float* dB, const float* dout, const float* inp, const float* A,
                    const float* B, const LoraParams& p);
+void lora_merge(float* weight, const float* A, const float* B, const LoraParams& p);
 void swiglu_forward(float* out, const float* inp, const SwigluParams& p);
 void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p);
 

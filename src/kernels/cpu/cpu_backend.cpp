@@ -91,6 +91,9 @@ class CpuBackend final : public Backend {
                      const LoraParams& p) const override {
     cpu::lora_backward(f(dinp), f(dA), f(dB), f(dout), f(inp), f(A), f(B), p);
   }
+  void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const override {
+    cpu::lora_merge(f(weight), f(A), f(B), p);
+  }
   void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
     cpu::swiglu_forward(f(out), f(inp), p);
   }

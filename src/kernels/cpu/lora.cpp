@@ -29,7 +29,7 @@ void lora_forward_batch_invariant(float* out, const float* inp, const float* A, 
     q.batch_invariant = true;
     matmul_forward(up.data(), part.data(), B + begin * p.R, nullptr, q);
     for (int64_t n = 0; n < p.N; ++n)
-      for (int64_t o = 0; o < width; ++o) out[n * p.OC + begin + o] += p.scaling * up[static_cast<size_t>(n * width + o)];
+      for (int64_t o = 0; o < width; ++o) out[n * p.OC + p.col[s] + o] += p.scaling * up[static_cast<size_t>(n * width + o)];
   }
 }
 
@@ -49,7 +49,7 @@ void lora_forward(float* out, const float* inp, const float* A, const float* B, 
     const int64_t begin = p.seg[s], width = p.seg[s + 1] - begin;
     if (width == 0) continue;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.N, width, p.R, 1.0f, h.data() + s * p.R, SR,
-                B + begin * p.R, p.R, 1.0f, out + begin, p.OC);
+                B + begin * p.R, p.R, 1.0f, out + p.col[s], p.OC);
   }
 }
 
@@ -61,7 +61,7 @@ void lora_backward(float* dinp, float* dA, float* dB, const float* dout, const f
   // dh[:, sR..] = scaling * dout[:, segment s] B_s
   for (int s = 0; s < p.S; ++s) {
     const int64_t begin = p.seg[s], width = p.seg[s + 1] - begin;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.N, p.R, width, p.scaling, dout + begin, p.OC,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.N, p.R, width, p.scaling, dout + p.col[s], p.OC,
                 B + begin * p.R, p.R, 0.0f, dh.data() + s * p.R, SR);
   }
   if (dB) {  // dB_s += dout[:, segment s]^T (scaling * inp A_s^T), h recomputed
@@ -71,12 +71,22 @@ void lora_backward(float* dinp, float* dA, float* dB, const float* dout, const f
     for (int s = 0; s < p.S; ++s) {
       const int64_t begin = p.seg[s], width = p.seg[s + 1] - begin;
       if (width == 0) continue;
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, width, p.R, p.N, 1.0f, dout + begin, p.OC,
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, width, p.R, p.N, 1.0f, dout + p.col[s], p.OC,
                   h.data() + s * p.R, SR, 1.0f, dB + begin * p.R, p.R);
     }
   }
   if (dA) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, SR, p.IC, p.N, 1.0f, dh.data(), SR, inp, p.IC, 1.0f, dA, p.IC);
   if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.N, p.IC, SR, 1.0f, dh.data(), SR, A, p.IC, 1.0f, dinp, p.IC);
+}
+
+void lora_merge(float* weight, const float* A, const float* B, const LoraParams& p) {
+  // rows [col, col + width) of W += scaling B_s [width, R] A_s [R, IC]
+  for (int s = 0; s < p.S; ++s) {
+    const int64_t width = p.seg[s + 1] - p.seg[s];
+    if (width == 0 || p.R == 0) continue;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, width, p.IC, p.R, p.scaling, B + p.seg[s] * p.R, p.R,
+                A + s * p.R * p.IC, p.IC, 1.0f, weight + p.col[s] * p.IC, p.IC);
+  }
 }
 
 }  // namespace gptrain::cpu

@@ -34,7 +34,7 @@ void lora_forward(T* out, const T* inp, const T* A, const T* B, const LoraParams
       for (int64_t o = p.seg[s]; o < p.seg[s + 1]; ++o) {
         T acc = T(0);
         for (int64_t r = 0; r < p.R; ++r) acc += h[static_cast<size_t>(n * SR + s * p.R + r)] * B[o * p.R + r];
-        out[n * p.OC + o] += T(p.scaling) * acc;
+        out[n * p.OC + p.col[s] + (o - p.seg[s])] += T(p.scaling) * acc;
       }
 }
 
@@ -49,7 +49,8 @@ void lora_backward(T* dinp, T* dA, T* dB, const T* dout, const T* inp, const T* 
     for (int s = 0; s < p.S; ++s)
       for (int64_t r = 0; r < p.R; ++r) {
         T acc = T(0);
-        for (int64_t o = p.seg[s]; o < p.seg[s + 1]; ++o) acc += dout[n * p.OC + o] * B[o * p.R + r];
+        for (int64_t o = p.seg[s]; o < p.seg[s + 1]; ++o)
+          acc += dout[n * p.OC + p.col[s] + (o - p.seg[s])] * B[o * p.R + r];
         dh[static_cast<size_t>(n * SR + s * p.R + r)] = sc * acc;
       }
   if (dB)
@@ -57,7 +58,8 @@ void lora_backward(T* dinp, T* dA, T* dB, const T* dout, const T* inp, const T* 
       for (int64_t o = p.seg[s]; o < p.seg[s + 1]; ++o)
         for (int64_t r = 0; r < p.R; ++r) {
           T acc = T(0);
-          for (int64_t n = 0; n < p.N; ++n) acc += dout[n * p.OC + o] * h[static_cast<size_t>(n * SR + s * p.R + r)];
+          for (int64_t n = 0; n < p.N; ++n)
+            acc += dout[n * p.OC + p.col[s] + (o - p.seg[s])] * h[static_cast<size_t>(n * SR + s * p.R + r)];
           dB[o * p.R + r] += sc * acc;
         }
   if (dA)
@@ -73,6 +75,18 @@ void lora_backward(T* dinp, T* dA, T* dB, const T* dout, const T* inp, const T* 
         T acc = T(0);
         for (int64_t j = 0; j < SR; ++j) acc += dh[static_cast<size_t>(n * SR + j)] * A[j * p.IC + i];
         dinp[n * p.IC + i] += acc;
+      }
+}
+
+// weight[col[s] + j, i] += scaling sum_r B[seg[s] + j, r] A[sR + r, i]
+template <class T>
+void lora_merge(T* weight, const T* A, const T* B, const LoraParams& p) {
+  for (int s = 0; s < p.S; ++s)
+    for (int64_t o = p.seg[s]; o < p.seg[s + 1]; ++o)
+      for (int64_t i = 0; i < p.IC; ++i) {
+        T acc = T(0);
+        for (int64_t r = 0; r < p.R; ++r) acc += B[o * p.R + r] * A[(s * p.R + r) * p.IC + i];
+        weight[(p.col[s] + (o - p.seg[s])) * p.IC + i] += T(p.scaling) * acc;
       }
 }
 

@@ -93,6 +93,9 @@ class RefBackend final : public Backend {
                      const LoraParams& p) const override {
     ref::lora_backward(d(dinp), d(dA), d(dB), d(dout), d(inp), d(A), d(B), p);
   }
+  void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const override {
+    ref::lora_merge(d(weight), d(A), d(B), p);
+  }
   void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
     ref::swiglu_forward(d(out), d(inp), p);
   }
