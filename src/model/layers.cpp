@@ -26,21 +26,72 @@ void Embedding::backward(ParameterSet& P, const Tensor& dout, const Tensor& toke
   ops::embedding_backward(grad(P, tok), grad(P, pos), dout, tokens, positions, pos_offset);
 }
 
-Linear Linear::add(ParameterSet& P, const std::string& name, int64_t in, int64_t out, bool bias, int64_t layer) {
+Linear Linear::add(ParameterSet& P, const std::string& name, int64_t in, int64_t out, bool bias, LinearSite site,
+                   const AdapterPlan& plan) {
   Linear l;
   l.in = in;
   l.out = out;
-  l.weight = P.add(name + ".weight", {out, in}, ParamKind::LinearWeight, layer, in);
-  if (bias) l.bias = P.add(name + ".bias", {out}, ParamKind::LinearBias, layer, in);
+  l.site = site;
+  l.weight = P.add(name + ".weight", {out, in}, ParamKind::LinearWeight, site.layer, in);
+  if (bias) l.bias = P.add(name + ".bias", {out}, ParamKind::LinearBias, site.layer, in);
+  l.add_adapter(P, name, plan);
   return l;
 }
 
-void Linear::forward(const ParameterSet& P, const Tensor& y, const Tensor& x, const Pass& pass) const {
-  ops::matmul_forward(y, x, value(P, weight), value(P, bias), pass.batch_invariant);
+void Linear::add_adapter(ParameterSet& P, const std::string& name, const AdapterPlan& plan) {
+  const LinearAdapter* a = plan.find(name);
+  if (!a) return;
+  lora.segments = a->segments;
+  lora.scaling = a->scaling;
+  const int64_t S = static_cast<int64_t>(a->segments.size());
+  // The book's A is [in, rank]: kaiming_uniform's fan_in is the rank (ParamKind::LoraA).
+  lora_a = P.add(name + ".lora_A", {S * a->rank, in}, ParamKind::LoraA, site.layer, a->rank);
+  lora_b = P.add(name + ".lora_B", {a->rows(), a->rank}, ParamKind::LoraB, site.layer, a->rank);
 }
 
-void Linear::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, InputGrad mode) const {
+namespace {
+
+// The first numel(like) elements of a scratch buffer, shaped as `like`.
+Tensor scratch_like(const Tensor& buffer, const Tensor& like) {
+  GPTRAIN_CHECK(buffer.defined() && buffer.numel() >= like.numel(), "LoRA dropout: no scratch for {} elements",
+                like.numel());
+  return buffer.slice_rows(0, like.numel()).reshape(like.shape());
+}
+
+}  // namespace
+
+void Linear::forward(const ParameterSet& P, const Tensor& y, const Tensor& x, const Pass& pass) const {
+  ops::matmul_forward(y, x, value(P, weight), value(P, bias), pass.batch_invariant);
+  if (lora_a < 0) return;
+  Tensor input = x;
+  if (pass.lora_dropout > 0) {
+    input = scratch_like(pass.lora_x, x);
+    ops::dropout_forward(input, x, pass.lora_dropout, pass.site_seed(site.layer, site.site));
+  }
+  ops::lora_forward(y, input, P[lora_a].value, P[lora_b].value, lora, pass.batch_invariant);
+}
+
+void Linear::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, InputGrad mode,
+                      const Pass& pass) const {
   ops::matmul_backward(dx, grad(P, weight), grad(P, bias), dy, x, value(P, weight), mode);
+  if (lora_a < 0) return;
+  const Tensor dA = grad(P, lora_a), dB = grad(P, lora_b);
+  if (!dx.defined() && !dA.defined() && !dB.defined()) return;
+  if (pass.lora_dropout <= 0) {
+    ops::lora_backward(dx, dA, dB, dy, x, P[lora_a].value, P[lora_b].value, lora);
+    return;
+  }
+  // The adapter saw drop(x): recompute it, and route its gradient back through the same mask.
+  const uint64_t seed = pass.site_seed(site.layer, site.site);
+  const Tensor input = scratch_like(pass.lora_x, x);
+  ops::dropout_forward(input, x, pass.lora_dropout, seed);
+  Tensor dinput;
+  if (dx.defined()) {
+    dinput = scratch_like(pass.lora_dx, x);
+    dinput.zero();
+  }
+  ops::lora_backward(dinput, dA, dB, dy, input, P[lora_a].value, P[lora_b].value, lora);
+  if (dx.defined()) ops::dropout_backward(dx, dinput, pass.lora_dropout, seed, InputGrad::Accumulate);
 }
 
 Norm Norm::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer) {
@@ -68,26 +119,31 @@ void Norm::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const T
     ops::layernorm_backward(dx, grad(P, weight), grad(P, bias), dy, x, value(P, weight), a.mean, a.rstd, mode);
 }
 
-Attention Attention::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer) {
+// The dropout sites of a layer's Linears (0 to 2 are the block's: attention, and its two branches).
+constexpr int kQkvSite = 3, kAttnProjSite = 4, kFcSite = 5, kMlpProjSite = 6;
+
+Attention Attention::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer,
+                         const AdapterPlan& plan) {
   Attention a;
-  a.qkv = Linear::add(P, name + ".qkv", c.emb_dim, c.qkv_width(), c.qkv_bias, layer);
+  a.qkv = Linear::add(P, name + ".qkv", c.emb_dim, c.qkv_width(), c.qkv_bias, {layer, kQkvSite}, plan);
   a.shape = ops::AttentionShape{c.n_heads, c.kv_heads(), c.head_size()};
   if (c.qk_norm) {
     a.q_norm = P.add(name + ".q_norm.weight", {c.head_size()}, ParamKind::Norm, layer);
     a.k_norm = P.add(name + ".k_norm.weight", {c.head_size()}, ParamKind::Norm, layer);
     a.qk_norm_eps = c.norm_eps;
   }
-  a.proj = Linear::add(P, name + ".proj", c.q_width(), c.emb_dim, c.out_bias, layer);
+  a.proj = Linear::add(P, name + ".proj", c.q_width(), c.emb_dim, c.out_bias, {layer, kAttnProjSite}, plan);
   a.rope = c.positions == PositionKind::Rotary;
   return a;
 }
 
-Mlp Mlp::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer) {
+Mlp Mlp::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer, const AdapterPlan& plan) {
   Mlp m;
   m.kind = c.mlp;
   const int64_t M = c.mlp_width();
-  m.fc = Linear::add(P, name + ".fc", c.emb_dim, c.mlp == MlpKind::SwiGLU ? 2 * M : M, c.mlp_bias, layer);
-  m.proj = Linear::add(P, name + ".proj", M, c.emb_dim, c.mlp_bias, layer);
+  m.fc = Linear::add(P, name + ".fc", c.emb_dim, c.mlp == MlpKind::SwiGLU ? 2 * M : M, c.mlp_bias, {layer, kFcSite},
+                     plan);
+  m.proj = Linear::add(P, name + ".proj", M, c.emb_dim, c.mlp_bias, {layer, kMlpProjSite}, plan);
   return m;
 }
 
@@ -114,14 +170,14 @@ void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Ten
 
 void Attention::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x,
                          const AttentionActs& a, const BlockGrads& g, const Pass& pass, int64_t layer) const {
-  proj.backward(P, g.dy, dproj, a.y, InputGrad::Write);
+  proj.backward(P, g.dy, dproj, a.y, InputGrad::Write, pass);
   ops::attention_backward(g.dqkv, g.dy, a.qkv, a.stats, shape, pass.dropout_p, pass.site_seed(layer, 0),
                           InputGrad::Write);
   if (rope) ops::rope_backward(g.dqkv, pass.rope_cos, pass.rope_sin, shape);  // in place
   if (q_norm >= 0)  // in place: d(qkv_raw) replaces d(qkv)
     ops::qk_norm_backward(g.dqkv, grad(P, q_norm), grad(P, k_norm), g.dqkv, a.qkv_raw, value(P, q_norm),
                           value(P, k_norm), a.qk_rstd, shape, InputGrad::Write);
-  qkv.backward(P, dx, g.dqkv, x, InputGrad::Write);
+  qkv.backward(P, dx, g.dqkv, x, InputGrad::Write, pass);
 }
 
 void Mlp::forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, const Pass& pass) const {
@@ -134,15 +190,15 @@ void Mlp::forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, cons
 }
 
 void Mlp::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const MlpActs& a,
-                   const BlockGrads& g) const {
+                   const BlockGrads& g, const Pass& pass) const {
   if (kind == MlpKind::SwiGLU) {
-    proj.backward(P, g.dact, dproj, a.act, InputGrad::Write);
+    proj.backward(P, g.dact, dproj, a.act, InputGrad::Write, pass);
     ops::swiglu_backward(g.dhidden, a.hidden, g.dact, InputGrad::Write);
   } else {
-    proj.backward(P, g.dhidden, dproj, a.act, InputGrad::Write);
+    proj.backward(P, g.dhidden, dproj, a.act, InputGrad::Write, pass);
     ops::gelu_backward(g.dhidden, a.hidden, g.dhidden, InputGrad::Write);  // in place
   }
-  fc.backward(P, dx, g.dhidden, x, InputGrad::Write);
+  fc.backward(P, dx, g.dhidden, x, InputGrad::Write, pass);
 }
 
 }  // namespace gptrain

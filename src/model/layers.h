@@ -1,8 +1,8 @@
 // The layer units of the transformer: Embedding, Linear, Norm, Attention, MLP. Each is a small
 // description (parameter indices and sizes) with a forward and a backward that call kernels
 // through the ops; the block (model/transformer.h) composes them once for training, evaluation and
-// KV-cache decoding. Linear is the one place a matrix product with a weight happens, so a later
-// adapter (LoRA) attaches there and nowhere else. Backward writes the gradient of a unit's input
+// KV-cache decoding. Linear is the one place a matrix product with a weight happens, so a LoRA
+// adapter (model/lora.h) attaches there and nowhere else. Backward writes the gradient of a unit's input
 // where the caller asks (InputGrad::Write, no zero-filled buffer) and accumulates the gradients of
 // trainable parameters; a frozen parameter has no gradient tensor and costs no work.
 #pragma once
@@ -14,6 +14,7 @@
 
 #include "kernels/ops.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/parameters.h"
 #include "tensor/tensor.h"
 
@@ -44,6 +45,10 @@ struct Pass {
   bool batch_invariant = false;  // decode rows: each row's result independent of the others
   std::span<const DecodeSlot> decode;  // Kind::Decode: the sequences, in row order
   Tensor rope_cos, rope_sin;           // rotary tables of the pass's rows [N, head_dim / 2] (rotary models)
+  // LoRA dropout (training): an adapter's input with dropout and that input's gradient, each room
+  // for [N, the widest adapted input]; the masks are recomputed in backward.
+  float lora_dropout = 0.0f;
+  Tensor lora_x, lora_dx;
 
   // The seed of dropout site `site` of `layer` (-1: the embeddings).
   uint64_t site_seed(int64_t layer, int site) const;
@@ -60,16 +65,30 @@ struct Embedding {
                 int64_t pos_offset = 0) const;
 };
 
+// Where a Linear sits: its layer, and which of the layer's dropout sites its LoRA dropout uses.
+struct LinearSite {
+  int64_t layer = 0;
+  int site = 0;
+};
+
 struct Linear {
   int weight = -1, bias = -1;
   int64_t in = 0, out = 0;
+  int lora_a = -1, lora_b = -1;  // the adapter, when the plan gives this Linear one
+  ops::LoraShape lora;
+  LinearSite site;
 
-  // Registers `name`.weight [out, in] (and `name`.bias [out]) in P.
-  static Linear add(ParameterSet& P, const std::string& name, int64_t in, int64_t out, bool bias, int64_t layer);
-  // y[N,out] = x[N,in] W^T (+ b).
+  // Registers `name`.weight [out, in] (and `name`.bias [out]) in P, and the plan's adapter for
+  // `name` (`name`.lora_A, `name`.lora_B), if any.
+  static Linear add(ParameterSet& P, const std::string& name, int64_t in, int64_t out, bool bias, LinearSite site,
+                    const AdapterPlan& plan);
+  // Registers the plan's adapter for `name`, if any (a tied head adapts the embedding's matrix).
+  void add_adapter(ParameterSet& P, const std::string& name, const AdapterPlan& plan);
+  // y[N,out] = x[N,in] W^T (+ b) (+ the adapter's scaling (drop(x) A^T) B^T).
   void forward(const ParameterSet& P, const Tensor& y, const Tensor& x, const Pass& pass) const;
-  // dx (written or accumulated, skipped when undefined), and the trainable dW, db (accumulated).
-  void backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, InputGrad mode) const;
+  // dx (written or accumulated, skipped when undefined), and the trainable dW, db, dA, dB (accumulated).
+  void backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, InputGrad mode,
+                const Pass& pass) const;
 };
 
 struct NormActs {
@@ -114,7 +133,8 @@ struct Attention {
   float qk_norm_eps = 1e-6f;
   bool rope = false;              // rotary positions on the query and key heads
 
-  static Attention add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer);
+  static Attention add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer,
+                       const AdapterPlan& plan);
 
   // acts.proj = proj(attention(qkv(x))); dropout on the probabilities while training.
   void forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
@@ -134,12 +154,13 @@ struct Mlp {
   MlpKind kind = MlpKind::GeluTanh;
   Linear fc, proj;  // SwiGLU: fc is the fused gate | up projection
 
-  static Mlp add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer);
+  static Mlp add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer,
+                 const AdapterPlan& plan);
 
   void forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, const Pass& pass) const;
   // dx (written) from d(acts.proj).
   void backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const MlpActs& a,
-                const BlockGrads& g) const;
+                const BlockGrads& g, const Pass& pass) const;
 };
 
 }  // namespace gptrain

@@ -12,8 +12,9 @@
 
 namespace gptrain {
 
-// What a parameter is decides its initialisation and whether decay may exempt it.
-enum class ParamKind { Embedding, Norm, LinearWeight, LinearBias };
+// What a parameter is decides its initialisation and whether decay may exempt it. LoraA / LoraB:
+// a LoRA adapter's down and up projections (model/lora.h).
+enum class ParamKind { Embedding, Norm, LinearWeight, LinearBias, LoraA, LoraB };
 
 // Layer numbers: the embeddings are below block 0; the final norm and the head above the last block.
 inline constexpr int64_t kEmbeddingLayer = -1;
@@ -21,12 +22,13 @@ inline constexpr int64_t kEmbeddingLayer = -1;
 struct Parameter {
   std::string name;
   ParamKind kind = ParamKind::LinearWeight;
-  int64_t fan_in = 0;  // linear weights and biases: the layer's input width
+  int64_t fan_in = 0;  // linear weights and biases: the layer's input width; LoraA: the rank (the book's A is [in, rank])
   int64_t layer = 0;   // kEmbeddingLayer, a block index, or n_layers (final norm and head)
   Tensor value;
   Tensor grad;  // undefined while frozen: frozen parameters cost no gradient work
 
   bool is_bias_or_norm() const { return kind == ParamKind::Norm || kind == ParamKind::LinearBias; }
+  bool is_adapter() const { return kind == ParamKind::LoraA || kind == ParamKind::LoraB; }
   bool trainable = true;
   int64_t offset = 0;  // position in the flat value buffer, in elements
 };

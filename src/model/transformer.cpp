@@ -48,7 +48,10 @@ struct Layout {
 
 namespace {
 
-Layout make_layout(const ModelConfig& c, ParameterSet& P) {
+// The head's LoRA dropout site (above the last block, no other dropout there).
+constexpr int kHeadSite = 3;
+
+Layout make_layout(const ModelConfig& c, const AdapterPlan& plan, ParameterSet& P) {
   Layout L;
   const int64_t C = c.emb_dim, top = c.n_layers;
   L.embedding.dim = C;
@@ -59,21 +62,26 @@ Layout make_layout(const ModelConfig& c, ParameterSet& P) {
     const std::string b = "blocks." + std::to_string(l) + ".";
     Layout::BlockUnits u;
     u.ln1 = Norm::add(P, b + "ln1", c, l);
-    u.attn = Attention::add(P, b + "attn", c, l);
+    u.attn = Attention::add(P, b + "attn", c, l, plan);
     u.ln2 = Norm::add(P, b + "ln2", c, l);
-    u.mlp = Mlp::add(P, b + "mlp", c, l);
+    u.mlp = Mlp::add(P, b + "mlp", c, l, plan);
     L.blocks.push_back(u);
   }
   L.ln_f = Norm::add(P, "ln_f", c, top);
   if (c.head == HeadType::Classifier) {
-    L.head = Linear::add(P, "head", C, c.n_classes, /*bias=*/true, top);
+    L.head = Linear::add(P, "head", C, c.n_classes, /*bias=*/true, {top, kHeadSite}, plan);
   } else if (c.tie_weights) {
     L.head.weight = L.embedding.tok;
     L.head.in = C;
     L.head.out = c.vocab_size;
+    L.head.site = {top, kHeadSite};
+    L.head.add_adapter(P, "head", plan);
   } else {
-    L.head = Linear::add(P, "head", C, c.vocab_size, /*bias=*/false, top);
+    L.head = Linear::add(P, "head", C, c.vocab_size, /*bias=*/false, {top, kHeadSite}, plan);
   }
+  // A plan for another model (a Linear it names that this one lacks) must not pass silently.
+  for (const auto& [name, adapter] : plan.linears)
+    if (!P.find(name + ".lora_A")) fail("LoRA adapter for '{}': the model has no such Linear layer", name);
   return L;
 }
 
@@ -108,15 +116,15 @@ std::vector<F> rope_inv_freq(const ModelConfig& c) {
 
 }  // namespace
 
-ParameterSet parameter_layout(const ModelConfig& config) {
+ParameterSet parameter_layout(const ModelConfig& config, const AdapterPlan& adapters) {
   config.validate();
   ParameterSet P;
-  make_layout(config, P);
+  make_layout(config, adapters, P);
   return P;
 }
 
 ParameterCounts count_parameters(const ModelConfig& config) {
-  const ParameterSet P = parameter_layout(config);
+  const ParameterSet P = parameter_layout(config, {});
   const int64_t total = P.numel();
   int64_t head = 0;
   if (const Parameter* h = P.find("head.weight")) head += h->value.numel();
@@ -124,11 +132,12 @@ ParameterCounts count_parameters(const ModelConfig& config) {
   return {total, total - head, head};
 }
 
-Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init_seed, DType dtype)
-    : config_(config) {
+Transformer::Transformer(const ModelConfig& config, std::optional<uint64_t> init_seed, DType dtype,
+                         const AdapterPlan& adapters)
+    : config_(config), adapters_(adapters) {
   config_.validate();
   GPTRAIN_CHECK(dtype == DType::F32 || dtype == DType::F64, "a model computes in f32 or f64, not {}", dtype_name(dtype));
-  Layout L = make_layout(config_, params_);
+  Layout L = make_layout(config_, adapters_, params_);
   embedding_ = L.embedding;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const Layout::BlockUnits& u = L.blocks[static_cast<size_t>(l)];
@@ -153,7 +162,7 @@ namespace {
 template <class T>
 void init_values(T* x, const Parameter& p, const CounterRng& rng, double normal_std) {
   const int64_t n = p.value.numel();
-  if (normal_std > 0 && p.kind != ParamKind::Norm) {
+  if (normal_std > 0 && p.kind != ParamKind::Norm && !p.is_adapter()) {
     for (int64_t i = 0; i < n; ++i)
       x[i] = p.kind == ParamKind::LinearBias ? T(0) : static_cast<T>(normal_std * rng.normal(static_cast<uint64_t>(i)));
     return;
@@ -165,8 +174,12 @@ void init_values(T* x, const Parameter& p, const CounterRng& rng, double normal_
     case ParamKind::Norm:  // norms: scale 1, shift 0
       std::fill(x, x + n, static_cast<T>(p.name.ends_with(".weight") ? 1.0 : 0.0));
       break;
+    case ParamKind::LoraB:  // the book and PEFT: zero, so an adapted model starts as its base
+      std::fill(x, x + n, T(0));
+      break;
     case ParamKind::LinearWeight:  // nn.Linear: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
-    case ParamKind::LinearBias: {  // and its bias: U(+-1/sqrt(fan_in))
+    case ParamKind::LinearBias:    // and its bias: U(+-1/sqrt(fan_in))
+    case ParamKind::LoraA: {       // the book's A [in, rank]: kaiming_uniform(a=sqrt(5)), fan_in = rank
       const double bound = 1.0 / std::sqrt(static_cast<double>(p.fan_in));
       for (int64_t i = 0; i < n; ++i)
         x[i] = static_cast<T>((2.0 * rng.uniform_double(static_cast<uint64_t>(i)) - 1.0) * bound);
@@ -177,15 +190,35 @@ void init_values(T* x, const Parameter& p, const CounterRng& rng, double normal_
 
 }  // namespace
 
-void Transformer::init(uint64_t seed) {
+void Transformer::init(uint64_t seed) { init_where(seed, false); }
+
+void Transformer::init_adapters(uint64_t seed) { init_where(seed, true); }
+
+void Transformer::init_where(uint64_t seed, bool adapters_only) {
   // initializer_range of Llama 3's and Qwen3's config.json
   const double normal_std = config_.family == "llama" || config_.family == "qwen3" ? 0.02 : 0.0;
   for (Parameter& p : params_.all()) {
+    if (adapters_only && !p.is_adapter()) continue;
     const CounterRng rng(seed, name_stream(p.name));
     if (p.value.dtype() == DType::F64)
       init_values(p.value.data<double>(), p, rng, normal_std);
     else
       init_values(p.value.data<float>(), p, rng, normal_std);
+  }
+}
+
+void Transformer::merge_adapters() {
+  std::vector<const Linear*> linears;
+  for (const Block& b : blocks_)
+    for (const Linear* l : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj}) linears.push_back(l);
+  linears.push_back(&head_);
+  for (const Linear* l : linears) {
+    if (l->lora_a < 0) continue;
+    if (l == &head_ && config_.head == HeadType::LanguageModel && config_.tie_weights)
+      fail("cannot merge the adapter of a tied output head: its weight is the token embedding, which merging would "
+           "change too; apply the adapter with --adapter instead");
+    ops::lora_merge(params_[l->weight].value, params_[l->lora_a].value, params_[l->lora_b].value, l->lora);
+    params_[l->lora_b].value.zero();
   }
 }
 
@@ -207,6 +240,7 @@ Pass Transformer::pass_for(const ForwardOptions& options) const {
   Pass pass;
   pass.kind = options.training ? Pass::Kind::Train : Pass::Kind::Eval;
   pass.dropout_p = options.training ? config_.drop_rate : 0.0f;
+  pass.lora_dropout = options.training ? adapters_.dropout : 0.0f;
   pass.dropout_seed = options.dropout_seed;
   return pass;
 }
@@ -232,7 +266,7 @@ void Transformer::block_backward(const Block& b, const BlockActs& a, const Tenso
   // gradient (without dropout it is dres itself: no copy).
   const Tensor dmlp = pass.dropout_p > 0 ? g.dbranch : dres;
   ops::dropout_backward(dmlp, dres, pass.dropout_p, pass.site_seed(b.layer, 2), InputGrad::Write);
-  b.mlp.backward(params_, g.dnorm, dmlp, a.ln2.out, a.mlp, g);
+  b.mlp.backward(params_, g.dnorm, dmlp, a.ln2.out, a.mlp, g, pass);
   b.ln2.backward(params_, dres, g.dnorm, a.res2, a.ln2, InputGrad::Accumulate);
   // res2 = x + dropout(attention)
   const Tensor dattn = pass.dropout_p > 0 ? g.dbranch : dres;
@@ -275,7 +309,16 @@ void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64
   a.res3 = arena.alloc({B, T, C}, t);
 }
 
-void plan_batch(const ModelConfig& c, DType t, BatchWorkspace& ws, Arena& arena, int64_t B, int64_t T, bool training) {
+// The widest input of an adapted Linear (the LoRA dropout scratch's row width).
+int64_t widest_adapted_input(const ModelConfig& c, const AdapterPlan& plan) {
+  int64_t widest = 0;
+  for (const LinearUnit& u : linear_units(c))
+    if (plan.find(u.name)) widest = std::max(widest, u.in);
+  return widest;
+}
+
+void plan_batch(const ModelConfig& c, const AdapterPlan& plan, DType t, BatchWorkspace& ws, Arena& arena, int64_t B,
+                int64_t T, bool training) {
   const int64_t C = c.emb_dim, BT = B * T;
   const bool classifier = c.head == HeadType::Classifier;
   ws.tokens = arena.alloc({BT}, DType::I32);
@@ -312,14 +355,22 @@ void plan_batch(const ModelConfig& c, DType t, BatchWorkspace& ws, Arena& arena,
     ws.dresidual = ws.dlnf = ws.dpooled = Tensor();
     ws.grads = BlockGrads{};
   }
+  if (training && plan.dropout > 0) {
+    const int64_t widest = widest_adapted_input(c, plan);
+    ws.lora_x = arena.alloc({BT * widest}, t);
+    ws.lora_dx = arena.alloc({BT * widest}, t);
+  } else {
+    ws.lora_x = ws.lora_dx = Tensor();
+  }
 }
 
 }  // namespace
 
-size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool training, DType dtype) {
+size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool training, DType dtype,
+                        const AdapterPlan& adapters) {
   BatchWorkspace ws;
   Arena measure = Arena::measuring();
-  plan_batch(config.resolved(), dtype, ws, measure, B, T, training);
+  plan_batch(config.resolved(), adapters, dtype, ws, measure, B, T, training);
   return measure.used();
 }
 
@@ -333,10 +384,10 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   const bool keep = options.training;
   if (B != ws.B || T != ws.T || keep != ws.training) {
     Arena measure = Arena::measuring();
-    plan_batch(config_, dtype(), ws, measure, B, T, keep);
+    plan_batch(config_, adapters_, dtype(), ws, measure, B, T, keep);
     ws.arena.reserve(measure.used());
     ws.arena.reset();
-    plan_batch(config_, dtype(), ws, ws.arena, B, T, keep);
+    plan_batch(config_, adapters_, dtype(), ws, ws.arena, B, T, keep);
     ws.B = B;
     ws.T = T;
     ws.training = keep;
@@ -345,6 +396,8 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   ws.have_loss = false;
   std::copy(tokens.begin(), tokens.end(), ws.tokens.data<int32_t>());
   Pass pass = pass_for(options);
+  pass.lora_x = ws.lora_x;
+  pass.lora_dx = ws.lora_dx;
   if (rope_inv_freq_.defined()) {  // positions 0..T-1 in every sequence
     ops::rope_table(ws.rope_cos, ws.rope_sin, rope_inv_freq_, Tensor(), T);
     pass.rope_cos = ws.rope_cos;
@@ -398,6 +451,8 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   params_.ensure_grads();
   if (!params_.flat_grads().defined()) return;  // nothing trainable
   Pass pass = pass_for(ws.options);
+  pass.lora_x = ws.lora_x;
+  pass.lora_dx = ws.lora_dx;
   pass.rope_cos = ws.rope_cos;  // the forward's tables
   pass.rope_sin = ws.rope_sin;
   const int64_t L = config_.n_layers;
@@ -411,10 +466,10 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
                              (ln_f_.bias >= 0 && params_[ln_f_.bias].trainable);
   const bool need_lnf_grad = lowest < L || lnf_trainable;
   if (config_.head == HeadType::Classifier) {
-    head_.backward(params_, need_lnf_grad ? ws.dpooled : Tensor(), ws.logits, ws.pooled, InputGrad::Write);
+    head_.backward(params_, need_lnf_grad ? ws.dpooled : Tensor(), ws.logits, ws.pooled, InputGrad::Write, pass);
     if (need_lnf_grad) ops::pool_backward(ws.dlnf, ws.dpooled, pool_mode(config_.pooling), InputGrad::Write);
   } else {
-    head_.backward(params_, need_lnf_grad ? ws.dlnf : Tensor(), ws.logits, ws.lnf.out, InputGrad::Write);
+    head_.backward(params_, need_lnf_grad ? ws.dlnf : Tensor(), ws.logits, ws.lnf.out, InputGrad::Write, pass);
   }
   if (!need_lnf_grad) return;
 

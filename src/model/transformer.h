@@ -18,6 +18,7 @@
 
 #include "model/config.h"
 #include "model/layers.h"
+#include "model/lora.h"
 #include "model/parameters.h"
 #include "tensor/tensor.h"
 
@@ -54,6 +55,7 @@ struct BatchWorkspace {
   Tensor pooled, logits, losses, lse, output;
   BlockGrads grads;
   Tensor dresidual, dlnf, dpooled;
+  Tensor lora_x, lora_dx;  // LoRA dropout's scratch (training with adapter dropout only)
   ForwardOptions options;
   bool have_loss = false;
   int64_t targets_counted = 0;
@@ -90,13 +92,15 @@ class Transformer {
  public:
   // Initialised with init(init_seed); std::nullopt leaves the weights zero (they are about to be
   // loaded from a file, and a random init of 1.5B parameters would cost seconds). dtype F32 runs
-  // the CPU kernels, F64 the reference kernels (tests).
+  // the CPU kernels, F64 the reference kernels (tests). `adapters`: the LoRA adapters the model
+  // carries (model/lora.h), laid out beside the weights they adapt.
   explicit Transformer(const ModelConfig& config, std::optional<uint64_t> init_seed = 123,
-                       DType dtype = DType::F32);
+                       DType dtype = DType::F32, const AdapterPlan& adapters = {});
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  const AdapterPlan& adapters() const { return adapters_; }
   ParameterSet& params() { return params_; }
   const ParameterSet& params() const { return params_; }
   DType dtype() const { return params_.dtype(); }
@@ -105,6 +109,13 @@ class Transformer {
   // weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norm scale 1 and shift 0.
   // Deterministic in `seed` and independent of the thread count.
   void init(uint64_t seed);
+  // The adapters alone, as init(seed) would set them (A as the book, B zero): after the base
+  // weights were loaded from a file.
+  void init_adapters(uint64_t seed);
+  // Folds every adapter into the weight it adapts (W += scaling B A, per segment) and zeroes its
+  // B, so the model computes the same function with the adapter now inert. Refuses an adapter on
+  // a tied head (merging it would change the token embedding too).
+  void merge_adapters();
 
   // Freezing. set_trainable_all(false) then thaw what should learn; call before training (it
   // rebuilds the gradient buffer). Parameter names: tok_emb.weight, pos_emb.weight,
@@ -162,8 +173,10 @@ class Transformer {
   void block_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres, bool need_dx,
                       const BlockGrads& g, const Pass& pass);
   Pass pass_for(const ForwardOptions& options) const;
+  void init_where(uint64_t seed, bool adapters_only);
 
   ModelConfig config_;
+  AdapterPlan adapters_;
   ParameterSet params_;
   Embedding embedding_;
   std::vector<Block> blocks_;
@@ -175,7 +188,7 @@ class Transformer {
 
 // The parameters a model of `config` has, with names, shapes and layers but no memory (for counts
 // and for planning which of them train).
-ParameterSet parameter_layout(const ModelConfig& config);
+ParameterSet parameter_layout(const ModelConfig& config, const AdapterPlan& adapters = {});
 // Parameter counts from the layout alone (nothing is allocated).
 ParameterCounts count_parameters(const ModelConfig& config);
 
@@ -183,7 +196,8 @@ ParameterCounts count_parameters(const ModelConfig& config);
 // activations (training: every block's, plus the gradient buffers of backward), one sequence's
 // KV cache of `positions` positions, and a decode step's buffers for `rows` rows of `seqs`
 // sequences.
-size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool training, DType dtype = DType::F32);
+size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool training, DType dtype = DType::F32,
+                        const AdapterPlan& adapters = {});
 size_t kv_cache_bytes(const ModelConfig& config, int64_t positions, DType dtype = DType::F32);
 size_t decode_workspace_bytes(const ModelConfig& config, int64_t rows, int64_t seqs, DType dtype = DType::F32);
 

@@ -133,7 +133,7 @@ TEST(Layers, linear) {
     auto unit = std::make_shared<Linear>();
     UnitCase u;
     u.name = fmt::format("Linear {}x{} -> {} (bias {})", s.N, s.IC, s.OC, s.bias);
-    u.add = [=](ParameterSet& P) { *unit = Linear::add(P, "l", s.IC, s.OC, s.bias, 0); };
+    u.add = [=](ParameterSet& P) { *unit = Linear::add(P, "l", s.IC, s.OC, s.bias, {0, 3}, {}); };
     u.inputs = {randv(s.N * s.IC, 1), randv(s.OC * s.IC, 2, 0.5)};
     if (s.bias) u.inputs.push_back(randv(s.OC, 3));
     u.run = [=](ParameterSet& P, DType t, const Inputs& x, const V* cot, V* dx) {
@@ -141,13 +141,59 @@ TEST(Layers, linear) {
       unit->forward(P, y, in, Pass{});
       if (cot) {
         const Tensor d = garbage_tensor({s.N, s.IC}, t);
-        unit->backward(P, d, make({s.N, s.OC}, *cot, t), in, InputGrad::Write);
+        unit->backward(P, d, make({s.N, s.OC}, *cot, t), in, InputGrad::Write, Pass{});
         *dx = d.to_doubles();
       }
       return y.to_doubles();
     };
     u.stages = 1;
     u.K = std::max(s.IC, s.N) + 1;
+    check_unit(u);
+  }
+}
+
+// A Linear with a LoRA adapter over two of its output parts (a gap between them, as query and
+// value of a fused q|k|v), with and without LoRA dropout: the gradients of the input, the weight,
+// the bias, A and B. Error model: the base product and the adapter's two chained products add
+// up to 3 reduction stages.
+TEST(Layers, linear_with_adapter) {
+  struct Shape4 { int64_t N, IC, OC, R; bool bias; float dropout; };
+  for (const Shape4& s : {Shape4{5, 13, 12, 3, true, 0.0f}, Shape4{4, 9, 12, 2, false, 0.3f}, Shape4{1, 6, 12, 1, true, 0.5f}}) {
+    auto unit = std::make_shared<Linear>();
+    AdapterPlan plan;
+    LinearAdapter a;
+    a.rank = s.R;
+    a.scaling = 1.5f;
+    a.parts = {"query", "value"};
+    a.segments = {{0, 4}, {8, 4}};
+    plan.linears["l"] = a;
+    plan.dropout = s.dropout;
+    UnitCase u;
+    u.name = fmt::format("Linear {}x{} -> {} with a rank-{} adapter (bias {}, LoRA dropout {})", s.N, s.IC, s.OC, s.R,
+                         s.bias, s.dropout);
+    u.add = [=](ParameterSet& P) { *unit = Linear::add(P, "l", s.IC, s.OC, s.bias, {0, 3}, plan); };
+    u.inputs = {randv(s.N * s.IC, 1), randv(s.OC * s.IC, 2, 0.5)};
+    if (s.bias) u.inputs.push_back(randv(s.OC, 3));
+    u.inputs.push_back(randv(2 * s.R * s.IC, 4, 0.5));  // A [2R, IC]
+    u.inputs.push_back(randv(8 * s.R, 5, 0.5));         // B [8, R]
+    u.run = [=](ParameterSet& P, DType t, const Inputs& x, const V* cot, V* dx) {
+      Pass pass;
+      pass.kind = Pass::Kind::Train;
+      pass.lora_dropout = s.dropout;
+      pass.dropout_seed = 77;
+      pass.lora_x = Tensor::zeros({s.N * s.IC}, t);
+      pass.lora_dx = Tensor::zeros({s.N * s.IC}, t);
+      const Tensor in = make({s.N, s.IC}, x[0], t), y = Tensor::zeros({s.N, s.OC}, t);
+      unit->forward(P, y, in, pass);
+      if (cot) {
+        const Tensor d = garbage_tensor({s.N, s.IC}, t);
+        unit->backward(P, d, make({s.N, s.OC}, *cot, t), in, InputGrad::Write, pass);
+        *dx = d.to_doubles();
+      }
+      return y.to_doubles();
+    };
+    u.stages = 3;
+    u.K = std::max({s.IC, s.N, s.OC}) + 1;
     check_unit(u);
   }
 }
@@ -261,7 +307,7 @@ TEST(Layers, attention) {
     c.qk_norm = a.qk_norm;
     c.norm_eps = 1e-6f;
     c.positions = a.rope ? PositionKind::Rotary : PositionKind::Learned;
-    u.add = [=](ParameterSet& P) { *unit = Attention::add(P, "attn", c, 0); };
+    u.add = [=](ParameterSet& P) { *unit = Attention::add(P, "attn", c, 0, {}); };
     u.inputs = {randv(N * a.C, 1), randv(W * a.C, 2, 0.7)};
     if (a.qkv_bias) u.inputs.push_back(randv(W, 3, 0.3));
     if (a.qk_norm) {
@@ -329,7 +375,7 @@ TEST(Layers, mlp) {
     c.mlp_bias = m.bias;
     c.mlp = m.swiglu ? MlpKind::SwiGLU : MlpKind::GeluTanh;
     const int64_t H = m.swiglu ? 2 * m.M : m.M;  // the fc output: SwiGLU's gate | up
-    u.add = [=](ParameterSet& P) { *unit = Mlp::add(P, "mlp", c, 0); };
+    u.add = [=](ParameterSet& P) { *unit = Mlp::add(P, "mlp", c, 0, {}); };
     u.inputs = {randv(m.N * m.C, 1, 1.5), randv(H * m.C, 2)};
     if (m.bias) u.inputs.push_back(randv(H, 3, 0.5));
     u.inputs.push_back(randv(m.C * m.M, 4, 0.5));
@@ -343,7 +389,7 @@ TEST(Layers, mlp) {
         g.dhidden = Tensor::zeros({m.N, H}, t);
         if (m.swiglu) g.dact = Tensor::zeros({m.N, m.M}, t);
         const Tensor d = garbage_tensor({m.N, m.C}, t);
-        unit->backward(P, d, make({m.N, m.C}, *cot, t), in, acts, g);
+        unit->backward(P, d, make({m.N, m.C}, *cot, t), in, acts, g, Pass{});
         *dx = d.to_doubles();
       }
       return acts.proj.to_doubles();
