@@ -10,6 +10,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "model/adapter_dir.h"
 #include "model/hf_config.h"
 #include "util/error.h"
 
@@ -261,8 +262,11 @@ std::unique_ptr<Transformer> load_model_dir(const fs::path& model_dir, const Mod
   }
   const Checkpoint ck = open_checkpoint(model_dir, hf::body_prefix(hf::family_of(config)));
   check_checkpoint(ck, config, true);
-  auto model = std::make_unique<Transformer>(config, std::nullopt);  // no random init: every weight is loaded
+  const AdapterPlan adapters = options.adapter.empty() ? AdapterPlan{} : read_adapter_plan(options.adapter, config);
+  // No random init: every weight is loaded.
+  auto model = std::make_unique<Transformer>(config, std::nullopt, DType::F32, adapters);
   copy_weights(ck, *model, true);
+  if (!options.adapter.empty()) load_adapter_weights(*model, options.adapter);
   return model;
 }
 

@@ -72,6 +72,7 @@ std::vector<std::string> read_class_names(const std::filesystem::path& model_dir
 
 struct ModelLoadOptions {
   std::optional<float> drop_rate;  // replaces the dir's dropout (finetuning a pretrained model often uses 0)
+  std::filesystem::path adapter;   // a LoRA adapter dir (model/adapter_dir.h) applied without merging
 };
 
 // A model built from the dir's config.json with its weights.
