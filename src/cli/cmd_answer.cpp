@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "cli/prompt_options.h"
 #include "data/instruction_data.h"
 #include "generate/instruct.h"
@@ -17,7 +18,8 @@ namespace gptrain::cli {
 namespace {
 
 struct AnswerCommandOptions {
-  std::string model, data, out, split = "all", data_dir;
+  ModelChoice choice;
+  std::string data, out, split = "all", data_dir;
   double train_split = 0.85, test_split = 0.10;
   AnswerOptions answer;
   PromptOptions prompt;
@@ -27,12 +29,12 @@ struct AnswerCommandOptions {
 int run_answer(const AnswerCommandOptions& o_in) {
   AnswerCommandOptions o = o_in;
   ops::set_num_threads(o.threads);
-  if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
-  const std::unique_ptr<Transformer> model = load_model_dir(o.model);
+  resolve_model_choice(o.choice);
+  const std::unique_ptr<Transformer> model = load_model_dir(o.choice.model, load_options(o.choice));
   if (model->config().head != HeadType::LanguageModel)
-    fail("--model {}: a classifier model; answers need a language-model head", o.model);
-  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, model->config().family, o.data_dir);
-  const std::string prompt = apply_prompt_options(o.prompt, o.model, model->config(), o.answer);
+    fail("--model {}: a classifier model; answers need a language-model head", o.choice.model);
+  const Tokenizer tokenizer = load_tokenizer_for_model(o.choice.model, model->config().family, o.data_dir);
+  const std::string prompt = apply_prompt_options(o.prompt, prompt_dir(o.choice), model->config(), o.answer);
   const std::vector<data::InstructionEntry> all = data::load_instruction_file(o.data, /*require_output=*/false);
   std::vector<data::InstructionEntry> entries;
   if (o.split == "all") {
@@ -43,7 +45,7 @@ int run_answer(const AnswerCommandOptions& o_in) {
   }
   if (entries.empty()) fail("--split {} of {} ({} entries) is empty", o.split, o.data, all.size());
   fmt::print("gptrain answer: {} entries ({} of {}) with {}; {}, up to {} new tokens, {} at a time, prompt {}\n",
-             entries.size(), o.split, o.data, o.model,
+             entries.size(), o.split, o.data, o.choice.adapter.empty() ? o.choice.model : o.choice.model + " + adapter " + o.choice.adapter,
              o.answer.sampling.temperature > 0 ? fmt::format("temperature {}", o.answer.sampling.temperature)
                                                : std::string("greedy"),
              o.answer.max_new_tokens, o.answer.batch_size,
@@ -66,7 +68,7 @@ int run_answer(const AnswerCommandOptions& o_in) {
 Command register_answer(CLI::App& app) {
   auto o = std::make_shared<AnswerCommandOptions>();
   CLI::App* s = app.add_subcommand("answer", "Answer Alpaca-format entries with a model; save them with model_response");
-  s->add_option("--model", o->model, "Model dir (e.g. the final/ dir of finetune-instruct)")->required();
+  add_model_options(s, o->choice, "Model dir (e.g. the final/ dir of finetune-instruct)");
   s->add_option("--data", o->data, "Alpaca JSON array or JSON Lines (instruction, input; output optional)")
       ->required();
   s->add_option("--out", o->out, "Output JSON (the entries plus model_response, as the book's json.dump indent=4)")

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "cli/prompt_options.h"
 #include "generate/instruct.h"
 #include "kernels/ops.h"
@@ -25,7 +26,8 @@ namespace gptrain::cli {
 namespace {
 
 struct ChatOptions {
-  std::string model, data_dir;
+  ModelChoice choice;
+  std::string data_dir;
   AnswerOptions answer;
   PromptOptions prompt;
   bool history = true;
@@ -108,12 +110,12 @@ std::string trim(const std::string& s) {
 int run_chat(const ChatOptions& o_in) {
   ChatOptions o = o_in;
   ops::set_num_threads(o.threads);
-  if (!std::filesystem::is_directory(o.model)) fail("--model {}: not a model directory", o.model);
-  const std::unique_ptr<Transformer> model = load_model_dir(o.model);
+  resolve_model_choice(o.choice);
+  const std::unique_ptr<Transformer> model = load_model_dir(o.choice.model, load_options(o.choice));
   if (model->config().head != HeadType::LanguageModel)
-    fail("--model {}: a classifier model; chat needs a language-model head", o.model);
-  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, model->config().family, o.data_dir);
-  const std::string prompt = apply_prompt_options(o.prompt, o.model, model->config(), o.answer);
+    fail("--model {}: a classifier model; chat needs a language-model head", o.choice.model);
+  const Tokenizer tokenizer = load_tokenizer_for_model(o.choice.model, model->config().family, o.data_dir);
+  const std::string prompt = apply_prompt_options(o.prompt, prompt_dir(o.choice), model->config(), o.answer);
   ChatSession session(*model, tokenizer, o.answer, o.history);
 
   // Ctrl-C only sets a flag: the answer polls it after every token, the line reader between reads.
@@ -127,7 +129,7 @@ int run_chat(const ChatOptions& o_in) {
   write_out(fmt::format("gptrain chat: {} (context {} tokens; {}; {}, up to {} new tokens; history {})\n"
                         "Type an instruction and press Enter. Ctrl-D leaves, Ctrl-C stops an answer, /reset "
                         "forgets the conversation.\n",
-                        o.model, model->config().context_length, prompt,
+                        o.choice.adapter.empty() ? o.choice.model : o.choice.model + " + adapter " + o.choice.adapter, model->config().context_length, prompt,
                         o.answer.sampling.temperature > 0 ? fmt::format("temperature {}", o.answer.sampling.temperature)
                                                           : std::string("greedy"),
                         o.answer.max_new_tokens, o.history ? "kept within the context" : "off"));
@@ -161,7 +163,7 @@ int run_chat(const ChatOptions& o_in) {
 Command register_chat(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   CLI::App* s = app.add_subcommand("chat", "Chat in the terminal with an instruction-tuned model (its chat template, or the book's Alpaca)");
-  s->add_option("--model", o->model, "Model dir (e.g. the final/ dir of finetune-instruct)")->required();
+  add_model_options(s, o->choice, "Model dir (e.g. the final/ dir of finetune-instruct)");
   s->add_option("--max-new-tokens", o->answer.max_new_tokens, "Tokens to generate at most per answer")
       ->capture_default_str();
   s->add_option("--temperature", o->answer.sampling.temperature, "Sampling temperature (0: greedy)")

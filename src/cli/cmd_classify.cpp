@@ -11,6 +11,8 @@ Command register_classify(CLI::App& app) {
   CLI::App* s = app.add_subcommand("classify", "Label texts with a classifier from gptrain finetune-cls");
   s->add_option("texts", o->texts, "Texts to classify");
   s->add_option("--model", o->model, "Classifier model dir (finetune-cls's <out-dir>/final)")->required();
+  s->add_option("--adapter", o->adapter, "LoRA adapter dir applied to --model [default: the adapter in the model dir "
+                                         "(a LoRA run's final/), if any]");
   s->add_option("--input", o->input, "File of texts: one per line, or a .csv/.tsv with a header (see --text-column)");
   s->add_option("--text-column", o->text_column, "Text column of a .csv/.tsv --input [default: Text]");
   s->add_option("--max-length", o->max_length, "Pad/truncate to this length [default: the length the model was "

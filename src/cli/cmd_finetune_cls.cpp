@@ -40,7 +40,8 @@ Command register_finetune_cls(CLI::App& app) {
   s->add_option("--context-length", o->context_length, "Presets: context length [default: 1024]");
   add_shape_options(s, o->shape, /*with_tie_weights=*/false);
   s->add_option("--trainable", o->trainable, "What learns: head, last-block (the book: last block + final norm + "
-                                             "head), last-N, or all")
+                                             "head), last-N, all, or none (with --lora-rank, its default: only "
+                                             "the adapters)")
       ->capture_default_str();
   s->add_option("--pool", o->pool, "Which position's logits are classified: last (the book), first, or mean")
       ->capture_default_str()
@@ -53,8 +54,12 @@ Command register_finetune_cls(CLI::App& app) {
   add_training_options(s, *o,
                        TrainOptionsHelp{"Texts per micro-batch", "Passes over the training data",
                                         "Steps between loss evaluations", "Batches per evaluation and per epoch accuracy"});
+  add_lora_options(s, *o);
   add_run_options(s, *o, "Seed of the split, the head's initialisation, shuffling and dropout");
-  return [o] { return run_finetune_cls(*o); };
+  return [o, s] {
+    default_trainable_for_lora(s, *o, o->trainable);
+    return run_finetune_cls(*o);
+  };
 }
 
 }  // namespace gptrain::cli

@@ -48,10 +48,15 @@ Command register_finetune_instruct(CLI::App& app) {
   s->add_flag("--no-answer-test", *no_answer_test,
               "Skip the last step: answering the test entries into test-responses.json");
   s->add_option("--answer-tokens", o->answer_tokens, "New tokens per test answer")->capture_default_str();
-  add_run_options(s, *o, "Seed of shuffling and dropout");
-  return [o, no_mask_prompt, no_answer_test] {
+  s->add_option("--trainable", o->trainable, "What of the base learns: all, none (with --lora-rank, its default: only "
+                                             "the adapters), head, last-block, last-N")
+      ->capture_default_str();
+  add_lora_options(s, *o);
+  add_run_options(s, *o, "Seed of shuffling, dropout and LoRA's initialisation");
+  return [o, s, no_mask_prompt, no_answer_test] {
     o->mask_prompt = !*no_mask_prompt;
     o->answer_test = !*no_answer_test;
+    default_trainable_for_lora(s, *o, o->trainable);
     return run_finetune_instruct(*o);
   };
 }

@@ -18,6 +18,7 @@
 #include "generate/instruct.h"
 #include "generate/text_stream.h"
 #include "kernels/ops.h"
+#include "cli/model_options.h"
 #include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "util/error.h"
@@ -30,7 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct GenerateCliOptions {
-  std::string model;
+  ModelChoice choice;
   std::string prompt;
   int64_t max_new_tokens = 50;
   double temperature = 0.0;
@@ -51,16 +52,15 @@ void write_out(const std::string& text) {
   std::fflush(stdout);
 }
 
-int run_generate(const GenerateCliOptions& o) {
+int run_generate(const GenerateCliOptions& o_in) {
+  GenerateCliOptions o = o_in;
+  resolve_model_choice(o.choice);
+  const std::string& model_dir = o.choice.model;
   if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1], got {}", o.top_p);
   ops::set_num_threads(o.threads);
-  if (!fs::is_directory(o.model))
-    fail("--model {}: not a directory; give a model dir (config.json + model.safetensors), e.g. one from "
-         "`gptrain download gpt2` or a run's final/",
-         o.model);
-  std::unique_ptr<Transformer> model = load_model_dir(o.model);
+  std::unique_ptr<Transformer> model = load_model_dir(model_dir, load_options(o.choice));
   const ModelConfig& config = model->config();
-  const Tokenizer tokenizer = load_tokenizer_for_model(o.model, config.family, o.data_dir);
+  const Tokenizer tokenizer = load_tokenizer_for_model(model_dir, config.family, o.data_dir);
 
   const std::vector<int32_t> prompt = tokenizer.encode(o.prompt, /*allow_special=*/true);
   if (prompt.empty()) fail("--prompt is empty; generation needs at least one token");
@@ -78,11 +78,11 @@ int run_generate(const GenerateCliOptions& o) {
   g.kv_cache = !o.no_kv_cache;
   // The model's eos ids (generation_config.json), else the tokenizer's end-of-text.
   if (!o.ignore_eos) {
-    g.stop_ids = read_generation_config(o.model).eos_ids;
+    g.stop_ids = read_generation_config(prompt_dir(o.choice)).eos_ids;
     if (g.stop_ids.empty()) g.stop_ids = {data::end_of_text_id(tokenizer)};
   }
 
-  fmt::print(stderr, "gptrain generate: {} ({} layers, emb_dim {}, context {}), {}, kv cache {}, {} threads\n", o.model,
+  fmt::print(stderr, "gptrain generate: {} ({} layers, emb_dim {}, context {}), {}, kv cache {}, {} threads\n", o.choice.adapter.empty() ? model_dir : model_dir + " + adapter " + o.choice.adapter,
              config.n_layers, config.emb_dim, config.context_length,
              o.temperature > 0 ? fmt::format("temperature {} top-k {} top-p {} seed {}", o.temperature, o.top_k, o.top_p, o.seed)
                                : std::string("greedy"),
@@ -128,8 +128,7 @@ int run_generate(const GenerateCliOptions& o) {
 Command register_generate(CLI::App& app) {
   auto o = std::make_shared<GenerateCliOptions>();
   CLI::App* s = app.add_subcommand("generate", "Generate text from a model dir (the book's generate(), streamed)");
-  s->add_option("--model", o->model, "Model dir: written by gptrain, `gptrain download`, or Hugging Face's save_pretrained")
-      ->required();
+  add_model_options(s, o->choice, "Model dir: written by gptrain, `gptrain download`, or Hugging Face's save_pretrained");
   s->add_option("--prompt", o->prompt, "Text to continue (<|endoftext|> in it is the special token)")->required();
   s->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
       ->capture_default_str()

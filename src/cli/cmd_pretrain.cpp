@@ -32,8 +32,15 @@ Command register_pretrain(CLI::App& app) {
   s->add_option("--sample-prompt", o->sample_prompt, "Prompt of the greedy sample after each epoch")
       ->capture_default_str();
   s->add_option("--sample-tokens", o->sample_tokens, "Tokens in that sample (0: no sample)")->capture_default_str();
+  s->add_option("--trainable", o->trainable, "What of the base learns: all, none (with --lora-rank, its default: only "
+                                             "the adapters), head, last-block, last-N")
+      ->capture_default_str();
+  add_lora_options(s, *o);
   add_run_options(s, *o, "Seed of initialisation, shuffling and dropout");
-  return [o] { return run_pretrain(*o); };
+  return [o, s] {
+    default_trainable_for_lora(s, *o, o->trainable);
+    return run_pretrain(*o);
+  };
 }
 
 }  // namespace gptrain::cli

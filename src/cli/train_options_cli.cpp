@@ -1,5 +1,7 @@
 #include "cli/train_options_cli.h"
 
+#include <fmt/format.h>
+
 namespace gptrain::cli {
 
 void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& help) {
@@ -42,6 +44,43 @@ void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help) {
   s->add_option("--threads", o.threads, "CPU threads (0: all cores)");
   s->add_flag("--resume", o.resume, "Continue the run in --out-dir from its newest complete checkpoint");
   s->add_flag("--overwrite", o.overwrite, "Replace a previous run in --out-dir");
+}
+
+void add_lora_options(CLI::App* s, TrainOptions& o) {
+  CLI::Option* rank = s->add_option_function<int64_t>(
+      "--lora-rank",
+      [&o](const int64_t& r) {
+        if (r < 1) throw CLI::ValidationError("--lora-rank", fmt::format("{}: the rank must be at least 1 (the book uses 16)", r));
+        o.lora.rank = r;
+      },
+      "Train LoRA adapters of this rank on a frozen base (the book's appendix E: 16)");
+  s->add_option_function<double>(
+       "--lora-alpha",
+       [&o](const double& a) {
+         if (!(a > 0)) throw CLI::ValidationError("--lora-alpha", fmt::format("{}: alpha must be positive", a));
+         o.lora.alpha = a;
+       },
+       "LoRA alpha [default: the rank]")
+      ->needs(rank);
+  s->add_option("--lora-scaling", o.lora.scaling,
+                "rank: the update is scaled by alpha / rank (the book's code, PEFT); none: by alpha (the book's "
+                "first text)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rank", "none"}))
+      ->needs(rank);
+  s->add_option("--lora-targets", o.lora.targets,
+                "default (every Linear of the blocks, and a classification head), all-linear, attention, mlp, or a "
+                "comma list of query, key, value, attn_out, mlp_in, gate, up, mlp_out, head (or module names: "
+                "c_attn, q_proj, v_proj, ...)")
+      ->capture_default_str()
+      ->needs(rank);
+  s->add_option("--lora-dropout", o.lora.dropout, "Dropout on the adapters' inputs (PEFT's lora_dropout)")
+      ->capture_default_str()
+      ->needs(rank);
+}
+
+void default_trainable_for_lora(const CLI::App* s, const TrainOptions& o, std::string& trainable) {
+  if (o.lora.enabled() && s->count("--trainable") == 0) trainable = "none";
 }
 
 }  // namespace gptrain::cli

@@ -28,4 +28,10 @@ void add_shape_options(CLI::App* s, ShapeOverrides& shape, bool with_tie_weights
 // --save-interval, --keep-last, --seed (described by seed_help), --threads, --resume, --overwrite.
 void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help);
 
+// --lora-rank, --lora-alpha, --lora-scaling, --lora-targets, --lora-dropout (model/lora.h). The
+// others without --lora-rank, or a rank below 1, are refused when the command line is parsed.
+void add_lora_options(CLI::App* s, TrainOptions& o);
+// With --lora-rank and no --trainable on the command line, only the adapters learn ("none").
+void default_trainable_for_lora(const CLI::App* s, const TrainOptions& o, std::string& trainable);
+
 }  // namespace gptrain::cli

@@ -349,10 +349,15 @@ void save_adapter_dir(const Transformer& model, const fs::path& dir, const std::
     outs.push_back(std::move(o));
   }
 
-  // PEFT's scaling is lora_alpha / r: the first module's rank and scaling set r and lora_alpha,
-  // and every module that differs gets a rank_pattern / alpha_pattern entry of its full name.
-  const int64_t r = outs.front().rank;
-  const double alpha = outs.front().scaling * static_cast<double>(r);
+  // PEFT's scaling is lora_alpha / r: the most common rank and alpha set r and lora_alpha, and
+  // every module that differs (GPT-2's fused c_attn) gets a rank_pattern / alpha_pattern entry of
+  // its full name.
+  std::map<std::pair<int64_t, double>, int> counts;
+  for (const Out& o : outs) ++counts[{o.rank, o.scaling * static_cast<double>(o.rank)}];
+  const auto common = std::max_element(counts.begin(), counts.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+  const int64_t r = common->first.first;
+  const double alpha = common->first.second;
   json rank_pattern = json::object(), alpha_pattern = json::object(), targets = json::array();
   std::vector<std::string> names;
   for (const Out& o : outs) {
@@ -379,9 +384,7 @@ void save_adapter_dir(const Transformer& model, const fs::path& dir, const std::
               {"modules_to_save", json()},
               {"init_lora_weights", true},
               {"inference_mode", true}};
-  json parts = json::object();
-  for (const auto& [linear, la] : plan.linears) parts[linear] = {{"rank", la.rank}, {"scaling", la.scaling}, {"parts", la.parts}};
-  cfg["gptrain"] = {{"adapters", parts}};
+  // Nothing of our own in it: PEFT warns about keys LoraConfig does not know.
 
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -151,7 +151,9 @@ std::string describe(const AdapterPlan& plan) {
     ranks.insert(a.rank);
     scalings.insert(a.scaling);
   }
-  for (const std::string& t : kTargets)
+  std::vector<std::string> known = kTargets;
+  known.push_back("all");  // a fused Linear adapted as a whole (a PEFT adapter on GPT-2's c_attn)
+  for (const std::string& t : known)
     for (const auto& [name, a] : plan.linears)
       if (std::find(a.parts.begin(), a.parts.end(), t) != a.parts.end()) {
         parts.push_back(t);

@@ -262,11 +262,15 @@ std::unique_ptr<Transformer> load_model_dir(const fs::path& model_dir, const Mod
   }
   const Checkpoint ck = open_checkpoint(model_dir, hf::body_prefix(hf::family_of(config)));
   check_checkpoint(ck, config, true);
-  const AdapterPlan adapters = options.adapter.empty() ? AdapterPlan{} : read_adapter_plan(options.adapter, config);
+  if (!options.adapter.empty() && options.lora.enabled())
+    fail("{}: an adapter to apply (--adapter) and new adapters to train (--lora-rank) at once", model_dir.string());
+  const AdapterPlan adapters = !options.adapter.empty() ? read_adapter_plan(options.adapter, config)
+                                                        : plan_adapters(config, options.lora);
   // No random init: every weight is loaded.
   auto model = std::make_unique<Transformer>(config, std::nullopt, DType::F32, adapters);
   copy_weights(ck, *model, true);
   if (!options.adapter.empty()) load_adapter_weights(*model, options.adapter);
+  if (options.lora.enabled()) model->init_adapters(options.lora_seed);
   return model;
 }
 

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/transformer.h"
 
 namespace gptrain {
@@ -73,6 +74,8 @@ std::vector<std::string> read_class_names(const std::filesystem::path& model_dir
 struct ModelLoadOptions {
   std::optional<float> drop_rate;  // replaces the dir's dropout (finetuning a pretrained model often uses 0)
   std::filesystem::path adapter;   // a LoRA adapter dir (model/adapter_dir.h) applied without merging
+  LoraOptions lora;                // or new adapters to train (A as the book's, from lora_seed; B zero)
+  uint64_t lora_seed = 123;
 };
 
 // A model built from the dir's config.json with its weights.

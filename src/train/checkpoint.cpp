@@ -16,6 +16,7 @@
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "model/adapter_dir.h"
 #include "model/model_dir.h"
 #include "util/error.h"
 
@@ -60,6 +61,16 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const fs::path& r
   return out;
 }
 
+constexpr const char* kAdapters = "adapters.safetensors";
+
+// Only adapters learn: the base weights are the run's --init and need not be saved again.
+bool adapters_only(const Transformer& model) {
+  if (model.adapters().empty()) return false;
+  for (const Parameter& p : model.params().all())
+    if (p.trainable && !p.is_adapter()) return false;
+  return true;
+}
+
 std::vector<std::string> trainable_names(const Transformer& model) {
   std::vector<std::string> names;
   for (const Parameter& p : model.params().all())
@@ -83,7 +94,15 @@ fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, cons
   fs::create_directories(temp, ec);
   if (ec) fail("cannot create checkpoint directory {}: {}", temp.string(), ec.message());
 
-  save_model_dir(model, temp, class_names);
+  // With LoRA the adapters are saved in our layout (an exact resume); the base weights only when
+  // some of them trained.
+  if (!adapters_only(model)) save_model_dir(model, temp, class_names);
+  if (!model.adapters().empty()) {
+    std::vector<std::pair<std::string, Tensor>> adapters;
+    for (const Parameter& p : model.params().all())
+      if (p.is_adapter()) adapters.emplace_back(p.name, p.value);
+    io::save_safetensors(temp / kAdapters, adapters);
+  }
   // Fault injection for the crash-safety test (tests/cli/pretrain_test.sh): die by SIGKILL in the
   // middle of writing the checkpoint of this step, as a power cut or the OOM killer would.
   if (const char* kill_at = std::getenv("GPTRAIN_TEST_KILL_IN_CHECKPOINT");
@@ -165,7 +184,21 @@ TrainerState read_trainer_state(const fs::path& checkpoint) {
 
 TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, AdamW& optimizer) {
   TrainerState state = read_trainer_state(checkpoint);
-  load_model_weights(model, checkpoint);
+  if (fs::exists(checkpoint / "model.safetensors") || fs::exists(checkpoint / "model.safetensors.index.json"))
+    load_model_weights(model, checkpoint);
+  else if (!adapters_only(model))
+    fail("{}: no model.safetensors (a LoRA checkpoint holds only the adapters); resume with the run's --lora-* and "
+         "--trainable options",
+         checkpoint.string());
+  if (!model.adapters().empty()) {
+    const fs::path path = checkpoint / kAdapters;
+    if (!fs::exists(path))
+      fail("{}: no {}: the checkpoint was not trained with LoRA adapters; resume without --lora-rank",
+           checkpoint.string(), kAdapters);
+    const io::SafeTensorsFile f = io::SafeTensorsFile::open(path);
+    for (Parameter& p : model.params().all())
+      if (p.is_adapter()) f.load_into(p.name, p.value);
+  }
   const fs::path opt_path = checkpoint / "optimizer.safetensors";
   const io::SafeTensorsFile f = io::SafeTensorsFile::open(opt_path);
   const auto& meta = f.metadata();
@@ -183,6 +216,16 @@ TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, Ada
   }
   optimizer.set_steps_taken(std::stoll(meta.at("steps_taken")));
   return state;
+}
+
+void save_trained_model(const Transformer& model, const fs::path& dir, const std::string& base_model) {
+  if (model.adapters().empty()) {
+    save_model_dir(model, dir);
+    return;
+  }
+  std::error_code ec;
+  save_adapter_dir(model, dir, fs::absolute(base_model, ec).lexically_normal().string());
+  if (!adapters_only(model)) save_model_dir(model, dir);
 }
 
 void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to) {

@@ -48,6 +48,11 @@ TrainerState load_checkpoint(const std::filesystem::path& checkpoint, Transforme
 // Removes temporary checkpoint directories left by an interrupted write.
 void remove_incomplete_checkpoints(const std::filesystem::path& run_dir);
 
+// A trained model's final/ dir: the model dir, or with LoRA adapters the PEFT adapter dir alone
+// (model/adapter_dir.h; base_model: the base's dir, recorded as an absolute path), unless base
+// weights were trained too, when the model dir is written beside it.
+void save_trained_model(const Transformer& model, const std::filesystem::path& dir, const std::string& base_model);
+
 // The tokenizer next to the weights, under Hugging Face's names, so a model dir is complete:
 // tokenizer.json, tokenizer_config.json, special_tokens_map.json, generation_config.json,
 // vocab.json and merges.txt, whichever `from` holds (GPT-2's encoder.json and vocab.bpe are

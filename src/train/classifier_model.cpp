@@ -45,23 +45,30 @@ std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& o, i
   else if (o.pool == "first") cfg.pooling = Pooling::First;
   else if (o.pool == "mean") cfg.pooling = Pooling::Mean;
   else fail("--pool '{}': expected last (the book), first or mean", o.pool);
-  // Every weight is initialised (the head as torch.nn.Linear), then the body is replaced by the dir's.
-  auto model = std::make_unique<Transformer>(cfg, o.seed);
+  // Every weight is initialised (the head as torch.nn.Linear, adapters as the book's LoRALayer),
+  // then the body is replaced by the dir's.
+  auto model = std::make_unique<Transformer>(cfg, o.seed, DType::F32, plan_adapters(cfg, o.lora));
   if (from_dir) load_model_weights(*model, o.init, /*include_head=*/false);
   return model;
 }
 
 std::string mark_trainable(ParameterSet& params, int64_t n_layers, const std::string& mode) {
   const int64_t L = n_layers;
+  // A tied head is the embedding's matrix: it has no parameter of its own to thaw.
+  const bool tied_head = !params.find("head.weight");
   const auto set_prefix = [&](const std::string& prefix) {
     bool any = false;
     for (Parameter& p : params.all())
-      if (p.name.starts_with(prefix)) p.trainable = any = true;
-    if (!any) fail("no parameter of the model starts with '{}'", prefix);
+      if (p.name.starts_with(prefix) && !p.is_adapter()) p.trainable = any = true;
+    if (!any && !(prefix == "head." && tied_head)) fail("no parameter of the model starts with '{}'", prefix);
   };
   if (mode == "all") {
     for (Parameter& p : params.all()) p.trainable = true;
     return "every parameter";
+  }
+  if (mode == "none") {  // with LoRA: only the adapters
+    for (Parameter& p : params.all()) p.trainable = false;
+    return "no base weight";
   }
   int64_t blocks = 0;
   if (mode == "head") {
@@ -74,7 +81,9 @@ std::string mark_trainable(ParameterSet& params, int64_t n_layers, const std::st
     if (blocks < 1 || blocks > L)
       fail("--trainable {}: the model has {} blocks; use last-1 to last-{}, head, or all", mode, L, L);
   } else {
-    fail("--trainable '{}': expected head, last-block (the book), last-N (the last N blocks) or all", mode);
+    fail("--trainable '{}': expected head, last-block (the book), last-N (the last N blocks), all, or none (with "
+         "--lora-rank: only the adapters)",
+         mode);
   }
   if (blocks > L) fail("--trainable {}: the model has no transformer block", mode);
   for (Parameter& p : params.all()) p.trainable = false;
@@ -89,7 +98,15 @@ std::string mark_trainable(ParameterSet& params, int64_t n_layers, const std::st
 }
 
 std::string apply_trainable(Transformer& model, const std::string& mode) {
-  const std::string what = mark_trainable(model.params(), model.config().n_layers, mode);
+  if (mode == "none" && model.adapters().empty())
+    fail("--trainable none leaves nothing to train; it goes with --lora-rank (then only the adapters learn)");
+  std::string what = mark_trainable(model.params(), model.config().n_layers, mode);
+  if (!model.adapters().empty()) {  // adapters always learn
+    for (Parameter& p : model.params().all())
+      if (p.is_adapter()) p.trainable = true;
+    what = mode == "none" ? "the LoRA adapters alone: " + describe(model.adapters())
+                          : "the LoRA adapters (" + describe(model.adapters()) + ") and " + what;
+  }
   model.allocate_grads();
   return what;
 }

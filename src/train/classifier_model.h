@@ -20,7 +20,8 @@ struct ClassifierModelOptions {
   ShapeOverrides shape;             // presets only (--tie-weights does not apply: the head is new)
   std::string pool = "last";  // last | first | mean
   double drop_rate = 0.0;
-  uint64_t seed = 123;  // initialisation of the new head (and of a preset's body)
+  uint64_t seed = 123;  // initialisation of the new head (and of a preset's body) and of LoRA's A
+  LoraOptions lora;     // adapters on every Linear it targets, the new head included
 };
 
 // A classifier of n_classes: from a model dir, its body (the dir's head is left out) and a newly
@@ -32,7 +33,8 @@ ModelConfig classifier_body_config(const ClassifierModelOptions& options);
 
 // Freezes the model but for `mode`: "head" (the output layer only), "last-block" (the book: the
 // last transformer block, the final norm and the head), "last-N" (the last N blocks, the final
-// norm and the head), "all". Rebuilds the gradient buffer; returns a description.
+// norm and the head), "all", "none". A model's LoRA adapters always train (with "none" they alone,
+// the book's appendix E). Rebuilds the gradient buffer; returns a description.
 std::string apply_trainable(Transformer& model, const std::string& mode);
 // The same marks on a parameter layout (nothing allocated); returns the description.
 std::string mark_trainable(ParameterSet& params, int64_t n_layers, const std::string& mode);

@@ -14,6 +14,7 @@
 #include "data/text_file.h"
 #include "generate/engine.h"
 #include "kernels/ops.h"
+#include "model/adapter_dir.h"
 #include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "train/checkpoint.h"
@@ -90,6 +91,8 @@ int run_classify(const ClassifyOptions& o) {
 
   ModelLoadOptions lo;
   lo.drop_rate = 0.0f;
+  // A LoRA run's final/ holds its base and, beside it, the adapter: applied unless another is named.
+  lo.adapter = !o.adapter.empty() ? fs::path(o.adapter) : is_adapter_dir(o.model) ? fs::path(o.model) : fs::path();
   std::unique_ptr<Transformer> model = load_model_dir(o.model, lo);
   const ModelConfig& cfg = model->config();
   if (cfg.head != HeadType::Classifier)

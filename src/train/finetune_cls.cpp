@@ -17,6 +17,7 @@
 #include "data/text_file.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
+#include "model/adapter_dir.h"
 #include "model/model_dir.h"
 #include "tokenizer/bpe.h"
 #include "train/classifier_data.h"
@@ -200,6 +201,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   mo.pool = o.pool;
   mo.drop_rate = o.drop_rate;
   mo.seed = o.seed;
+  mo.lora = o.lora;
   const ModelConfig body = classifier_body_config(mo);
   const fs::path tokenizer_dir =
       data::resolve_tokenizer_dir("", fs::is_directory(o.init) ? fs::path(o.init) : fs::path(), body.family, data_dir);
@@ -262,6 +264,16 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
                plan.dir.string());
   }
 
+  if (!plan.resume_from) {
+    // The book's accuracies before training, over the first 10 batches of each loader (with LoRA
+    // the base model's: B = 0).
+    const data::ClassificationLoader train_first(train, o.batch_size, true, true, o.seed);
+    const SetScore a = score(*model, train_first, 0, 10, T), b = score(*model, val_loader, 0, 10, T);
+    fmt::print("before training (10 batches each): training accuracy {}, validation accuracy {}", percent(a), percent(b));
+    if (have_test) fmt::print(", test accuracy {}", percent(score(*model, test_loader, 0, 10, T)));
+    fmt::print("\n");
+  }
+
   AdamW optimizer(model->params(), adamw_options(o));
   LoopOptions lo = loop_options(o, task.batches_per_epoch());
   lo.examples_axis = true;  // classifiers plot against examples seen
@@ -296,6 +308,9 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
 
   const fs::path final_dir = plan.dir / "final";
   save_classifier_dir(*model, final_dir, splits.class_names, T, pad, tokenizer_dir);
+  // With LoRA the dir holds the base (the --init body and the new head) and, beside it, the
+  // adapter, which `classify` applies.
+  if (!model->adapters().empty()) save_adapter_dir(*model, final_dir, fs::absolute(final_dir).lexically_normal().string());
   fmt::print("done: {} steps, {} examples seen, {:.1f} s; model in {}, plots {} and {}\n", r.state.step,
              with_commas(r.state.examples_seen), r.seconds, final_dir.string(), (plan.dir / "loss.svg").string(),
              (plan.dir / "accuracy.svg").string());

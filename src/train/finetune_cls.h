@@ -46,6 +46,7 @@ int run_finetune_cls(const FinetuneClsOptions& options);
 
 struct ClassifyOptions {
   std::string model;               // a classifier model dir (finetune-cls's final/ or a checkpoint)
+  std::string adapter;             // a LoRA adapter on it; default: the one in the model dir, if any
   std::vector<std::string> texts;  // texts to label
   std::string input;               // or a file: one text per line, or a CSV/TSV (.csv/.tsv) with --text-column
   std::string text_column;

@@ -16,10 +16,12 @@
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
 #include "model/model_dir.h"
+#include "train/classifier_model.h"
 #include "tokenizer/bpe.h"
 #include "train/loop.h"
 #include "train/run_dir.h"
 #include "util/error.h"
+#include "util/format.h"
 #include "util/rng.h"
 #include "util/signals.h"
 
@@ -45,6 +47,7 @@ nlohmann::json options_json(const InstructOptions& o) {
   if (o.prompt_template != "alpaca") j["template"] = o.prompt_template;
   if (!o.chat_template.empty()) j["chat-template"] = o.chat_template;
   if (!o.system.empty()) j["system"] = o.system;
+  if (o.trainable != "all") j["trainable"] = o.trainable;
   j.update(train_options_json(o));
   return j;
 }
@@ -162,10 +165,13 @@ int run_finetune_instruct(const InstructOptions& o_in) {
 
   ModelLoadOptions load;
   load.drop_rate = static_cast<float>(o.drop_rate);
+  load.lora = o.lora;
+  load.lora_seed = o.seed;
   std::unique_ptr<Transformer> model = load_model_dir(o.init, load);
   const ModelConfig& cfg = model->config();
   if (cfg.head != HeadType::LanguageModel)
     fail("--init {}: a classifier model; instruction finetuning needs a language-model head", o.init);
+  const std::string trainable_what = apply_trainable(*model, o.trainable);
 
   const nlohmann::json opts = options_json(o);
   const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
@@ -242,8 +248,9 @@ int run_finetune_instruct(const InstructOptions& o_in) {
              task.batches_per_epoch(), o.batch_size, task.val_batches(),
              o.mask_prompt ? "the response and its end-of-text (prompt and padding are -100)"
                            : "prompt, response and end-of-text (padding is -100; --no-mask-prompt, the book's chapter)");
-  fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters\n", cfg.n_layers, cfg.n_heads,
-             cfg.emb_dim, cfg.context_length, model->params().trainable_numel());
+  fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters, {} trainable ({})\n", cfg.n_layers,
+             cfg.n_heads, cfg.emb_dim, cfg.context_length, with_commas(count_parameters(cfg).total),
+             with_commas(model->params().trainable_numel()), trainable_what);
 
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
@@ -251,7 +258,7 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts).result;
   if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
-  save_model_dir(*model, final_dir);
+  save_trained_model(*model, final_dir, o.init);
   copy_tokenizer_files(tokenizer_dir, final_dir);
   // How `chat` and `answer` prompt this model: recorded where a tokenizer_config.json exists or a
   // chat template was used (a GPT-2 dir without one is Alpaca anyway).

@@ -25,6 +25,7 @@ struct InstructOptions : TrainOptions {
   double train_split = 0.85, test_split = 0.10;  // the rest is validation
   std::string data_dir;
   std::string init;  // a model dir (required)
+  std::string trainable = "all";  // what of the base learns (classifier_model.h's modes); with LoRA: none
   int64_t max_length = 1024;  // the book's allowed_max_length; capped at the model's context
   bool mask_prompt = true;
   int64_t sample_tokens = 256;  // the answer to the first validation entry after each epoch; 0: none

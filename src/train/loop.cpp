@@ -43,13 +43,19 @@ TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& ta
                              const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts) {
   TrainerState state;
   state.options = opts;
+  int64_t resumed_eval_interval = 0;  // the --eval-interval of the run that wrote the checkpoint
   if (plan.resume_from) {
     state = load_checkpoint(*plan.resume_from, model, optimizer);
+    resumed_eval_interval = state.options.value("eval-interval", int64_t{0});
     state.options = opts;
     fmt::print("resuming from {} (step {}, epoch {}, tokens seen {}, examples seen {})\n", plan.resume_from->string(),
                state.step, state.epoch + 1, state.tokens_seen, state.examples_seen);
   }
   MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
+  // A run that ended off its evaluation interval evaluated its last step (below); the continued
+  // run passes that step on its way, so that record is not part of the training curve.
+  if (plan.resume_from && resumed_eval_interval > 0 && (state.step - 1) % resumed_eval_interval != 0)
+    metrics.drop([&](const MetricRecord& r) { return r.kind.empty() && r.step == state.step - 1; });
   fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
              lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
              o.eval_iters);

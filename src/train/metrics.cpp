@@ -71,6 +71,13 @@ MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step) : run_d
   io::write_file_atomic(path, text);
 }
 
+void MetricsLog::drop(const std::function<bool(const MetricRecord&)>& which) {
+  std::erase_if(records_, which);
+  std::string text;
+  for (const MetricRecord& r : records_) text += to_json(r).dump() + "\n";
+  io::write_file_atomic(run_dir_ / "metrics.jsonl", text);
+}
+
 void MetricsLog::append(const MetricRecord& record) {
   records_.push_back(record);
   std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,8 @@ class MetricsLog {
   // (a resumed run drops evaluations made after its checkpoint), otherwise starts empty.
   MetricsLog(const std::filesystem::path& run_dir, int64_t keep_up_to_step);
   void append(const MetricRecord& record);  // writes the line and flushes
+  // Removes the records `which` selects and rewrites the file.
+  void drop(const std::function<bool(const MetricRecord&)>& which);
   const std::vector<MetricRecord>& records() const { return records_; }
   // Rewrites loss.svg (and accuracy.svg when accuracies exist); `examples` labels the top axis
   // "Examples seen" instead of "Tokens seen".

@@ -16,6 +16,7 @@
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
 #include "model/model_dir.h"
+#include "train/classifier_model.h"
 #include "tokenizer/bpe.h"
 #include "train/loop.h"
 #include "train/run_dir.h"
@@ -48,6 +49,7 @@ nlohmann::json options_json(const PretrainOptions& o, const std::vector<std::str
                       {"no-shuffle", o.no_shuffle}};
   j.update(shape_options_json(o.shape, /*with_tie_weights=*/true));
   if (!o.tokenizer.empty()) j["tokenizer"] = o.tokenizer;
+  if (o.trainable != "all") j["trainable"] = o.trainable;
   j.update(train_options_json(o));
   return j;
 }
@@ -148,6 +150,8 @@ int run_pretrain(const PretrainOptions& o_in) {
   if (from_dir) {
     ModelLoadOptions lo;
     lo.drop_rate = static_cast<float>(o.drop_rate);
+    lo.lora = o.lora;
+    lo.lora_seed = o.seed;
     model = load_model_dir(o.init, lo);
     cfg = model->config();
     if (o.shape.any())
@@ -156,6 +160,10 @@ int run_pretrain(const PretrainOptions& o_in) {
       fail("--context-length {} exceeds the context length {} of the model in {}", o.context_length,
            cfg.context_length, o.init);
   } else {
+    if (o.lora.enabled())
+      fail("--lora-rank adapts a trained model: --init must be a model dir (continued pretraining), not the preset "
+           "'{}'",
+           o.init);
     if (!preset_config(o.init == "scratch" ? "gpt2-small" : o.init, cfg))
       fail("--init '{}' is neither a preset ({}, scratch) nor a model directory", o.init, preset_list());
     cfg.context_length = o.context_length;
@@ -234,10 +242,11 @@ int run_pretrain(const PretrainOptions& o_in) {
     fail("the training data gives {} windows, fewer than one batch of --batch-size {}; lower --batch-size or "
          "--context-length, or give more text",
          train_windows.size(), o.batch_size);
+  const std::string trainable_what = apply_trainable(*model, o.trainable);
   const ParameterCounts counts = count_parameters(cfg);
-  fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters ({} trainable)\n", cfg.n_layers,
+  fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters ({} trainable{})\n", cfg.n_layers,
              cfg.n_heads, cfg.emb_dim, cfg.context_length, with_commas(counts.total),
-             with_commas(model->params().trainable_numel()));
+             with_commas(model->params().trainable_numel()), o.trainable == "all" && !o.lora.enabled() ? "" : ": " + trainable_what);
 
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
@@ -246,7 +255,7 @@ int run_pretrain(const PretrainOptions& o_in) {
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   if (r.interrupted) return report_interrupted(r, plan.dir);
   const fs::path final_dir = plan.dir / "final";
-  save_model_dir(*model, final_dir);
+  save_trained_model(*model, final_dir, o.init);
   copy_tokenizer_files(tokenizer_dir, final_dir);
   fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
              with_commas(r.state.tokens_seen), r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());

@@ -21,6 +21,7 @@ struct PretrainOptions : TrainOptions {
     eval_interval = 5;
   }
   std::vector<std::string> files;  // text files, or one token shard (.u16/.u32); default the-verdict.txt
+  std::string trainable = "all";   // what of the base learns (classifier_model.h's modes); with LoRA: none
   std::string val_data;            // validation text or shard; default: the last 10% of the text
   double train_split = 0.9;
   std::string data_dir;

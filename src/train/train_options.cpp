@@ -3,7 +3,7 @@
 namespace gptrain {
 
 nlohmann::json train_options_json(const TrainOptions& o) {
-  return {{"drop-rate", o.drop_rate},
+  nlohmann::json j = {{"drop-rate", o.drop_rate},
           {"batch-size", o.batch_size},
           {"lr", o.lr},
           {"weight-decay", o.weight_decay},
@@ -22,6 +22,14 @@ nlohmann::json train_options_json(const TrainOptions& o) {
           {"keep-last", o.keep_last},
           {"seed", o.seed},
           {"threads", o.threads}};
+  if (o.lora.enabled()) {
+    j["lora-rank"] = o.lora.rank;
+    j["lora-alpha"] = o.lora.alpha.value_or(static_cast<double>(o.lora.rank));
+    j["lora-scaling"] = o.lora.scaling;
+    j["lora-targets"] = o.lora.targets;
+    j["lora-dropout"] = o.lora.dropout;
+  }
+  return j;
 }
 
 const std::set<std::string>& train_options_may_change_on_resume() {

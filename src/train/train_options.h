@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
+#include "model/lora.h"
 
 namespace gptrain {
 
@@ -37,10 +38,12 @@ struct TrainOptions {
   int threads = 0;  // 0: all cores
   bool resume = false;
   bool overwrite = false;
+  LoraOptions lora;  // --lora-*: low-rank adapters on a frozen base (the book's appendix E)
 };
 
 // The shared options as run.json and checkpoints record them (CLI spelling; out-dir, resume and
-// overwrite are not part of a run's identity).
+// overwrite are not part of a run's identity). The --lora-* options appear only when LoRA is on,
+// so runs from before they existed read back the same.
 nlohmann::json train_options_json(const TrainOptions& o);
 
 // The shape overrides as run.json records them: emb-dim, n-layers, n-heads, qkv-bias (and

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -248,6 +249,39 @@ TEST_P(PeftAdapter, our_adapter_dir_reads_back_to_the_same_logits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PeftAdapter, ::testing::Values("gpt2", "qwen3", "llama"));
+
+// For tests/tools/check_peft_adapter.py: with GPTRAIN_PEFT_EXPORT_DIR set, writes per fixture base
+// (gpt2: the book's q|k|v segments, every Linear; qwen3: every Linear; llama: q and v) an adapter
+// dir of random non-zero adapters, and reference.safetensors with tokens and gptrain's logits:
+//   GPTRAIN_PEFT_EXPORT_DIR=/tmp/peft build/tests/model/model_test --gtest_filter='PeftExport.*'
+//   python tests/tools/check_peft_adapter.py tests/fixtures/peft/gpt2/base /tmp/peft/gpt2 /tmp/peft/gpt2/reference.safetensors
+TEST(PeftExport, writes_adapter_dirs_for_peft) {
+  const char* out = std::getenv("GPTRAIN_PEFT_EXPORT_DIR");
+  if (!out) GTEST_SKIP() << "set GPTRAIN_PEFT_EXPORT_DIR to write adapter dirs for tests/tools/check_peft_adapter.py";
+  for (const char* name : {"gpt2", "qwen3", "llama"}) {
+    const fs::path base = peft_fixture(name) / "base";
+    const ModelConfig config = read_model_config(base);
+    LoraOptions o;
+    o.rank = 4;
+    o.alpha = 6;
+    o.targets = std::string(name) == "llama" ? "q_proj,v_proj" : "default";
+    Transformer model(config, std::nullopt, DType::F32, plan_adapters(config, o));
+    load_model_weights(model, base);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 0.2f);
+    for (Parameter& p : model.params().all())
+      if (p.is_adapter())
+        for (int64_t i = 0; i < p.value.numel(); ++i) p.value[i] = normal(rng);
+    const std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
+    const Tensor& logits = model.forward(tokens, 2, 8, ForwardOptions{});
+    const fs::path dir = fs::path(out) / name;
+    save_adapter_dir(model, dir, fs::absolute(base).string());
+    std::vector<float> ids(tokens.begin(), tokens.end());
+    io::save_safetensors(dir / "reference.safetensors",
+                         {{"tokens", Tensor::from_vector({2, 8}, ids)}, {"logits", logits}});
+    std::printf("wrote %s (base %s)\n", dir.c_str(), base.c_str());
+  }
+}
 
 TEST(PeftAdapter, an_adapter_for_another_base_is_refused) {
   // A Llama adapter on a GPT-2 base, and on a Qwen3 base whose widths differ.

@@ -1,0 +1,53 @@
+#include "cli/model_options.h"
+
+#include "model/adapter_dir.h"
+#include "util/error.h"
+
+namespace gptrain::cli {
+
+namespace fs = std::filesystem;
+
+void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help) {
+  s->add_option("--model", o.model, model_help);
+  s->add_option("--adapter", o.adapter,
+                "LoRA adapter dir (adapter_config.json + adapter_model.safetensors, from gptrain or PEFT) applied to "
+                "--model without merging [--model default: the adapter's base_model_name_or_path]");
+}
+
+void resolve_model_choice(ModelChoice& c) {
+  if (!c.adapter.empty()) {
+    if (!is_adapter_dir(c.adapter))
+      fail("--adapter {}: no adapter_config.json there; give a LoRA adapter dir (a LoRA run's final/, or PEFT's "
+           "save_pretrained)",
+           c.adapter);
+    if (c.model.empty()) {
+      c.model = adapter_base_model(c.adapter);
+      if (c.model.empty())
+        fail("--adapter {}: its adapter_config.json names no base_model_name_or_path; give the base with --model",
+             c.adapter);
+      if (!fs::is_directory(c.model))
+        fail("--adapter {}: its base {} is not a directory here; give the base model dir with --model", c.adapter,
+             c.model);
+    }
+  }
+  if (c.model.empty()) fail("--model DIR is required (or --adapter DIR, whose base it then is)");
+  if (!fs::is_directory(c.model))
+    fail("--model {}: not a directory; give a model dir (config.json + model.safetensors), e.g. one from "
+         "`gptrain download gpt2` or a run's final/",
+         c.model);
+}
+
+ModelLoadOptions load_options(const ModelChoice& c) {
+  ModelLoadOptions lo;
+  lo.adapter = c.adapter;
+  return lo;
+}
+
+fs::path prompt_dir(const ModelChoice& c) {
+  if (!c.adapter.empty() &&
+      (fs::exists(fs::path(c.adapter) / "tokenizer_config.json") || fs::exists(fs::path(c.adapter) / "generation_config.json")))
+    return c.adapter;
+  return c.model;
+}
+
+}  // namespace gptrain::cli

@@ -1,0 +1,33 @@
+// --model and --adapter of the commands that run a model (generate, answer, chat): a base model
+// dir and, optionally, a LoRA adapter dir (PEFT's format, model/adapter_dir.h) applied without
+// merging. Without --model the adapter's base_model_name_or_path is the base.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <string>
+
+#include "model/model_dir.h"
+
+namespace gptrain::cli {
+
+struct ModelChoice {
+  std::string model;    // the base model dir
+  std::string adapter;  // a LoRA adapter dir, or ""
+};
+
+void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help);
+
+// Fills --model from the adapter when it was omitted; checks that both are directories. Errors
+// name the option.
+void resolve_model_choice(ModelChoice& c);
+
+ModelLoadOptions load_options(const ModelChoice& c);
+
+// The dir whose prompt format (tokenizer_config.json) and generation_config.json describe the
+// model as trained: the adapter's when it has them (finetune-instruct writes them there), else the
+// model's.
+std::filesystem::path prompt_dir(const ModelChoice& c);
+
+}  // namespace gptrain::cli
