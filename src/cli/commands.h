@@ -20,5 +20,6 @@ Command register_generate(CLI::App& app);
 Command register_download(CLI::App& app);
 Command register_finetune_cls(CLI::App& app);
 Command register_classify(CLI::App& app);
+Command register_export_gguf(CLI::App& app);
 
 }  // namespace gptrain::cli
