@@ -58,7 +58,7 @@ TEST(Gguf, HeaderKeyValuesTensorInfosAndData) {
 
   const test::GgufFile f = test::read_gguf(dir / "x.gguf");  // checks offsets, padding and size
   EXPECT_EQ(f.version, 3u);
-  ASSERT_EQ(f.keys.size(), 11u);  // 10 added + general.alignment
+  ASSERT_EQ(f.keys.size(), 12u);  // 11 added + general.alignment
   EXPECT_EQ(f.keys[0], "general.architecture");
   EXPECT_EQ(f.at("general.architecture").s, "gpt2");
   EXPECT_EQ(f.at("general.alignment").type, 4u);
