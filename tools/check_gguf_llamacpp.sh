@@ -44,7 +44,9 @@ check_model() {  # NAME DIR
   local name=$1 dir=$2
   echo "$PROMPT" > "$WORK/prompt.txt"
   truncate -s -1 "$WORK/prompt.txt"
-  local ours_prompt; ours_prompt=$("$GPTRAIN" tokenize "$WORK/prompt.txt" --model "$dir" --allow-special --data-dir "$DATA" 2>/dev/null)
+  local tok=()  # the dir's tokenizer when it has one, else the data dir's GPT-2 (as generate does)
+  [[ -f $dir/tokenizer.json || -f $dir/vocab.json ]] && tok=(--model "$dir")
+  local ours_prompt; ours_prompt=$("$GPTRAIN" tokenize "$WORK/prompt.txt" "${tok[@]}" --allow-special --data-dir "$DATA" 2>/dev/null)
   local ours; ours=$("$GPTRAIN" generate --model "$dir" --prompt "$PROMPT" --max-new-tokens "$N" --temperature 0 \
     --ignore-eos --print-ids --no-echo --data-dir "$DATA" 2>&1 >/dev/null | ids_after "generated ids")
   for type in f32 f16 q8_0; do

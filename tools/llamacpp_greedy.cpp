@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   const std::string prompt = argv[3];
   llama_backend_init();
   llama_model_params mp = llama_model_default_params();
+  // No repacked weight buffers: a CPU that lists AMX in a VM that has not enabled its tile state
+  // dies with SIGILL in ggml's AMX matmul (seen here), and the plain kernels are what is compared.
+  mp.use_extra_bufts = false;
   llama_model* model = llama_model_load_from_file(model_path, mp);
   if (!model) {
     std::fprintf(stderr, "cannot load %s\n", model_path);
