@@ -34,7 +34,7 @@ void print_summary(const convert::GgufExportSummary& s, const std::string& what,
                    double seconds) {
   std::string types;
   for (const auto& [type, count] : s.tensors_by_type) types += fmt::format("{}{} {}", types.empty() ? "" : ", ", count, type);
-  fmt::print("gptrain export-gguf: {} {} ({}): {} tensors ({}), {:.1f} MB in {:.2f} s\n", what, out, s.architecture,
+  fmt::print("gptrain export-gguf: wrote {} ({} {}): {} tensors ({}), {:.1f} MB in {:.2f} s\n", out, s.architecture, what,
              s.tensors, types, static_cast<double>(s.bytes) / 1e6, seconds);
 }
 
@@ -50,7 +50,7 @@ int run_export_gguf(const ExportGgufOptions& o) {
     // Only the base's config matters: the adapter's shapes and names are checked against it.
     const ModelConfig base = read_model_config(o.model);
     const convert::GgufExportSummary s = convert::export_lora_gguf(base, o.adapter, o.out, type);
-    print_summary(s, "LoRA adapter", o.out, timer.seconds());
+    print_summary(s, "LoRA adapter of " + o.adapter, o.out, timer.seconds());
     return 0;
   }
   const ModelConfig config = read_model_config(o.model);
@@ -59,8 +59,7 @@ int run_export_gguf(const ExportGgufOptions& o) {
       data::resolve_tokenizer_dir(o.tokenizer, o.model, config.family, data::resolve_data_dir(o.data_dir));
   std::unique_ptr<Transformer> model = load_model_dir(o.model);
   const convert::GgufExportSummary s = convert::export_model_gguf(*model, o.model, tokenizer_dir, o.out, type);
-  print_summary(s, fmt::format("model {} with the tokenizer of {}", o.model, tokenizer_dir.string()), o.out,
-                timer.seconds());
+  print_summary(s, fmt::format("model {}, tokenizer {}", o.model, tokenizer_dir.string()), o.out, timer.seconds());
   return 0;
 }
 
