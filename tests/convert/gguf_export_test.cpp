@@ -322,8 +322,12 @@ TEST(GgufLora, Gpt2PatternsBakedIntoLoraB) {
   }
   const LoraPlan plan = plan_lora_adapter(base, adapter);
   for (const LoraModulePlan& m : plan.modules) {
-    if (m.module.ends_with("c_attn")) EXPECT_DOUBLE_EQ(m.lora_b_factor, 1.0) << "rank_pattern 6, alpha 8: 8/6 * 6/8";
-    if (m.module.ends_with("c_proj")) EXPECT_DOUBLE_EQ(m.lora_b_factor, 1.5) << m.module;
+    if (m.module.ends_with("c_attn")) {
+      EXPECT_DOUBLE_EQ(m.lora_b_factor, 1.0) << "rank_pattern 6, alpha 8: 8/6 * 6/8";
+    }
+    if (m.module.ends_with("c_proj")) {
+      EXPECT_DOUBLE_EQ(m.lora_b_factor, 1.5) << m.module;  // alpha_pattern c_proj 12 over lora_alpha 8
+    }
   }
 }
 

@@ -156,7 +156,9 @@ TEST(Gguf, Q8_0BlocksEqualTheScalarReferenceWithinTheirBound) {
       const double bound = 0.5 * d * (1 + 1e-6) + 127.0 * std::ldexp(static_cast<double>(d), -11);
       ASSERT_LE(std::fabs(static_cast<double>(x[i]) - qv(i) * static_cast<double>(d16)), bound) << "value " << i;
     }
-    if (amax > 0) EXPECT_EQ(max_q, 127) << "block " << b;  // the largest value maps to +-127
+    if (amax > 0) {
+      EXPECT_EQ(max_q, 127) << "block " << b;  // the largest value maps to +-127
+    }
   }
 }
 
