@@ -42,10 +42,13 @@ bool looks_special(const std::string& text) {
   return (text.starts_with("<|") && text.ends_with("|>")) || text == "<pad>" || text == "<mask>";
 }
 
-const char* pre_name(Pattern p) {
+// llama.cpp's pre-tokenizer of a pattern. Its "llama-bpe" and "smaug-bpe" split with the same
+// Llama 3 regex and differ in one thing: llama-bpe skips merging a piece that is a token
+// (tokenizers' ignore_merges, Meta's Llama 3 file), smaug-bpe merges it (Llama 3.2 Vision's file).
+const char* pre_name(Pattern p, bool ignore_merges) {
   switch (p) {
     case Pattern::kGpt2: return "gpt-2";
-    case Pattern::kLlama3: return "llama-bpe";
+    case Pattern::kLlama3: return ignore_merges ? "llama-bpe" : "smaug-bpe";
     case Pattern::kQwen2: return "qwen2";
   }
   return "gpt-2";
@@ -109,7 +112,7 @@ GgufVocab read_gguf_vocab(const fs::path& tokenizer_dir, int64_t vocab_size, con
     for (const tokenizer_detail::TokenizerJson::Merge& m : t.merges)
       v.merges.push_back(spell_token_bytes(t.token_bytes[static_cast<size_t>(m.left)]) + " " +
                          spell_token_bytes(t.token_bytes[static_cast<size_t>(m.right)]));
-    v.pre = pre_name(t.pattern);
+    v.pre = pre_name(t.pattern, t.ignore_merges);
     post_processor_bos = t.bos_id;
     v.add_bos = t.bos_id >= 0;
   } else {

@@ -1,7 +1,8 @@
 // The tokenizer of a model as llama.cpp's GGUF keys (tokenizer.ggml.*), read from the tokenizer
 // files gptrain reads (tokenizer.json, or GPT-2's vocab.json + merges.txt / encoder.json +
 // vocab.bpe), the way convert_hf_to_gguf.py's _set_vocab_gpt2 and gguf-py's SpecialVocab write them:
-//   model "gpt2" (byte-level BPE), pre "gpt-2" | "llama-bpe" | "qwen2" from the pre-tokenizer pattern;
+//   model "gpt2" (byte-level BPE), pre from the pre-tokenizer pattern: "gpt-2", "qwen2", and for
+//     Llama 3's "llama-bpe" with ignore_merges, "smaug-bpe" (the same regex, merges kept) without;
 //   tokens: one per id of the model's embedding, spelled as the files spell them (GPT-2's
 //     byte-to-unicode alphabet; an added token as its text); ids no token has are "[PAD<id>]";
 //   token_type: 1 normal, 3 control (a special added token, or one spelled like <|...|>),

@@ -183,9 +183,11 @@ TEST(GgufExport, LlamaPermutedQkSplitMlpRopeFactorsAndTokenizer) {
   ASSERT_EQ(factors.size(), static_cast<size_t>(HD / 2));
   for (size_t i = 0; i < factors.size(); ++i) EXPECT_NEAR(factors[i], want[i], 4e-6 * want[i]) << i;
 
-  // Llama 3's tokenizer: llama-bpe, a BOS put before the text, the specials as control tokens.
+  // Llama 3.2's tokenizer: Llama 3's regex without ignore_merges (llama.cpp's smaug-bpe), a BOS put
+  // before the text, the specials as control tokens.
   const json tj = json::parse(read_text(src / "tokenizer.json"));
-  EXPECT_EQ(f.at("tokenizer.ggml.pre").s, "llama-bpe");
+  ASSERT_FALSE(tj["model"]["ignore_merges"].get<bool>());
+  EXPECT_EQ(f.at("tokenizer.ggml.pre").s, "smaug-bpe");
   EXPECT_EQ(f.at("tokenizer.ggml.add_bos_token").u, 1u);
   const int64_t bos = tj["added_tokens"][0]["id"], eos = tj["added_tokens"][1]["id"];
   EXPECT_EQ(f.at("tokenizer.ggml.bos_token_id").u, static_cast<uint64_t>(bos));
