@@ -14,6 +14,9 @@
 # K/V cache in F32) against `gptrain generate --temperature 0`. The prompt's ids must agree (the
 # exported vocabulary), f32's tokens must all agree; f16 and q8_0 report how many leading tokens do.
 # Adapters: llama.cpp with --lora's GGUF against transformers + PEFT (tests/tools/hf_greedy.py).
+# CONVERTER=1 also converts the Llama and Qwen3 models with llama.cpp's own convert_hf_to_gguf.py
+# (and the Qwen3 adapter with convert_lora_to_gguf.py) and compares the files tensor by tensor
+# (tests/tools/compare_gguf.py; needs sentencepiece, which the converter imports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -100,4 +103,19 @@ check_model qwen3 "$WORK/models/qwen3"
 check_adapter gpt2_lora "$WORK/models/gpt2" "$WORK/models/gpt2_lora"
 check_adapter llama_lora "$WORK/models/llama" "$WORK/models/llama_lora"
 check_adapter qwen3_lora "$WORK/models/qwen3" "$WORK/models/qwen3_lora"
+if [[ ${CONVERTER:-0} == 1 ]]; then
+  for model in llama qwen3; do
+    for type in f16 q8_0; do
+      python3 "$LLAMA/convert_hf_to_gguf.py" "$WORK/models/$model" --outfile "$WORK/$model-$type.converter.gguf" \
+        --outtype "$type" > "$WORK/$model-$type.converter.log" 2>&1
+      echo "== $model $type: gptrain against convert_hf_to_gguf.py"
+      PYTHONPATH="$LLAMA/gguf-py" python3 tests/tools/compare_gguf.py "$WORK/$model-$type.gguf" \
+        "$WORK/$model-$type.converter.gguf" || status=1
+    done
+  done
+  python3 "$LLAMA/convert_lora_to_gguf.py" "$WORK/models/qwen3_lora" --base "$WORK/models/qwen3" \
+    --outfile "$WORK/qwen3_lora.converter.gguf" --outtype f32 > "$WORK/qwen3_lora.converter.log" 2>&1
+  echo "== qwen3_lora: gptrain against convert_lora_to_gguf.py"
+  PYTHONPATH="$LLAMA/gguf-py" python3 tests/tools/compare_gguf.py "$WORK/qwen3_lora.gguf" "$WORK/qwen3_lora.converter.gguf" || status=1
+fi
 exit $status
