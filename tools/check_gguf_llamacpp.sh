@@ -14,6 +14,8 @@
 # K/V cache in F32) against `gptrain generate --temperature 0`. The prompt's ids must agree (the
 # exported vocabulary), f32's tokens must all agree; f16 and q8_0 report how many leading tokens do.
 # Adapters: llama.cpp with --lora's GGUF against transformers + PEFT (tests/tools/hf_greedy.py).
+# EXTRA_MODELS="NAME=DIR ..." checks more model dirs the same way (e.g. the full-size Qwen3-0.6B);
+# ONLY_EXTRA=1 skips the default models and adapters.
 # CONVERTER=1 also converts the Llama and Qwen3 models with llama.cpp's own convert_hf_to_gguf.py
 # (and the Qwen3 adapter with convert_lora_to_gguf.py) and compares the files tensor by tensor
 # (tests/tools/compare_gguf.py; needs sentencepiece, which the converter imports).
@@ -95,15 +97,18 @@ check_adapter() {  # NAME BASE_DIR ADAPTER_DIR
   #     --temperature 0 --ignore-eos --print-ids --no-echo 2>&1 >/dev/null | ids_after "generated ids")
 }
 
-FAKE=$DATA/tiny_models/fake_gpt2_vocab50257
-[[ -d "$FAKE" ]] && check_model fake_gpt2_vocab50257 "$FAKE"
-check_model gpt2 "$WORK/models/gpt2"
-check_model llama "$WORK/models/llama"
-check_model qwen3 "$WORK/models/qwen3"
-check_adapter gpt2_lora "$WORK/models/gpt2" "$WORK/models/gpt2_lora"
-check_adapter llama_lora "$WORK/models/llama" "$WORK/models/llama_lora"
-check_adapter qwen3_lora "$WORK/models/qwen3" "$WORK/models/qwen3_lora"
-if [[ ${CONVERTER:-0} == 1 ]]; then
+for extra in ${EXTRA_MODELS:-}; do check_model "${extra%%=*}" "${extra#*=}"; done
+if [[ ${ONLY_EXTRA:-0} != 1 ]]; then
+  FAKE=$DATA/tiny_models/fake_gpt2_vocab50257
+  [[ -d "$FAKE" ]] && check_model fake_gpt2_vocab50257 "$FAKE"
+  check_model gpt2 "$WORK/models/gpt2"
+  check_model llama "$WORK/models/llama"
+  check_model qwen3 "$WORK/models/qwen3"
+  check_adapter gpt2_lora "$WORK/models/gpt2" "$WORK/models/gpt2_lora"
+  check_adapter llama_lora "$WORK/models/llama" "$WORK/models/llama_lora"
+  check_adapter qwen3_lora "$WORK/models/qwen3" "$WORK/models/qwen3_lora"
+fi
+if [[ ${CONVERTER:-0} == 1 && ${ONLY_EXTRA:-0} != 1 ]]; then
   for model in llama qwen3; do
     for type in f16 q8_0; do
       python3 "$LLAMA/convert_hf_to_gguf.py" "$WORK/models/$model" --outfile "$WORK/$model-$type.converter.gguf" \
