@@ -49,8 +49,12 @@ check_model() {  # NAME DIR
   local name=$1 dir=$2
   echo "$PROMPT" > "$WORK/prompt.txt"
   truncate -s -1 "$WORK/prompt.txt"
-  local tok=()  # the dir's tokenizer when it has one, else the data dir's GPT-2 (as generate does)
-  [[ -f $dir/tokenizer.json || -f $dir/vocab.json ]] && tok=(--model "$dir")
+  # The tokenizer generate uses: the dir's, else its family's in the data dir (GPT-2's by default).
+  local tok=()
+  if [[ -f $dir/tokenizer.json || -f $dir/vocab.json ]]; then tok=(--model "$dir")
+  elif grep -q '"model_type": *"llama"' "$dir/config.json"; then tok=(--model "$DATA/tokenizers/llama3")
+  elif grep -q '"model_type": *"qwen3"' "$dir/config.json"; then tok=(--model "$DATA/tokenizers/qwen")
+  fi
   local ours_prompt; ours_prompt=$("$GPTRAIN" tokenize "$WORK/prompt.txt" "${tok[@]}" --allow-special --data-dir "$DATA" 2>/dev/null)
   local ours; ours=$("$GPTRAIN" generate --model "$dir" --prompt "$PROMPT" --max-new-tokens "$N" --temperature 0 \
     --ignore-eos --print-ids --no-echo --data-dir "$DATA" 2>&1 >/dev/null | ids_after "generated ids")
