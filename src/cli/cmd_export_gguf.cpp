@@ -57,8 +57,8 @@ int run_export_gguf(const ExportGgufOptions& o) {
   convert::gguf_architecture(config);  // refuse before loading the weights
   const fs::path tokenizer_dir =
       data::resolve_tokenizer_dir(o.tokenizer, o.model, config.family, data::resolve_data_dir(o.data_dir));
-  std::unique_ptr<Transformer> model = load_model_dir(o.model);
-  const convert::GgufExportSummary s = convert::export_model_gguf(*model, o.model, tokenizer_dir, o.out, type);
+  // Straight from the checkpoint: one tensor in memory at a time, never the whole model.
+  const convert::GgufExportSummary s = convert::export_model_dir_gguf(o.model, tokenizer_dir, o.out, type);
   print_summary(s, fmt::format("model {}, tokenizer {}", o.model, tokenizer_dir.string()), o.out, timer.seconds());
   return 0;
 }

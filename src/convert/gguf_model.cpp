@@ -7,6 +7,7 @@
 
 #include "convert/gguf_vocab.h"
 #include "model/hf_config.h"
+#include "model/model_dir.h"
 #include "util/error.h"
 
 namespace gptrain::convert {
@@ -228,15 +229,11 @@ std::string model_name_of(const fs::path& model_dir) {
   return p.filename().string();
 }
 
-GgufExportSummary export_model_gguf(const Transformer& model, const fs::path& model_dir, const fs::path& tokenizer_dir,
-                                    const fs::path& out, GgufFileType type) {
-  const ModelConfig& config = model.config();
-  std::vector<GgufTensorPlan> plans = plan_model_tensors(config, type);
+GgufExportSummary write_model_gguf(const ModelConfig& config, const ParameterRows& rows, const fs::path& model_dir,
+                                   const fs::path& tokenizer_dir, const fs::path& out, GgufFileType type) {
+  const std::vector<GgufTensorPlan> plans = plan_model_tensors(config, type);
   io::GgufMetadata metadata = model_metadata(config, model_name_of(model_dir), type);
   add_vocab_metadata(metadata, read_gguf_vocab(tokenizer_dir, config.vocab_size, model_dir));
-
-  const ParameterSet& params = model.params();
-  if (params.dtype() != DType::F32) fail("GGUF export reads float32 parameters; this model holds {}", dtype_name(params.dtype()));
   std::vector<io::GgufTensorDecl> decls;
   for (const GgufTensorPlan& p : plans) decls.push_back(p.decl);
   io::GgufWriter writer(out, std::move(metadata), std::move(decls));
@@ -244,24 +241,18 @@ GgufExportSummary export_model_gguf(const Transformer& model, const fs::path& mo
   GgufExportSummary summary{gguf_architecture(config), static_cast<int64_t>(plans.size()), 0, {}};
   std::vector<float> values, permuted;
   for (const GgufTensorPlan& p : plans) {
-    const int64_t numel = shape_numel(p.decl.shape);
-    const int64_t rows = p.decl.shape.front();
+    const int64_t rows_n = p.decl.shape.front();
     if (!p.values.empty()) {
       values = p.values;
     } else if (p.param.empty()) {
-      values.assign(static_cast<size_t>(numel), 0.0f);
+      values.assign(static_cast<size_t>(shape_numel(p.decl.shape)), 0.0f);
     } else {
-      const Parameter* found = params.find(p.param);
-      GPTRAIN_CHECK(found != nullptr, "GGUF tensor {}: the model has no parameter {}", p.decl.name, p.param);
-      const Parameter& param = *found;
-      const int64_t row_len = param.value.shape().size() == 1 ? 1 : param.value.shape()[1];
-      GPTRAIN_CHECK(numel == rows * row_len && (p.row_offset + rows) * row_len <= param.value.numel(),
-                    "GGUF tensor {} does not fit parameter {}", p.decl.name, p.param);
-      const float* src = param.value.data<float>() + p.row_offset * row_len;
-      values.assign(src, src + numel);
+      values = rows(p.param, p.row_offset, p.row_offset + rows_n);
+      GPTRAIN_CHECK(static_cast<int64_t>(values.size()) == shape_numel(p.decl.shape),
+                    "GGUF tensor {}: {} values from parameter {}", p.decl.name, values.size(), p.param);
       if (p.permute_heads > 0) {
         permuted.resize(values.size());
-        permute_llama_rope_rows(values, permuted, p.permute_heads, row_len);
+        permute_llama_rope_rows(values, permuted, p.permute_heads, static_cast<int64_t>(values.size()) / rows_n);
         values.swap(permuted);
       }
     }
@@ -271,6 +262,31 @@ GgufExportSummary export_model_gguf(const Transformer& model, const fs::path& mo
   writer.commit();
   summary.bytes = writer.bytes_written();
   return summary;
+}
+
+GgufExportSummary export_model_dir_gguf(const fs::path& model_dir, const fs::path& tokenizer_dir, const fs::path& out,
+                                        GgufFileType type) {
+  const ModelDirWeights weights(model_dir);
+  gguf_architecture(weights.config());  // refuse before reading the tokenizer
+  return write_model_gguf(
+      weights.config(), [&](const std::string& param, int64_t begin, int64_t end) { return weights.rows(param, begin, end); },
+      model_dir, tokenizer_dir, out, type);
+}
+
+GgufExportSummary export_model_gguf(const Transformer& model, const fs::path& model_dir, const fs::path& tokenizer_dir,
+                                    const fs::path& out, GgufFileType type) {
+  const ParameterSet& params = model.params();
+  if (params.dtype() != DType::F32) fail("GGUF export reads float32 parameters; this model holds {}", dtype_name(params.dtype()));
+  auto rows = [&](const std::string& name, int64_t begin, int64_t end) {
+    const Parameter* param = params.find(name);
+    GPTRAIN_CHECK(param != nullptr, "the model has no parameter {}", name);
+    const Shape& shape = param->value.shape();
+    const int64_t row_len = shape.size() == 1 ? 1 : shape[1];
+    GPTRAIN_CHECK(begin >= 0 && end <= shape[0] && begin <= end, "rows [{}, {}) of {} {}", begin, end, name, shape[0]);
+    const float* src = param->value.data<float>();
+    return std::vector<float>(src + begin * row_len, src + end * row_len);
+  };
+  return write_model_gguf(model.config(), rows, model_dir, tokenizer_dir, out, type);
 }
 
 }  // namespace gptrain::convert

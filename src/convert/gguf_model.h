@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -74,8 +75,23 @@ struct GgufExportSummary {
   std::map<std::string, int64_t> tensors_by_type;  // "F32" -> count
 };
 
-// Writes the model (its parameters, config and the tokenizer of tokenizer_dir) as GGUF to `out`,
-// atomically. `model_dir` names the model (general.name) and supplies fallback special ids.
+// Rows [row_begin, row_end) of one of our parameters, as float32.
+using ParameterRows = std::function<std::vector<float>(const std::string& param, int64_t row_begin, int64_t row_end)>;
+
+// Writes a model of `config` whose weights `rows` gives, with the tokenizer of tokenizer_dir, as
+// GGUF to `out`, atomically: one tensor's values in memory at a time. `model_dir` names the model
+// (general.name) and supplies fallback special ids.
+GgufExportSummary write_model_gguf(const ModelConfig& config, const ParameterRows& rows,
+                                   const std::filesystem::path& model_dir, const std::filesystem::path& tokenizer_dir,
+                                   const std::filesystem::path& out, GgufFileType type);
+
+// A model dir straight from its checkpoint (ModelDirWeights: the model is never built), as
+// `gptrain export-gguf` does.
+GgufExportSummary export_model_dir_gguf(const std::filesystem::path& model_dir,
+                                        const std::filesystem::path& tokenizer_dir, const std::filesystem::path& out,
+                                        GgufFileType type);
+
+// A model in memory (float32 parameters), e.g. right after training.
 GgufExportSummary export_model_gguf(const Transformer& model, const std::filesystem::path& model_dir,
                                     const std::filesystem::path& tokenizer_dir, const std::filesystem::path& out,
                                     GgufFileType type);

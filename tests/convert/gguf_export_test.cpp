@@ -48,10 +48,24 @@ std::vector<float> transposed(const std::vector<float>& v, int64_t rows, int64_t
   return t;
 }
 
+// As `gptrain export-gguf` writes it: straight from the checkpoint.
 test::GgufFile export_dir(const fs::path& model_dir, GgufFileType type, const fs::path& out) {
-  const std::unique_ptr<Transformer> model = load_model_dir(model_dir);
-  export_model_gguf(*model, model_dir, model_dir, out, type);
+  export_model_dir_gguf(model_dir, model_dir, out, type);
   return test::read_gguf(out);
+}
+
+TEST(GgufExport, FromTheCheckpointEqualsFromTheLoadedModel) {
+  // The streaming path (ModelDirWeights rows: Conv1D transposed, fused rows sliced) and the loaded
+  // Transformer's parameters give the same bytes.
+  TempDir dir;
+  for (const char* name : {"gpt2", "llama", "qwen3"})
+    for (GgufFileType type : {GgufFileType::F32, GgufFileType::F16, GgufFileType::Q8_0}) {
+      const fs::path src = kFixtures / name;
+      export_model_dir_gguf(src, src, dir / "streamed.gguf", type);
+      const std::unique_ptr<Transformer> model = load_model_dir(src);
+      export_model_gguf(*model, src, src, dir / "loaded.gguf", type);
+      EXPECT_EQ(read_text(dir / "streamed.gguf"), read_text(dir / "loaded.gguf")) << name << " " << gguf_file_type_name(type);
+    }
 }
 
 std::vector<std::string> tensor_names(const test::GgufFile& f) {
