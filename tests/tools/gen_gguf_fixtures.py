@@ -262,6 +262,8 @@ def write_adapter(base_dir, cls, out, lora_config, seed, arch, heads=None):
     with open(config_path, encoding="utf-8") as f:
         saved = json.load(f)
     saved["base_model_name_or_path"] = os.path.relpath(base_dir, out)  # no absolute path of this machine
+    if isinstance(saved.get("target_modules"), list):
+        saved["target_modules"] = sorted(saved["target_modules"])  # PEFT keeps a set: its order varies per run
     write_json(config_path, saved)
     for extra in ("README.md",):
         if os.path.exists(os.path.join(out, extra)):
