@@ -21,5 +21,6 @@ Command register_download(CLI::App& app);
 Command register_finetune_cls(CLI::App& app);
 Command register_classify(CLI::App& app);
 Command register_merge_lora(CLI::App& app);
+Command register_export_gguf(CLI::App& app);
 
 }  // namespace gptrain::cli

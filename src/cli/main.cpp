@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add(gptrain::cli::register_finetune_cls);
   add(gptrain::cli::register_classify);
   add(gptrain::cli::register_merge_lora);
+  add(gptrain::cli::register_export_gguf);
 
   try {
     app.parse(argc, argv);

@@ -221,6 +221,15 @@ Tensor rows_of(const Tensor& param, const HfTensor& t) {
   return param.slice_rows(t.row_offset, t.row_offset + t.shape[0]);
 }
 
+// A model without qkv bias: the stored bias must be zero.
+void check_zero_bias(const io::SafeTensorsFile& file, const std::string& stored_name) {
+  const std::vector<float> bias = file.load(stored_name).to_vector();
+  if (std::any_of(bias.begin(), bias.end(), [](float v) { return v != 0.0f; }))
+    fail("{}: tensor '{}' is not zero but the model has no qkv bias (gptrain.qkv_bias false); set qkv_bias to "
+         "true in config.json to use it",
+         file.label(), stored_name);
+}
+
 // The checked checkpoint's data into the model's parameters (f32, f16 and bf16 files alike).
 void copy_weights(const Checkpoint& ck, Transformer& model, bool include_head) {
   Tensor scratch;
@@ -228,12 +237,8 @@ void copy_weights(const Checkpoint& ck, Transformer& model, bool include_head) {
     if (t.head && !include_head) continue;
     const Checkpoint::Entry& entry = ck.tensors.at(t.name);
     const io::SafeTensorsFile& file = ck.files[entry.file];
-    if (t.param.empty()) {  // a model without qkv bias: the stored bias must be zero
-      const std::vector<float> bias = file.load(entry.stored_name).to_vector();
-      if (std::any_of(bias.begin(), bias.end(), [](float v) { return v != 0.0f; }))
-        fail("{}: tensor '{}' is not zero but the model has no qkv bias (gptrain.qkv_bias false); set qkv_bias to "
-             "true in config.json to use it",
-             file.label(), entry.stored_name);
+    if (t.param.empty()) {
+      check_zero_bias(file, entry.stored_name);
       continue;
     }
     const Tensor& dst = model.params().at(t.param).value;
@@ -272,6 +277,58 @@ std::unique_ptr<Transformer> load_model_dir(const fs::path& model_dir, const Mod
   if (!options.adapter.empty()) load_adapter_weights(*model, options.adapter);
   if (options.lora.enabled()) model->init_adapters(options.lora_seed);
   return model;
+}
+
+struct ModelDirWeights::Impl {
+  ModelConfig config;
+  Checkpoint checkpoint;
+  std::vector<HfTensor> layout;
+};
+
+ModelDirWeights::ModelDirWeights(const fs::path& model_dir) : impl_(std::make_unique<Impl>()) {
+  impl_->config = read_model_config(model_dir);
+  impl_->checkpoint = open_checkpoint(model_dir, hf::body_prefix(hf::family_of(impl_->config)));
+  check_checkpoint(impl_->checkpoint, impl_->config, true);
+  impl_->layout = hf::layout(impl_->config);
+  for (const HfTensor& t : impl_->layout)
+    if (t.param.empty()) {
+      const Checkpoint::Entry& entry = impl_->checkpoint.tensors.at(t.name);
+      check_zero_bias(impl_->checkpoint.files[entry.file], entry.stored_name);
+    }
+}
+
+ModelDirWeights::~ModelDirWeights() = default;
+
+const ModelConfig& ModelDirWeights::config() const { return impl_->config; }
+
+std::vector<float> ModelDirWeights::rows(const std::string& param, int64_t row_begin, int64_t row_end) const {
+  std::vector<float> out;
+  int64_t covered = 0, row_len = 0;
+  for (const HfTensor& t : impl_->layout) {
+    if (t.param != param) continue;
+    // The rows of our parameter this file tensor fills, and their length.
+    const int64_t first = t.transpose ? 0 : t.row_offset;
+    const int64_t count = t.transpose ? t.shape[1] : t.shape[0];
+    row_len = t.transpose ? t.shape[0] : (t.shape.size() == 2 ? t.shape[1] : 1);
+    const int64_t from = std::max(first, row_begin), to = std::min(first + count, row_end);
+    if (from >= to) continue;
+    out.resize(static_cast<size_t>((row_end - row_begin) * row_len));
+    const Checkpoint::Entry& entry = impl_->checkpoint.tensors.at(t.name);
+    const Tensor stored = impl_->checkpoint.files[entry.file].load(entry.stored_name);
+    const float* src = stored.data<float>();
+    std::vector<float> transposed;
+    if (t.transpose) {  // Conv1D [in, out] -> [out, in]
+      transposed.resize(static_cast<size_t>(stored.numel()));
+      transpose_into(transposed.data(), src, t.shape[0], t.shape[1]);
+      src = transposed.data();
+    }
+    std::copy_n(src + (from - first) * row_len, (to - from) * row_len, out.data() + (from - row_begin) * row_len);
+    covered += to - from;
+  }
+  if (row_len == 0) fail("{}: the model has no parameter '{}'", impl_->checkpoint.where, param);
+  GPTRAIN_CHECK(covered == row_end - row_begin, "rows [{}, {}) of {}: the checkpoint fills {}", row_begin, row_end,
+                param, covered);
+  return out;
 }
 
 std::string model_config_text(const ModelConfig& config, const std::vector<std::string>& class_names) {

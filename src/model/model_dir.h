@@ -87,6 +87,26 @@ std::unique_ptr<Transformer> load_model_dir(const std::filesystem::path& model_d
 // pretrained language model.
 void load_model_weights(Transformer& model, const std::filesystem::path& model_dir, bool include_head = true);
 
+// A model dir's weights one parameter (or a row range of one) at a time, straight from its
+// memory-mapped checkpoint, without building the model: an exporter streams a large model this
+// way with one tensor in memory. Names and shapes (and GPT-2's zero qkv bias) are checked when it
+// opens, as load_model_dir checks them.
+class ModelDirWeights {
+ public:
+  explicit ModelDirWeights(const std::filesystem::path& model_dir);
+  ~ModelDirWeights();
+  ModelDirWeights(const ModelDirWeights&) = delete;
+  ModelDirWeights& operator=(const ModelDirWeights&) = delete;
+  const ModelConfig& config() const;
+  // Rows [row_begin, row_end) of our parameter `param` (its [out, in] layout; a 1-D parameter has
+  // rows of one value), as float32, whatever the file stores.
+  std::vector<float> rows(const std::string& param, int64_t row_begin, int64_t row_end) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Writes config.json and model.safetensors (each atomically; the directory is created).
 // class_names: the label of each class of a classifier (optional).
 void save_model_dir(const Transformer& model, const std::filesystem::path& model_dir,
