@@ -13,8 +13,11 @@
 # each type f32/f16/q8_0: export, then N greedy tokens from llama.cpp (tools/llamacpp_greedy.cpp,
 # K/V cache in F32) against `gptrain generate --temperature 0`. The prompt's ids must agree (the
 # exported vocabulary), f32's tokens must all agree; f16 and q8_0 report how many leading tokens do.
-# Adapters: llama.cpp with --lora's GGUF against transformers + PEFT (tests/tools/hf_greedy.py).
+# Adapters: llama.cpp with --lora's GGUF against transformers + PEFT (tests/tools/hf_greedy.py) and
+# against `gptrain generate --adapter` (the adapter applied, not merged).
 # EXTRA_MODELS="NAME=DIR ..." checks more model dirs the same way (e.g. the full-size Qwen3-0.6B);
+# EXTRA_ADAPTERS="NAME=BASE_DIR:ADAPTER_DIR ..." checks more adapters (a gptrain LoRA run's final/):
+# llama.cpp --lora against PEFT and against `gptrain generate --adapter`.
 # ONLY_EXTRA=1 skips the default models and adapters.
 # CONVERTER=1 also converts the Llama and Qwen3 models with llama.cpp's own convert_hf_to_gguf.py
 # (and the Qwen3 adapter with convert_lora_to_gguf.py) and compares the files tensor by tensor
@@ -96,12 +99,20 @@ check_adapter() {  # NAME BASE_DIR ADAPTER_DIR
   echo "    PEFT:      $peft"
   echo "    llama.cpp: $theirs"
   echo "    base only: $base_only"
-  # TODO(gptrain --adapter): when `gptrain generate --adapter DIR` exists, compare it here too:
-  #   ours=$("$GPTRAIN" generate --model "$base" --adapter "$adapter" --prompt "$PROMPT" --max-new-tokens "$N" \
-  #     --temperature 0 --ignore-eos --print-ids --no-echo 2>&1 >/dev/null | ids_after "generated ids")
+  # gptrain itself with the adapter applied (not merged): the same greedy tokens
+  local ours; ours=$("$GPTRAIN" generate --model "$base" --adapter "$adapter" --prompt "$PROMPT" --max-new-tokens "$N" \
+    --temperature 0 --ignore-eos --print-ids --no-echo --data-dir "$DATA" 2>&1 >/dev/null | ids_after "generated ids")
+  local agree_ours; agree_ours=$(leading_equal "$ours" "$theirs")
+  [[ $agree_ours == "$N" ]] || status=1
+  printf '%-22s lora : %2d/%d leading tokens agree with gptrain generate --adapter\n' "$name" "$agree_ours" "$N"
+  echo "    gptrain:   $ours"
 }
 
 for extra in ${EXTRA_MODELS:-}; do check_model "${extra%%=*}" "${extra#*=}"; done
+for extra in ${EXTRA_ADAPTERS:-}; do  # NAME=BASE_DIR:ADAPTER_DIR (e.g. a gptrain LoRA run's final/)
+  pair=${extra#*=}
+  check_adapter "${extra%%=*}_lora" "${pair%%:*}" "${pair#*:}"
+done
 if [[ ${ONLY_EXTRA:-0} != 1 ]]; then
   FAKE=$DATA/tiny_models/fake_gpt2_vocab50257
   [[ -d "$FAKE" ]] && check_model fake_gpt2_vocab50257 "$FAKE"
