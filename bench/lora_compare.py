@@ -17,7 +17,7 @@ process whose RSS passes --max-rss-gb (or what the machine has available, less 1
 and reported as not fitting.
 
     python3 bench/lora_compare.py [--sections cls,lm] [--rounds 2] [--steps 2] [--threads 2]
-        [--model /work/full-models/qwen3-0.6b] [--bench build-bench/bench/lora_step] [--work /tmp/gptrain-lora]
+        [--model /work/full-models/qwen3-0.6b] [--bench build/bench/lora_step] [--work /tmp/gptrain-lora]
 """
 import argparse
 import json
@@ -95,7 +95,7 @@ def main():
     ap.add_argument("--model", default="/work/full-models/qwen3-0.6b", help="lm: the model dir")
     ap.add_argument("--lm-shape", default="4x256")
     ap.add_argument("--cls-shape", default="8x120")
-    ap.add_argument("--bench", default=str(ROOT / "build-bench" / "bench" / "lora_step"))
+    ap.add_argument("--bench", default=str(ROOT / "build" / "bench" / "lora_step"))
     ap.add_argument("--work", default="/tmp/gptrain-lora")
     ap.add_argument("--max-rss-gb", type=float, default=18.0)
     a = ap.parse_args()
