@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "kernels/ops.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
@@ -18,13 +19,9 @@
 #include "util/timer.h"
 
 using namespace gptrain;
+using bench::median;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct Phases {
   std::vector<double> forward, backward, update, total;
@@ -50,15 +47,12 @@ int main(int argc, char** argv) {
     }
   }
   ops::set_num_threads(threads);
-  ModelConfig cfg;
-  if (!preset_config(preset, cfg)) {
+  const std::optional<ModelConfig> book = bench::book_classifier_config(preset);
+  if (!book) {
     fmt::print(stderr, "unknown preset {}\n", preset);
     return 2;
   }
-  cfg.qkv_bias = true;  // the book's BASE_CONFIG for OpenAI's weights
-  cfg.drop_rate = 0.0f;
-  cfg.head = HeadType::Classifier;
-  cfg.n_classes = 2;
+  const ModelConfig& cfg = *book;
   Transformer model(cfg, 123);
   std::vector<int32_t> tokens(static_cast<size_t>(B * T)), labels(static_cast<size_t>(B));
   const CounterRng rng(1, 2);

@@ -13,7 +13,6 @@
 // parameters, load_s, step_s (median) and each step, forward / backward / AdamW medians, the loss
 // of step 0 and of the last step, peak_rss_mb (the process's VmHWM), and with GPTRAIN_PROFILE set,
 // "profile": per op, calls and ms per timed step.
-#include <sys/resource.h>
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "kernels/ops.h"
 #include "model/model_dir.h"
 #include "model/transformer.h"
@@ -31,19 +31,10 @@
 #include "util/timer.h"
 
 using namespace gptrain;
+using bench::median;
+using bench::peak_rss_mb;
 
 namespace {
-
-double peak_rss_mb() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) / 1024.0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab) {
   const CounterRng rng(1, 2);
@@ -99,17 +90,12 @@ int main(int argc, char** argv) {
   Timer load_timer;
   std::unique_ptr<Transformer> model;
   if (task == "cls") {
-    ModelConfig cfg;
-    if (!preset_config(preset, cfg)) {
+    const std::optional<ModelConfig> book = bench::book_classifier_config(preset);
+    if (!book) {
       fmt::print(stderr, "unknown preset {}\n", preset);
       return 2;
     }
-    cfg.qkv_bias = true;  // the book's BASE_CONFIG for OpenAI's weights
-    cfg.drop_rate = 0.0f;
-    cfg.head = HeadType::Classifier;
-    cfg.n_classes = 2;
-    cfg.tie_weights = false;
-    cfg.pooling = Pooling::Last;
+    const ModelConfig& cfg = *book;
     model = std::make_unique<Transformer>(cfg, 123, DType::F32, plan_adapters(cfg, lora));
   } else {
     ModelLoadOptions load;

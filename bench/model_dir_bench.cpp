@@ -4,7 +4,6 @@
 //   model_dir_bench --model DIR --decode IDS_FILE NEW        greedy KV-cache decode, tokens/s
 // [--threads N]. IDS_FILE holds whitespace-separated ids. Prints one JSON line: load_s (reading
 // the dir and converting to float32), the job's figures, and peak_rss_mb (VmHWM of the process).
-#include <sys/resource.h>
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "generate/engine.h"
 #include "kernels/ops.h"
 #include "model/model_dir.h"
@@ -21,19 +21,10 @@
 #include "util/timer.h"
 
 using namespace gptrain;
+using bench::median;
+using bench::peak_rss_mb;
 
 namespace {
-
-double peak_rss_mb() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) / 1024.0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t stream) {
   const CounterRng rng(7, stream);
@@ -68,7 +59,9 @@ int main(int argc, char** argv) {
   }
   ops::set_num_threads(threads);
   Timer load_timer;
-  std::unique_ptr<Transformer> model = load_model_dir(model_dir, ModelLoadOptions{0.0f});
+  ModelLoadOptions load;
+  load.drop_rate = 0.0f;
+  std::unique_ptr<Transformer> model = load_model_dir(model_dir, load);
   const double load_s = load_timer.seconds();
   const ModelConfig& cfg = model->config();
   fmt::print("{{\"impl\": \"gptrain\", \"mode\": \"{}\", \"model\": \"{}\", \"threads\": {}, \"load_s\": {:.3f}", mode,

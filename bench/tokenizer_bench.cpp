@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "data/data_dir.h"
 #include "tokenizer/bpe.h"
 #include "util/error.h"
@@ -28,6 +29,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using gptrain::bench::median;
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -54,11 +56,6 @@ double thread_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // `cpu_seconds` empty: not measured (several threads).

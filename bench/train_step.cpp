@@ -3,7 +3,6 @@
 //        [--drop 0.1] [--tie] [--classes N [--last-block-only]] [--sgemm]   (--sgemm also measures this machine's sgemm rate)
 // Prints one JSON line per run so bench/compare_train_step.sh can put it beside PyTorch's.
 #include <cblas.h>
-#include <sys/resource.h>
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "kernels/ops.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
@@ -18,13 +18,10 @@
 #include "util/timer.h"
 
 using namespace gptrain;
+using bench::median;
+using bench::peak_rss_mb;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Best-of-5 sgemm rate on the step's dominant shape class (square-ish, k = C).
 double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
@@ -39,12 +36,6 @@ double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
 }
 
 // Peak resident memory of this process (VmHWM), in MiB.
-double peak_rss_mb() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) / 1024.0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

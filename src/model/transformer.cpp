@@ -271,6 +271,14 @@ void Transformer::block_backward(const Block& b, const BlockActs& a, const Tenso
   // res2 = x + dropout(attention)
   const Tensor dattn = pass.dropout_p > 0 ? g.dbranch : dres;
   ops::dropout_backward(dattn, dres, pass.dropout_p, pass.site_seed(b.layer, 1), InputGrad::Write);
+  // The lowest block (LoRA, --trainable last-N) wants no input gradient: unless its ln1 trains,
+  // nothing reads d(ln1 out), so the qkv product's input gradient is skipped.
+  const bool ln1_trains = (b.ln1.weight >= 0 && params_[b.ln1.weight].trainable) ||
+                          (b.ln1.bias >= 0 && params_[b.ln1.bias].trainable);
+  if (!need_dx && !ln1_trains) {
+    b.attn.backward(params_, Tensor(), dattn, a.ln1.out, a.attn, g, pass, b.layer);
+    return;
+  }
   b.attn.backward(params_, g.dnorm, dattn, a.ln1.out, a.attn, g, pass, b.layer);
   b.ln1.backward(params_, need_dx ? dres : Tensor(), g.dnorm, x, a.ln1, InputGrad::Accumulate);
 }

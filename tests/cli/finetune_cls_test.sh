@@ -10,19 +10,7 @@
 #      text, malformed line, single class, a length over the context; classify on a checkpoint.
 # Usage: finetune_cls_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
-gptrain=$1
-data=${GPTRAIN_TEST_DATA_DIR:-}
-if [ -z "$data" ] || [ ! -f "$data/sms_spam/SMSSpamCollection" ] || [ ! -f "$data/gpt2_tokenizer/encoder.json" ]; then
-  echo "SKIP: the data directory (sms_spam/, gpt2_tokenizer/) is not available: set GPTRAIN_TEST_DATA_DIR"
-  exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_in() {  # expect_in FILE PATTERN
-  grep -q -- "$2" "$1" || fail "expected '$2' in $1; got: $(tail -3 "$1")"
-}
+source "$(dirname "$0")/common.sh" "$1" sms_spam/SMSSpamCollection gpt2_tokenizer/encoder.json
 
 tiny=(--data-dir "$data" --init gpt2-small --emb-dim 16 --n-layers 1 --n-heads 2 --context-length 128 --threads 1)
 
@@ -92,15 +80,6 @@ cmp -s <(metrics "$work/t") <(metrics "$work/t3") || fail "resumed run differs f
 cmp -s "$work/t/final/model.safetensors" "$work/t3/final/model.safetensors" || fail "resumed model differs"
 
 # 4. errors: exit 1 and a message naming the file and line
-expect_error() {  # expect_error PATTERN ARGS...
-  local pattern=$1
-  shift
-  local out
-  out=$("$gptrain" "$@" 2>&1)
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "expected exit 1 for: $* (got $rc)"
-  echo "$out" | grep -q -- "$pattern" || fail "expected '$pattern' for: $*; got: $(echo "$out" | tail -2)"
-}
 printf 'Label,Text\nham,hello there\nspam,WIN cash now\nham,see you\n' > "$work/train.csv"
 printf 'Label,Message\nham,hi\n' > "$work/nocol.csv"
 printf 'Label,Text\nham,hi\nspamm,what\n' > "$work/badlabel.csv"
@@ -123,9 +102,4 @@ expect_error "has no gptrain.max_length .*pass --max-length N" \
   classify --model "$work/sms/checkpoints/$(ls "$work/sms/checkpoints" | tail -1)" "some text"
 for e in e1 e2 e3 e4 e5 e6; do [ -e "$work/$e/final" ] && fail "$e: a refused run wrote a model"; done
 
-if [ "$fails" -ne 0 ]; then
-  echo "$fails failure(s); logs:"
-  tail -n 5 "$work"/*.log
-  exit 1
-fi
-echo "finetune-cls end-to-end: all checks passed"
+finish "finetune-cls end-to-end"

@@ -9,16 +9,7 @@
 #   3. clear errors for malformed JSON, missing fields and bad options.
 # Usage: instruct_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
-gptrain=$1
-data=${GPTRAIN_TEST_DATA_DIR:-}
-if [ -z "$data" ] || [ ! -f "$data/instruction-data.json" ] || [ ! -f "$data/gpt2_tokenizer/encoder.json" ]; then
-  echo "SKIP: the data directory (instruction-data.json, gpt2_tokenizer/) is not available: set GPTRAIN_TEST_DATA_DIR"
-  exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+source "$(dirname "$0")/common.sh" "$1" instruction-data.json gpt2_tokenizer/encoder.json
 export OMP_NUM_THREADS=1
 
 # 1. a base model from gptrain pretrain, then finetune it
@@ -69,15 +60,6 @@ printf 'Name a fruit.\nAnd a vegetable?\n' | "$gptrain" chat --model "$work/ft/f
 [ "$(wc -l < "$work/chat.log")" -ge 4 ] || fail "chat: expected a banner and two answers"
 
 # 3. errors: each must fail (exit 1) with a message naming the problem
-expect_error() {  # expect_error PATTERN COMMAND ARGS...
-  local pattern=$1
-  shift
-  local out
-  out=$("$gptrain" "$@" 2>&1)
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "expected exit 1 for: $* (got $rc)"
-  echo "$out" | grep -q -- "$pattern" || fail "expected '$pattern' for: $*; got: $(echo "$out" | tail -2)"
-}
 printf '[\n  {"instruction": "A", "input": "", "output": "x"},\n]\n' > "$work/trailing.json"
 printf '[{"instruction": "A", "input": "", "output": "x"},\n {"instruction": "B", "input": ""}]\n' > "$work/missing.json"
 printf '{"instruction": "A", "input": "", "output": "x"}\n{"instruction": "B" "input": ""}\n' > "$work/bad.jsonl"
@@ -93,9 +75,4 @@ expect_error 'noinput.json:2: entry 1 (counting from 0) has no "input" field' an
   --data "$work/noinput.json" --out "$work/x.json"
 expect_error "fewer than one batch" "${ft[@]}" --out-dir "$work/e5" --train-split 0.005 --batch-size 8
 
-if [ "$fails" -ne 0 ]; then
-  echo "$fails failure(s); logs:"
-  tail -n 8 "$work"/*.log
-  exit 1
-fi
-echo "instruct end-to-end: all checks passed"
+finish "instruct end-to-end" 8

@@ -10,31 +10,8 @@
 #      an unknown pre-tokenizer pattern, an unknown chat template, --template chat on GPT-2.
 # Usage: llama_qwen_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
-gptrain=$1
-data=${GPTRAIN_TEST_DATA_DIR:-}
-for f in tokenizers/qwen/tokenizer.json tokenizers/llama3/tokenizer.json the-verdict.txt instruction-data.json \
-         sms_spam/SMSSpamCollection gpt2_tokenizer/encoder.json; do
-  if [ -z "$data" ] || [ ! -f "$data/$f" ]; then
-    echo "SKIP: the data directory ($f) is not available: set GPTRAIN_TEST_DATA_DIR"
-    exit 77
-  fi
-done
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_in() {  # expect_in FILE PATTERN
-  grep -q -- "$2" "$1" || fail "expected '$2' in $1; got: $(tail -3 "$1")"
-}
-expect_error() {  # expect_error PATTERN COMMAND ARGS...
-  local pattern=$1
-  shift
-  local out
-  out=$("$gptrain" "$@" 2>&1)
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "expected exit 1 for: $* (got $rc)"
-  echo "$out" | grep -q -- "$pattern" || fail "expected '$pattern' for: $*; got: $(echo "$out" | tail -2)"
-}
+source "$(dirname "$0")/common.sh" "$1" tokenizers/qwen/tokenizer.json tokenizers/llama3/tokenizer.json the-verdict.txt instruction-data.json \
+         sms_spam/SMSSpamCollection gpt2_tokenizer/encoder.json
 export OMP_NUM_THREADS=1
 small=(--emb-dim 64 --n-layers 2 --n-heads 2 --n-kv-heads 1 --head-dim 32 --mlp-dim 128)
 
@@ -113,9 +90,4 @@ expect_error "no chat tokens" finetune-instruct --data-dir "$data" --init "$work
 expect_error "shape a preset" pretrain --data-dir "$data" --init "$work/qwen/final" --n-kv-heads 2 --out-dir "$work/e2"
 expect_error "n_kv_heads" pretrain --data-dir "$data" --init qwen3-tiny --n-kv-heads 3 --out-dir "$work/e3"
 
-if [ "$fails" -ne 0 ]; then
-  echo "$fails failure(s); logs:"
-  tail -n 8 "$work"/*.log
-  exit 1
-fi
-echo "llama/qwen end-to-end: all checks passed"
+finish "llama/qwen end-to-end" 8

@@ -12,19 +12,7 @@
 #      unknown target, an adapter on another base, LoRA on a preset.
 # Usage: lora_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
-gptrain=$1
-data=${GPTRAIN_TEST_DATA_DIR:-}
-if [ -z "$data" ] || [ ! -f "$data/instruction-data.json" ] || [ ! -f "$data/gpt2_tokenizer/encoder.json" ]; then
-  echo "SKIP: the data directory (instruction-data.json, gpt2_tokenizer/) is not available: set GPTRAIN_TEST_DATA_DIR"
-  exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_in() {  # expect_in FILE PATTERN
-  grep -q -- "$2" "$1" || fail "expected '$2' in $1; got: $(tail -3 "$1")"
-}
+source "$(dirname "$0")/common.sh" "$1" instruction-data.json gpt2_tokenizer/encoder.json
 export OMP_NUM_THREADS=1
 
 # A tiny base: width 16, 2 blocks of 2 heads, context 128.
@@ -106,20 +94,11 @@ printf 'Name a color.\n' | "$gptrain" chat --adapter "$work/i/final" --max-new-t
 [ -s "$work/p/final/adapter_model.safetensors" ] || fail "pretrain --lora-rank wrote no adapter"
 
 # 3. errors
-expect_error() {  # expect_error PATTERN ARGS...
-  local pattern=$1
-  shift
-  local out
-  out=$("$gptrain" "$@" 2>&1)
-  local rc=$?
-  [ "$rc" -ne 0 ] || fail "expected an error for: $*"
-  echo "$out" | grep -q -- "$pattern" || fail "expected '$pattern' for: $*; got: $(echo "$out" | tail -2)"
-}
 one=("${cls[@]}" --max-steps 1)
-expect_error "--lora-rank: 0: the rank must be at least 1" "${one[@]}" --lora-rank 0 --out-dir "$work/e1"
+expect_usage_error "--lora-rank: 0: the rank must be at least 1" "${one[@]}" --lora-rank 0 --out-dir "$work/e1"
 expect_error "--lora-rank 17 is above the input width 16 of blocks.0.attn.qkv" "${one[@]}" --lora-rank 17 --out-dir "$work/e2"
-expect_error "--lora-alpha: -1: alpha must be positive" "${one[@]}" --lora-rank 2 --lora-alpha -1 --out-dir "$work/e3"
-expect_error "--lora-alpha requires --lora-rank" "${one[@]}" --lora-alpha 8 --out-dir "$work/e4"
+expect_usage_error "--lora-alpha: -1: alpha must be positive" "${one[@]}" --lora-rank 2 --lora-alpha -1 --out-dir "$work/e3"
+expect_usage_error "--lora-alpha requires --lora-rank" "${one[@]}" --lora-alpha 8 --out-dir "$work/e4"
 expect_error "unknown target 'wq'" "${one[@]}" --lora-rank 2 --lora-targets query,wq --out-dir "$work/e5"
 expect_error "no gate and up projections" "${one[@]}" --lora-rank 2 --lora-targets gate_proj --out-dir "$work/e6"
 expect_error "--init must be a model dir" pretrain --data-dir "$data" --init gpt2-small --lora-rank 2 --out-dir "$work/e7"
@@ -131,9 +110,4 @@ expect_error "the adapter was made for another base" generate --model "$work/oth
 expect_error "no adapter_config.json" generate --model "$base" --adapter "$base" --prompt "Hi"
 for e in e1 e2 e3 e4 e5 e6 e7; do [ -e "$work/$e/final" ] && fail "$e: a refused run wrote a model"; done
 
-if [ "$fails" -ne 0 ]; then
-  echo "$fails failure(s); logs:"
-  tail -n 5 "$work"/*.log
-  exit 1
-fi
-echo "LoRA end-to-end: all checks passed"
+finish "LoRA end-to-end"

@@ -8,16 +8,7 @@
 #   4. clear errors, and nothing lost, for bad inputs and bad run directories.
 # Usage: pretrain_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
-gptrain=$1
-data=${GPTRAIN_TEST_DATA_DIR:-}
-if [ -z "$data" ] || [ ! -f "$data/the-verdict.txt" ] || [ ! -f "$data/gpt2_tokenizer/encoder.json" ]; then
-  echo "SKIP: the data directory (the-verdict.txt, gpt2_tokenizer/) is not available: set GPTRAIN_TEST_DATA_DIR"
-  exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+source "$(dirname "$0")/common.sh" "$1" the-verdict.txt gpt2_tokenizer/encoder.json
 
 tiny=(--data-dir "$data" --emb-dim 32 --n-layers 2 --n-heads 2 --context-length 32 --batch-size 2
       --max-steps 60 --eval-interval 1 --eval-iters 1 --sample-tokens 5 --threads 2 --save-interval 10)
@@ -62,28 +53,19 @@ grep -q "resuming from .*step_00000010" "$work/c2.log" || fail "SIGKILL: resume 
 cmp -s <(losses "$work/a") <(losses "$work/c") || fail "run resumed after SIGKILL differs from the uninterrupted one"
 
 # 4. errors: each must fail (exit 1) with a message naming the problem
-expect_error() {  # expect_error PATTERN ARGS...
-  local pattern=$1
-  shift
-  local out
-  out=$("$gptrain" pretrain "$@" 2>&1)
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "expected exit 1 for: $* (got $rc)"
-  echo "$out" | grep -q -- "$pattern" || fail "expected '$pattern' for: $*; got: $(echo "$out" | tail -2)"
-}
 : > "$work/empty.txt"
 printf 'A short text.' > "$work/short.txt"
 touch "$work/file"
-expect_error "no such file" "${tiny[@]}" --out-dir "$work/e1" "$work/missing.txt"
-expect_error "empty" "${tiny[@]}" --out-dir "$work/e2" "$work/empty.txt"
-expect_error "needs at least 33 tokens.*smaller --context-length" "${tiny[@]}" --out-dir "$work/e3" "$work/short.txt"
-expect_error "cannot create" "${tiny[@]}" --out-dir "$work/file/run"
-expect_error "is not empty.*--resume.*--overwrite" "${tiny[@]}" --out-dir "$work/a"
+expect_error "no such file" pretrain "${tiny[@]}" --out-dir "$work/e1" "$work/missing.txt"
+expect_error "empty" pretrain "${tiny[@]}" --out-dir "$work/e2" "$work/empty.txt"
+expect_error "needs at least 33 tokens.*smaller --context-length" pretrain "${tiny[@]}" --out-dir "$work/e3" "$work/short.txt"
+expect_error "cannot create" pretrain "${tiny[@]}" --out-dir "$work/file/run"
+expect_error "is not empty.*--resume.*--overwrite" pretrain "${tiny[@]}" --out-dir "$work/a"
 mkdir -p "$work/e4"
-expect_error "no complete checkpoint" "${tiny[@]}" --out-dir "$work/e4" --resume
-expect_error "--seed: checkpoint 123, now 7" "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
+expect_error "no complete checkpoint" pretrain "${tiny[@]}" --out-dir "$work/e4" --resume
+expect_error "--seed: checkpoint 123, now 7" pretrain "${tiny[@]}" --out-dir "$work/a" --resume --seed 7
 # the batch order is part of what a resumed run must keep
-expect_error "--no-shuffle: checkpoint false, now true" "${tiny[@]}" --out-dir "$work/a" --resume --no-shuffle
+expect_error "--no-shuffle: checkpoint false, now true" pretrain "${tiny[@]}" --out-dir "$work/a" --resume --no-shuffle
 # a checkpoint written before an option existed resumes with that option at its default
 cp -r "$work/a" "$work/old"
 newest=$(ls -d "$work/old/checkpoints"/step_* | sort | tail -1)
@@ -91,13 +73,8 @@ sed -i '/"no-shuffle"/d' "$newest/trainer_state.json"
 grep -q no-shuffle "$newest/trainer_state.json" && fail "could not strip no-shuffle from the checkpoint"
 "$gptrain" pretrain "${tiny[@]/60/62}" --out-dir "$work/old" --resume > "$work/old.log" 2>&1 ||
   fail "resume from a checkpoint without the no-shuffle record exited $?"
-expect_error "--no-shuffle: checkpoint false, now true" "${tiny[@]}" --out-dir "$work/old" --resume --no-shuffle
+expect_error "--no-shuffle: checkpoint false, now true" pretrain "${tiny[@]}" --out-dir "$work/old" --resume --no-shuffle
 # nothing was lost: the finished run is untouched by the refused commands
 cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "a refused command changed a previous run"
 
-if [ "$fails" -ne 0 ]; then
-  echo "$fails failure(s); logs:"
-  tail -n 5 "$work"/*.log
-  exit 1
-fi
-echo "pretrain end-to-end: all checks passed"
+finish "pretrain end-to-end"

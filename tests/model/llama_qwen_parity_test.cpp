@@ -24,6 +24,7 @@
 #include "generate/engine.h"
 #include "io/safetensors.h"
 #include "model/model_dir.h"
+#include "tests/common/parity.h"
 #include "tests/model/hf_test_util.h"
 #include "train/adamw.h"
 
@@ -31,7 +32,7 @@ namespace gptrain {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr double kU = 0x1.0p-24;
+using testing_util::kU;
 
 std::vector<int32_t> ids_of(const io::SafeTensorsFile& f, const std::string& name) {
   const io::TensorInfo& info = f.at(name);
@@ -112,23 +113,11 @@ TEST_P(LlamaQwenParity, logits_loss_gradients_adamw_and_greedy_match_transformer
 
   // Three AdamW steps on the same batch, as the fixture did (per-element bound of parity_test.cpp).
   const nlohmann::json opt = nlohmann::json::parse(f.metadata().at("adamw"));
-  AdamWOptions o;
-  o.lr = opt["lr"];
-  o.beta1 = opt["betas"][0];
-  o.beta2 = opt["betas"][1];
-  o.eps = opt["eps"];
-  o.weight_decay = opt["weight_decay"];
+  const AdamWOptions o = testing_util::adamw_options(opt);
   AdamW adamw(model->params(), o);
-  std::map<std::string, std::vector<double>> bound;
+  testing_util::AdamWParityBound bound(o.lr, eps_grad);
   const auto add_step_bound = [&] {
-    for (const CheckpointTensor& t : tensors) {
-      const std::vector<double> g = part(model->params().at(t.param).grad, t);
-      double gmax = 0;
-      for (double v : g) gmax = std::max(gmax, std::fabs(v));
-      auto& b = bound[t.name];
-      b.resize(g.size(), 0.0);
-      for (size_t i = 0; i < g.size(); ++i) b[i] += o.lr * std::min(2.5, 2 * eps_grad * gmax / (std::fabs(g[i]) + 1e-8));
-    }
+    for (const CheckpointTensor& t : tensors) bound.add_step(t.name, part(model->params().at(t.param).grad, t));
   };
   add_step_bound();
   adamw.step();
@@ -143,13 +132,7 @@ TEST_P(LlamaQwenParity, logits_loss_gradients_adamw_and_greedy_match_transformer
   for (const CheckpointTensor& t : tensors) {
     const std::vector<double> ours = part(model->params().at(t.param).value, t),
                               ref = f.load_as("ref.after3." + t.name, DType::F64).to_doubles();
-    const std::vector<double>& b = bound[t.name];
-    int bad = 0;
-    for (size_t i = 0; i < ours.size(); ++i) {
-      const double err = std::fabs(ours[i] - ref[i]);
-      worst_update = std::max(worst_update, err / o.lr);
-      if (!(err <= b[i] + 8 * kU * std::fabs(ref[i]))) ++bad;
-    }
+    const int bad = bound.outside(t.name, ours, ref, &worst_update);
     EXPECT_EQ(bad, 0) << t.name << ": parameters after 3 AdamW steps outside the bound";
   }
   std::printf("[%s] after 3 AdamW steps: largest |ours - ref| = %.3g lr\n", GetParam(), worst_update);

@@ -25,21 +25,14 @@
 #include "model/lora.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
+#include "tests/common/parity.h"
 
 namespace gptrain {
 namespace {
 
-constexpr double kU = 0x1.0p-24;
-
-double rel_error(const std::vector<float>& ours, const std::vector<float>& ref, double* ref_norm = nullptr) {
-  double d = 0, r = 0;
-  for (size_t i = 0; i < ours.size(); ++i) {
-    d += (double(ours[i]) - ref[i]) * (double(ours[i]) - ref[i]);
-    r += double(ref[i]) * ref[i];
-  }
-  if (ref_norm) *ref_norm = std::sqrt(r);
-  return std::sqrt(d) / std::max(std::sqrt(r), 1e-300);
-}
+using testing_util::as_doubles;
+using testing_util::kU;
+using testing_util::rel_error;
 
 struct Fixture {
   io::SafeTensorsFile file;
@@ -147,23 +140,9 @@ TEST_P(LoraParity, loss_adapter_gradients_adamw_and_merge_match_the_books_code) 
   std::printf("[%s] adapter gradients: largest rel error %.3g (bound %.3g)\n", GetParam(), worst, eps_grad);
 
   const auto opt_json = nlohmann::json::parse(f.metadata().at("optimizer"));
-  AdamWOptions o;
-  o.lr = opt_json["lr"];
-  o.weight_decay = opt_json["weight_decay"];
-  o.beta1 = opt_json["beta1"];
-  o.beta2 = opt_json["beta2"];
-  o.eps = opt_json["eps"];
+  const AdamWOptions o = testing_util::adamw_options(opt_json);
   AdamW opt(model.params(), o);
-  std::map<std::string, std::vector<double>> bound;
-  const auto add_step_bound = [&](const Parameter& p) {
-    const auto g = p.grad.to_vector();
-    double gmax = 0;
-    for (float v : g) gmax = std::max(gmax, std::fabs(double(v)));
-    auto& b = bound[p.name];
-    b.resize(g.size(), 0.0);
-    for (size_t i = 0; i < g.size(); ++i)
-      b[i] += o.lr * std::min(2.5, 2 * eps_grad * gmax / (std::fabs(double(g[i])) + 1e-8));
-  };
+  testing_util::AdamWParityBound bound(o.lr, eps_grad);
   for (int s = 0; s < 3; ++s) {
     if (s > 0) {
       model.zero_grads();
@@ -171,16 +150,13 @@ TEST_P(LoraParity, loss_adapter_gradients_adamw_and_merge_match_the_books_code) 
       model.backward();
     }
     for (const Parameter& p : model.params().all())
-      if (p.trainable) add_step_bound(p);
+      if (p.trainable) bound.add_step(p.name, as_doubles(p.grad.to_vector()));
     opt.step();
   }
   for (const Parameter& p : model.params().all()) {
     if (!p.trainable) continue;
-    const auto ours_v = p.value.to_vector(), ref = f.load("ref.after3." + p.name).to_vector();
-    const auto& b = bound[p.name];
-    int bad = 0;
-    for (size_t i = 0; i < ours_v.size(); ++i)
-      if (!(std::fabs(double(ours_v[i]) - ref[i]) <= b[i] + 8 * kU * std::fabs(double(ref[i])))) ++bad;
+    const int bad = bound.outside(p.name, as_doubles(p.value.to_vector()),
+                                  as_doubles(f.load("ref.after3." + p.name).to_vector()));
     EXPECT_EQ(bad, 0) << p.name << ": adapter after 3 AdamW steps outside the bound";
   }
 

@@ -27,11 +27,13 @@
 #include "io/safetensors.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
+#include "tests/common/parity.h"
 
 namespace gptrain {
 namespace {
 
-constexpr double kU = 0x1.0p-24;
+using testing_util::as_doubles;
+using testing_util::kU;
 
 struct Norms {
   double diff = 0, ref = 0, max_rel_elem = 0;
@@ -112,23 +114,10 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
               GetParam(), worst, worst_name.c_str(), eps_grad, worst32);
 
   // Three AdamW steps on the same batch, as the fixture did.
-  AdamWOptions o;
-  o.lr = opt_json["lr"];
-  o.weight_decay = opt_json["weight_decay"];
-  o.beta1 = opt_json["beta1"];
-  o.beta2 = opt_json["beta2"];
-  o.eps = opt_json["eps"];
+  const AdamWOptions o = testing_util::adamw_options(opt_json);
   AdamW opt(model.params(), o);
-  std::map<std::string, std::vector<double>> bound;
-  auto add_step_bound = [&](const Parameter& p) {
-    const auto g = p.grad.to_vector();
-    double gmax = 0;
-    for (float v : g) gmax = std::max(gmax, std::fabs(double(v)));
-    auto& b = bound[p.name];
-    b.resize(g.size(), 0.0);
-    for (size_t i = 0; i < g.size(); ++i)
-      b[i] += o.lr * std::min(2.5, 2 * eps_grad * gmax / (std::fabs(double(g[i])) + 1e-8));
-  };
+  testing_util::AdamWParityBound bound(o.lr, eps_grad);
+  const auto add_step_bound = [&](const Parameter& p) { bound.add_step(p.name, as_doubles(p.grad.to_vector())); };
   for (const Parameter& p : model.params().all()) add_step_bound(p);
   opt.step();
   for (int s = 0; s < 2; ++s) {
@@ -140,15 +129,8 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   }
   double worst_update = 0;
   for (const Parameter& p : model.params().all()) {
-    const auto ours = p.value.to_vector();
-    const auto ref = f.load("ref.after3." + p.name).to_vector();
-    const auto& b = bound[p.name];
-    int bad = 0;
-    for (size_t i = 0; i < ours.size(); ++i) {
-      const double err = std::fabs(double(ours[i]) - ref[i]);
-      worst_update = std::max(worst_update, err / o.lr);
-      if (!(err <= b[i] + 8 * kU * std::fabs(double(ref[i])))) ++bad;
-    }
+    const int bad = bound.outside(p.name, as_doubles(p.value.to_vector()),
+                                  as_doubles(f.load("ref.after3." + p.name).to_vector()), &worst_update);
     EXPECT_EQ(bad, 0) << p.name << ": parameters after 3 AdamW steps outside the bound";
   }
   std::printf("[%s] after 3 AdamW steps: largest |ours - ref| = %.3g lr\n", GetParam(), worst_update);

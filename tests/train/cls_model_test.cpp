@@ -22,6 +22,7 @@
 #include "model/config.h"
 #include "model/transformer.h"
 #include "model/model_dir.h"
+#include "tests/common/parity.h"
 #include "tests/common/temp_dir.h"
 #include "train/adamw.h"
 #include "train/classifier_model.h"
@@ -35,17 +36,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing_util::TempDir;
 
-constexpr double kU = 0x1.0p-24;
-
-double rel_diff(const std::vector<float>& ours, const std::vector<float>& ref, double* ref_norm = nullptr) {
-  double d = 0, r = 0;
-  for (size_t i = 0; i < ours.size(); ++i) {
-    d += (double(ours[i]) - ref[i]) * (double(ours[i]) - ref[i]);
-    r += double(ref[i]) * ref[i];
-  }
-  if (ref_norm) *ref_norm = std::sqrt(r);
-  return std::sqrt(d) / std::max(std::sqrt(r), 1e-30);
-}
+using testing_util::as_doubles;
+using testing_util::kU;
+using testing_util::rel_error;
 
 class ClassifierParity : public ::testing::TestWithParam<const char*> {};
 
@@ -88,7 +81,7 @@ TEST_P(ClassifierParity, loss_gradients_and_adamw_match_pytorch_with_the_rest_fr
 
   const double loss = model.forward_loss(tokens, labels, B, T, ForwardOptions{true, 0});
   const double ref_loss = f.load("ref.loss")[0];
-  const double logit_err = rel_diff(model.logits().to_vector(), f.load("ref.logits").to_vector());
+  const double logit_err = rel_error(model.logits().to_vector(), f.load("ref.logits").to_vector());
   EXPECT_LE(logit_err, eps_fwd) << "logits";
   EXPECT_LE(std::fabs(loss - ref_loss), eps_fwd * std::fabs(ref_loss)) << "loss";
   std::printf("[%s] loss %.10f vs float64 %.10f (rel %.3g, bound %.3g); logits rel %.3g; torch float32 loss %.10f\n",
@@ -104,7 +97,7 @@ TEST_P(ClassifierParity, loss_gradients_and_adamw_match_pytorch_with_the_rest_fr
       EXPECT_FALSE(p.grad.defined()) << p.name << " is frozen but has a gradient buffer";
       continue;
     }
-    const double e = rel_diff(p.grad.to_vector(), f.load("ref.grad." + p.name).to_vector());
+    const double e = rel_error(p.grad.to_vector(), f.load("ref.grad." + p.name).to_vector());
     EXPECT_LE(e, eps_grad) << "gradient of " << p.name;
     if (e > worst) {
       worst = e;
@@ -116,25 +109,12 @@ TEST_P(ClassifierParity, loss_gradients_and_adamw_match_pytorch_with_the_rest_fr
 
   std::map<std::string, std::vector<float>> initial;
   for (const Parameter& p : model.params().all()) initial[p.name] = p.value.to_vector();
-  AdamWOptions o;
-  o.lr = oj["lr"];
-  o.weight_decay = oj["weight_decay"];
-  o.beta1 = oj["beta1"];
-  o.beta2 = oj["beta2"];
-  o.eps = oj["eps"];
+  const AdamWOptions o = testing_util::adamw_options(oj);
   AdamW opt(model.params(), o);
-  std::map<std::string, std::vector<double>> bound;
+  testing_util::AdamWParityBound bound(o.lr, eps_grad);
   const auto add_bound = [&] {
-    for (const Parameter& p : model.params().all()) {
-      if (!p.trainable) continue;
-      const auto g = p.grad.to_vector();
-      double gmax = 0;
-      for (float v : g) gmax = std::max(gmax, std::fabs(double(v)));
-      auto& b = bound[p.name];
-      b.resize(g.size(), 0.0);
-      for (size_t i = 0; i < g.size(); ++i)
-        b[i] += o.lr * std::min(2.5, 2 * eps_grad * gmax / (std::fabs(double(g[i])) + 1e-8));
-    }
+    for (const Parameter& p : model.params().all())
+      if (p.trainable) bound.add_step(p.name, as_doubles(p.grad.to_vector()));
   };
   add_bound();
   opt.step();
@@ -151,10 +131,7 @@ TEST_P(ClassifierParity, loss_gradients_and_adamw_match_pytorch_with_the_rest_fr
       EXPECT_TRUE(now == initial[p.name]) << p.name << " is frozen but changed";
       continue;
     }
-    const auto ref = f.load("ref.after3." + p.name).to_vector();
-    int bad = 0;
-    for (size_t i = 0; i < now.size(); ++i)
-      bad += !(std::fabs(double(now[i]) - ref[i]) <= bound[p.name][i] + 8 * kU * std::fabs(double(ref[i])));
+    const int bad = bound.outside(p.name, as_doubles(now), as_doubles(f.load("ref.after3." + p.name).to_vector()));
     EXPECT_EQ(bad, 0) << p.name << " after 3 AdamW steps";
   }
 }
