@@ -10,6 +10,7 @@ packages=(
   libpcre2-dev
   libicu-dev                  # NFC for Qwen's tokenizer.json (src/tokenizer/nfc.cpp)
   libcurl4-openssl-dev libssl-dev zlib1g-dev ca-certificates  # downloads (libcurl, HTTPS roots), sha256, zip data sets
+  libopenmpi-dev openmpi-bin  # data-parallel training across processes (src/dist/); mpirun for its tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 // gptrain: the command-line entry point. Parses the subcommand, runs it, and turns any
-// gptrain::Error into a one-line message and exit code 1.
+// gptrain::Error into a one-line message and exit code 1. Under a launcher (mpirun, srun) only
+// rank 0 prints to stdout; errors name the rank they come from.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "dist/communicator.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
@@ -41,16 +43,20 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  std::string who = "gptrain";
   try {
+    const gptrain::dist::LaunchInfo launch = gptrain::dist::detect_launch();
+    if (launch.size > 1) who = fmt::format("gptrain (rank {} of {})", launch.rank, launch.size);
+    if (launch.rank != 0 && !std::freopen("/dev/null", "w", stdout)) return 1;
     for (auto& [sub, command] : commands)
       if (sub->parsed()) return command();
   } catch (const gptrain::Error& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "gptrain: error: {}\n", e.what());
+    fmt::print(stderr, "{}: error: {}\n", who, e.what());
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "gptrain: unexpected error: {}\n", e.what());
+    fmt::print(stderr, "{}: unexpected error: {}\n", who, e.what());
     return 1;
   }
   return 0;

@@ -163,7 +163,7 @@ void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& do
   be.embedding_backward(ptr(dwte), ptr(dwpe), dout.raw(), ids(tokens), ids(positions), p);
 }
 
-void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed) {
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset) {
   const OpTimer timer("dropout_forward");
   require_defined(out, "dropout_forward", "out");
   require_defined(inp, "dropout_forward", "inp");
@@ -174,10 +174,11 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
     if (out.raw() != inp.raw()) out.copy_from(inp);
     return;
   }
-  be.dropout_forward(out.raw(), inp.raw(), DropoutParams{inp.numel(), p, seed});
+  be.dropout_forward(out.raw(), inp.raw(), DropoutParams{inp.numel(), p, seed, InputGrad::Accumulate, offset});
 }
 
-void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, InputGrad mode) {
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, InputGrad mode,
+                      uint64_t offset) {
   const OpTimer timer("dropout_backward");
   if (!dinp.defined()) return;
   require_defined(dout, "dropout_backward", "dout");
@@ -191,7 +192,7 @@ void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t 
     }
     return;
   }
-  be.dropout_backward(dinp.raw(), dout.raw(), DropoutParams{dout.numel(), p, seed, mode});
+  be.dropout_backward(dinp.raw(), dout.raw(), DropoutParams{dout.numel(), p, seed, mode, offset});
 }
 
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
@@ -362,20 +363,22 @@ AttentionParams attention_params(const Tensor& qkv, const AttentionShape& s, flo
 }  // namespace
 
 void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv, const AttentionShape& shape,
-                       float dropout_p, uint64_t seed) {
+                       float dropout_p, uint64_t seed, uint64_t dropout_offset) {
   const OpTimer timer("attention_forward");
   require_defined(out, "attention_forward", "out");
   require_defined(stats, "attention_forward", "stats");
   require_defined(qkv, "attention_forward", "qkv");
   const Backend& be = select("attention_forward", {&out, &stats, &qkv});
-  const AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_forward");
+  AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_forward");
+  p.dropout_offset = dropout_offset;
   require_numel(out, p.B * p.T * p.NH * p.HS, "attention_forward", "out");
   require_numel(stats, p.B * p.NH * p.T * 2, "attention_forward", "stats");
   be.attention_forward(out.raw(), stats.raw(), qkv.raw(), p);
 }
 
 void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& stats,
-                        const AttentionShape& shape, float dropout_p, uint64_t seed, InputGrad mode) {
+                        const AttentionShape& shape, float dropout_p, uint64_t seed, InputGrad mode,
+                        uint64_t dropout_offset) {
   const OpTimer timer("attention_backward");
   if (!dqkv.defined()) return;
   require_defined(dout, "attention_backward", "dout");
@@ -384,6 +387,7 @@ void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qk
   const Backend& be = select("attention_backward", {&dqkv, &dout, &qkv, &stats});
   AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_backward");
   p.dinp = mode;
+  p.dropout_offset = dropout_offset;
   require_numel(dqkv, qkv.numel(), "attention_backward", "dqkv");
   require_numel(dout, p.B * p.T * p.NH * p.HS, "attention_backward", "dout");
   require_numel(stats, p.B * p.NH * p.T * 2, "attention_backward", "stats");

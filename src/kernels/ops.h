@@ -42,10 +42,11 @@ void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& po
 void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
                         const Tensor& positions, int64_t pos_offset = 0);
 
-// out = inp * mask (out may be inp). p = 0 copies.
-void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed);
+// out = inp * mask (out may be inp). p = 0 copies. `offset`: inp is the elements [offset, ...) of a
+// larger tensor (a micro-batch of a bigger batch), whose mask it gets.
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset = 0);
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
-                      InputGrad mode = InputGrad::Accumulate);
+                      InputGrad mode = InputGrad::Accumulate, uint64_t offset = 0);
 
 // out[N,C], mean[N], rstd[N] from inp[N,C] (any leading shape flattened to N rows); bias optional.
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
@@ -87,11 +88,12 @@ struct AttentionShape {
 
 // out[B,T,NH*HS] and stats[B,NH,T,2] (per query row: softmax maximum, reciprocal sum) from
 // qkv[B,T,(NH+2NKV)*HS]; the backward recomputes the attention probabilities from qkv and stats.
+// dropout_offset: the probabilities' mask element offset (kernels/params.h, AttentionParams).
 void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv, const AttentionShape& shape,
-                       float dropout_p = 0.0f, uint64_t seed = 0);
+                       float dropout_p = 0.0f, uint64_t seed = 0, uint64_t dropout_offset = 0);
 void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& stats,
                         const AttentionShape& shape, float dropout_p = 0.0f, uint64_t seed = 0,
-                        InputGrad mode = InputGrad::Accumulate);
+                        InputGrad mode = InputGrad::Accumulate, uint64_t dropout_offset = 0);
 
 // One sequence of a decode step: its caches of one layer ([max_T, NKV*HS] each), the positions
 // already in them, and how many of the step's rows (consecutive, in sequence order) are its new

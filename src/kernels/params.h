@@ -44,6 +44,7 @@ struct DropoutParams {
   float p;
   uint64_t seed;
   InputGrad dinp = InputGrad::Accumulate;
+  uint64_t offset = 0;  // the mask of elements [offset, offset + n) of a larger tensor
 };
 
 // out[N,C] = (inp - mean) * rstd * weight (+ bias), biased variance, rstd = 1/sqrt(var + eps).
@@ -132,12 +133,13 @@ struct LoraParams {
 // multi-head attention). out[B,T,NH*HS]; stats[B,NH,T,2] keeps each query row's softmax maximum
 // and reciprocal sum, from which backward rebuilds the probabilities. Scores are scaled by
 // 1/sqrt(HS); dropout (p, seed) acts on the probabilities with element index
-// ((b*NH + h)*T + t)*T + s.
+// dropout_offset + ((b*NH + h)*T + t)*T + s (the offset places a micro-batch inside a larger batch).
 struct AttentionParams {
   int64_t B, T, NH, NKV, HS;
   float dropout_p = 0.0f;
   uint64_t seed = 0;
   InputGrad dinp = InputGrad::Accumulate;
+  uint64_t dropout_offset = 0;
   int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 

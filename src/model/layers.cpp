@@ -66,7 +66,7 @@ void Linear::forward(const ParameterSet& P, const Tensor& y, const Tensor& x, co
   Tensor input = x;
   if (pass.lora_dropout > 0) {
     input = scratch_like(pass.lora_x, x);
-    ops::dropout_forward(input, x, pass.lora_dropout, pass.site_seed(site.layer, site.site));
+    ops::dropout_forward(input, x, pass.lora_dropout, pass.site_seed(site.layer, site.site), pass.mask_offset(x));
   }
   ops::lora_forward(y, input, P[lora_a].value, P[lora_b].value, lora, pass.batch_invariant);
 }
@@ -84,14 +84,14 @@ void Linear::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const
   // The adapter saw drop(x): recompute it, and route its gradient back through the same mask.
   const uint64_t seed = pass.site_seed(site.layer, site.site);
   const Tensor input = scratch_like(pass.lora_x, x);
-  ops::dropout_forward(input, x, pass.lora_dropout, seed);
+  ops::dropout_forward(input, x, pass.lora_dropout, seed, pass.mask_offset(x));
   Tensor dinput;
   if (dx.defined()) {
     dinput = scratch_like(pass.lora_dx, x);
     dinput.zero();
   }
   ops::lora_backward(dinput, dA, dB, dy, input, P[lora_a].value, P[lora_b].value, lora);
-  if (dx.defined()) ops::dropout_backward(dx, dinput, pass.lora_dropout, seed, InputGrad::Accumulate);
+  if (dx.defined()) ops::dropout_backward(dx, dinput, pass.lora_dropout, seed, InputGrad::Accumulate, pass.mask_offset(x));
 }
 
 Norm Norm::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int64_t layer) {
@@ -147,6 +147,12 @@ Mlp Mlp::add(ParameterSet& P, const std::string& name, const ModelConfig& c, int
   return m;
 }
 
+// The mask offset of the attention probabilities [B, NH, T, T] of a pass's sequences.
+uint64_t Attention::probabilities_offset(const Pass& pass, const AttentionActs& a) const {
+  const auto T = static_cast<uint64_t>(a.qkv.dim(1));
+  return static_cast<uint64_t>(pass.seq_offset) * static_cast<uint64_t>(shape.n_heads) * T * T;
+}
+
 void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
                         int64_t layer) const {
   if (q_norm >= 0) {  // Qwen3: per-head norms after the projection, before the rotation
@@ -163,7 +169,8 @@ void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Ten
       seqs.push_back({s.cache->k[static_cast<size_t>(layer)], s.cache->v[static_cast<size_t>(layer)], s.past, s.rows});
     ops::attention_decode_forward(a.y, a.qkv, seqs, shape);
   } else {
-    ops::attention_forward(a.y, a.stats, a.qkv, shape, pass.dropout_p, pass.site_seed(layer, 0));
+    ops::attention_forward(a.y, a.stats, a.qkv, shape, pass.dropout_p, pass.site_seed(layer, 0),
+                           probabilities_offset(pass, a));
   }
   proj.forward(P, a.proj, a.y, pass);
 }
@@ -172,7 +179,7 @@ void Attention::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj,
                          const AttentionActs& a, const BlockGrads& g, const Pass& pass, int64_t layer) const {
   proj.backward(P, g.dy, dproj, a.y, InputGrad::Write, pass);
   ops::attention_backward(g.dqkv, g.dy, a.qkv, a.stats, shape, pass.dropout_p, pass.site_seed(layer, 0),
-                          InputGrad::Write);
+                          InputGrad::Write, probabilities_offset(pass, a));
   if (rope) ops::rope_backward(g.dqkv, pass.rope_cos, pass.rope_sin, shape);  // in place
   if (q_norm >= 0)  // in place: d(qkv_raw) replaces d(qkv)
     ops::qk_norm_backward(g.dqkv, grad(P, q_norm), grad(P, k_norm), g.dqkv, a.qkv_raw, value(P, q_norm),

@@ -49,9 +49,17 @@ struct Pass {
   // for [N, the widest adapted input]; the masks are recomputed in backward.
   float lora_dropout = 0.0f;
   Tensor lora_x, lora_dx;
+  // The pass's `seqs` sequences are sequences seq_offset.. of a larger batch (a micro-batch of an
+  // optimizer step): every dropout mask is that batch's, so accumulation and data-parallel ranks
+  // drop what one pass over the whole batch would.
+  int64_t seqs = 1, seq_offset = 0;
 
   // The seed of dropout site `site` of `layer` (-1: the embeddings).
   uint64_t site_seed(int64_t layer, int site) const;
+  // The mask offset of a tensor of the pass (its elements per sequence times seq_offset).
+  uint64_t mask_offset(const Tensor& t) const {
+    return static_cast<uint64_t>(seq_offset) * static_cast<uint64_t>(t.numel() / seqs);
+  }
 };
 
 struct Embedding {
@@ -142,6 +150,7 @@ struct Attention {
   // dx (written) from d(acts.proj).
   void backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const AttentionActs& a,
                 const BlockGrads& g, const Pass& pass, int64_t layer) const;
+  uint64_t probabilities_offset(const Pass& pass, const AttentionActs& a) const;
 };
 
 struct MlpActs {

@@ -242,6 +242,7 @@ Pass Transformer::pass_for(const ForwardOptions& options) const {
   pass.dropout_p = options.training ? config_.drop_rate : 0.0f;
   pass.lora_dropout = options.training ? adapters_.dropout : 0.0f;
   pass.dropout_seed = options.dropout_seed;
+  pass.seq_offset = options.seq_offset;
   return pass;
 }
 
@@ -252,11 +253,11 @@ void Transformer::block_forward(const Block& b, const BlockActs& a, const Tensor
                                 const Pass& pass) const {
   b.ln1.forward(params_, a.ln1, x);
   b.attn.forward(params_, a.attn, a.ln1.out, pass, b.layer);
-  ops::dropout_forward(a.attn.proj, a.attn.proj, pass.dropout_p, pass.site_seed(b.layer, 1));
+  ops::dropout_forward(a.attn.proj, a.attn.proj, pass.dropout_p, pass.site_seed(b.layer, 1), pass.mask_offset(x));
   ops::residual_forward(a.res2, x, a.attn.proj);
   b.ln2.forward(params_, a.ln2, a.res2);
   b.mlp.forward(params_, a.mlp, a.ln2.out, pass);
-  ops::dropout_forward(a.mlp.proj, a.mlp.proj, pass.dropout_p, pass.site_seed(b.layer, 2));
+  ops::dropout_forward(a.mlp.proj, a.mlp.proj, pass.dropout_p, pass.site_seed(b.layer, 2), pass.mask_offset(x));
   ops::residual_forward(out, a.res2, a.mlp.proj);
 }
 
@@ -265,12 +266,14 @@ void Transformer::block_backward(const Block& b, const BlockActs& a, const Tenso
   // out = res2 + dropout(mlp): d(res2) = dres (flows on unchanged), the branch gets dropout's
   // gradient (without dropout it is dres itself: no copy).
   const Tensor dmlp = pass.dropout_p > 0 ? g.dbranch : dres;
-  ops::dropout_backward(dmlp, dres, pass.dropout_p, pass.site_seed(b.layer, 2), InputGrad::Write);
+  ops::dropout_backward(dmlp, dres, pass.dropout_p, pass.site_seed(b.layer, 2), InputGrad::Write,
+                        pass.mask_offset(x));
   b.mlp.backward(params_, g.dnorm, dmlp, a.ln2.out, a.mlp, g, pass);
   b.ln2.backward(params_, dres, g.dnorm, a.res2, a.ln2, InputGrad::Accumulate);
   // res2 = x + dropout(attention)
   const Tensor dattn = pass.dropout_p > 0 ? g.dbranch : dres;
-  ops::dropout_backward(dattn, dres, pass.dropout_p, pass.site_seed(b.layer, 1), InputGrad::Write);
+  ops::dropout_backward(dattn, dres, pass.dropout_p, pass.site_seed(b.layer, 1), InputGrad::Write,
+                        pass.mask_offset(x));
   // The lowest block (LoRA, --trainable last-N) wants no input gradient: unless its ln1 trains,
   // nothing reads d(ln1 out), so the qkv product's input gradient is skipped.
   const bool ln1_trains = (b.ln1.weight >= 0 && params_[b.ln1.weight].trainable) ||
@@ -404,6 +407,7 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   ws.have_loss = false;
   std::copy(tokens.begin(), tokens.end(), ws.tokens.data<int32_t>());
   Pass pass = pass_for(options);
+  pass.seqs = B;
   pass.lora_x = ws.lora_x;
   pass.lora_dx = ws.lora_dx;
   if (rope_inv_freq_.defined()) {  // positions 0..T-1 in every sequence
@@ -413,7 +417,7 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   }
 
   embedding_.forward(params_, ws.encoded, ws.tokens, Tensor());
-  ops::dropout_forward(ws.encoded, ws.encoded, pass.dropout_p, pass.site_seed(-1, 0));
+  ops::dropout_forward(ws.encoded, ws.encoded, pass.dropout_p, pass.site_seed(-1, 0), pass.mask_offset(ws.encoded));
   Tensor residual = ws.encoded;
   for (const Block& b : blocks_) {
     const BlockActs& a = ws.blocks[static_cast<size_t>(b.layer)];
@@ -459,6 +463,7 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   params_.ensure_grads();
   if (!params_.flat_grads().defined()) return;  // nothing trainable
   Pass pass = pass_for(ws.options);
+  pass.seqs = ws.B;
   pass.lora_x = ws.lora_x;
   pass.lora_dx = ws.lora_dx;
   pass.rope_cos = ws.rope_cos;  // the forward's tables
@@ -492,7 +497,8 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   if (lowest == kEmbeddingLayer) {
     // encoded = dropout(tok_emb[tokens] + pos_emb)
     const Tensor demb = pass.dropout_p > 0 ? ws.grads.dbranch : ws.dresidual;
-    ops::dropout_backward(demb, ws.dresidual, pass.dropout_p, pass.site_seed(-1, 0), InputGrad::Write);
+    ops::dropout_backward(demb, ws.dresidual, pass.dropout_p, pass.site_seed(-1, 0), InputGrad::Write,
+                          pass.mask_offset(ws.dresidual));
     embedding_.backward(params_, demb, ws.tokens, Tensor());
   }
 }

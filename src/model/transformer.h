@@ -30,6 +30,9 @@ struct ForwardOptions {
   // LM head only: compute logits for the last position of each sequence alone (generation);
   // logits() is then [B, 1, V].
   bool last_position_only = false;
+  // The batch is sequences seq_offset.. of a larger one (a micro-batch of an optimizer step, on
+  // this rank or another): its dropout masks are that larger batch's (layers.h, Pass).
+  int64_t seq_offset = 0;
 };
 
 struct BlockActs {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/communicator.h"
 #include "data/classification.h"
 #include "data/chat_template.h"
 #include "data/data_dir.h"
@@ -159,7 +160,7 @@ std::string percent(const SetScore& s) {
 
 int run_finetune_cls(const FinetuneClsOptions& o_in) {
   FinetuneClsOptions o = o_in;
-  ops::set_num_threads(o.threads);
+  ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.batch_size <= 0) fail("--batch-size must be positive, got {}", o.batch_size);
   if (o.eval_iters <= 0) fail("--eval-iters must be positive, got {}", o.eval_iters);
@@ -256,7 +257,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   // Run dir before training, after every check of the inputs, so a refused run leaves nothing behind.
   const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
                                           options_json(FinetuneClsOptions{}, o.data, balance));
-  if (splits.from_split) {
+  if (splits.from_split && dist::world().is_main()) {
     io::write_file_atomic(plan.dir / "train.csv", data::labelled_csv(splits.train.rows));
     io::write_file_atomic(plan.dir / "validation.csv", data::labelled_csv(splits.validation.rows));
     io::write_file_atomic(plan.dir / "test.csv", data::labelled_csv(splits.test.rows));
@@ -280,6 +281,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
 
   auto [r, metrics] = run_training_job(*model, optimizer, task, lo, o, plan, opts);
   if (r.interrupted) return report_interrupted(r, plan.dir);
+  if (!dist::world().is_main()) return 0;  // the main rank scores and writes the model
   fmt::print("Training completed in {:.2f} minutes.\n", r.seconds / 60);
 
   // The book's final accuracies over the full loaders (train: shuffled, last partial batch dropped).

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "dist/communicator.h"
 #include "data/chat_template.h"
 #include "data/data_dir.h"
 #include "data/datasets.h"
@@ -146,7 +147,7 @@ void report_lengths(const char* name, const std::vector<data::TokenizedExample>&
 
 int run_finetune_instruct(const InstructOptions& o_in) {
   InstructOptions o = o_in;
-  ops::set_num_threads(o.threads);
+  ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.data.empty())
     o.data = data::require_data_file(data_dir, "instruction-data.json", "the book's instruction data (ch07)").string();
@@ -257,6 +258,7 @@ int run_finetune_instruct(const InstructOptions& o_in) {
 
   const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts).result;
   if (r.interrupted) return report_interrupted(r, plan.dir);
+  if (!dist::world().is_main()) return 0;  // the main rank writes the model and answers the test set
   const fs::path final_dir = plan.dir / "final";
   save_trained_model(*model, final_dir, o.init);
   copy_tokenizer_files(tokenizer_dir, final_dir);

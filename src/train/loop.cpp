@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 
 #include "util/error.h"
@@ -30,6 +31,8 @@ LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
   lo.save_interval = o.save_interval;
   lo.keep_last = o.keep_last;
   lo.seed = o.seed;
+  lo.batch_size = o.batch_size;
+  lo.comm = &dist::world();
   lo.schedule.peak_lr = o.lr;
   lo.schedule.initial_lr = o.warmup_steps > 0 ? o.initial_lr : o.lr;
   lo.schedule.min_lr = o.min_lr;
@@ -51,14 +54,18 @@ TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& ta
     fmt::print("resuming from {} (step {}, epoch {}, tokens seen {}, examples seen {})\n", plan.resume_from->string(),
                state.step, state.epoch + 1, state.tokens_seen, state.examples_seen);
   }
-  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1);
+  MetricsLog metrics(plan.dir, plan.resume_from ? state.step - 1 : -1, !lo.comm || lo.comm->is_main());
   // A run that ended off its evaluation interval evaluated its last step (below); the continued
   // run passes that step on its way, so that record is not part of the training curve.
   if (plan.resume_from && resumed_eval_interval > 0 && (state.step - 1) % resumed_eval_interval != 0)
     metrics.drop([&](const MetricRecord& r) { return r.kind.empty() && r.step == state.step - 1; });
-  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches\n",
-             lo.schedule.total_steps, (task.batches_per_epoch() + o.grad_accum - 1) / o.grad_accum, o.eval_interval,
-             o.eval_iters);
+  const int64_t ranks = lo.comm ? lo.comm->size() : 1, per_step = o.grad_accum * ranks;
+  fmt::print("training: {} steps ({} per epoch), evaluation every {} steps over {} batches{}\n",
+             lo.schedule.total_steps, (task.batches_per_epoch() + per_step - 1) / per_step, o.eval_interval,
+             o.eval_iters,
+             ranks > 1 ? fmt::format("; {} ranks ({}) x {} micro-batch(es) of {} per step", ranks, lo.comm->backend(),
+                                     o.grad_accum, o.batch_size)
+                       : "");
   install_stop_handlers();
   LoopResult result = run_training(model, optimizer, task, lo, state, plan.dir, metrics);
   return {std::move(result), std::move(metrics)};
@@ -71,7 +78,8 @@ int report_interrupted(const LoopResult& r, const std::filesystem::path& run_dir
 }
 
 int64_t planned_steps(const LoopOptions& o, int64_t batches_per_epoch) {
-  const int64_t per_epoch = (batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
+  const int64_t per_step = o.grad_accum * (o.comm ? o.comm->size() : 1);
+  const int64_t per_epoch = (batches_per_epoch + per_step - 1) / per_step;
   const int64_t total = per_epoch * o.epochs;
   return o.max_steps > 0 ? std::min(total, o.max_steps) : total;
 }
@@ -86,9 +94,18 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
   LoopResult result;
   Progress progress(total_steps);
   Timer wall;
-  Batch batch;
+  dist::Communicator& comm = o.comm ? *o.comm : dist::world();
+  const int64_t per_step = o.grad_accum * comm.size();  // micro-batches per optimizer step, all ranks
+  struct MicroBatch {
+    Batch batch;
+    int64_t m = 0;        // its place in the step
+    int64_t counted = 0;  // its targets that are not -100
+  };
+  std::vector<MicroBatch> mine;
   double recent_tokens_per_s = 0;
+  // Every rank holds the same model and optimizer state; the main rank alone writes them.
   auto checkpoint = [&] {
+    if (!comm.is_main()) return;
     save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names());
     metrics.write_plots(o.examples_axis);
   };
@@ -121,23 +138,61 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     while (state.batch < nb) {
       Timer step_timer;
       model.zero_grads();
-      const int64_t group = std::min(o.grad_accum, nb - state.batch);
-      double loss_sum = 0;
-      int64_t step_tokens = 0;
-      for (int64_t m = 0; m < group; ++m) {
-        task.train_batch(state.epoch, state.batch + m, batch);
-        // Dropout masks depend on (seed, step, micro-batch) only: resumed runs redraw them exactly.
-        const uint64_t dropout_seed = derive_seed(o.seed, static_cast<uint64_t>(state.step), static_cast<uint64_t>(m));
-        loss_sum += model.forward_loss(batch.inputs, batch.targets, batch.B, batch.T, ForwardOptions{true, dropout_seed});
-        model.backward(1.0f / static_cast<float>(group));
-        step_tokens += batch.B * batch.T;
-        state.examples_seen += batch.B;
+      const int64_t group = std::min(per_step, nb - state.batch);  // the step's micro-batches, all ranks
+      // This rank's: global indices rank, rank + ranks, ... (a short last step may leave a rank none).
+      mine.clear();
+      int64_t counted = 0;  // targets that are not -100
+      for (int64_t m = comm.rank(); m < group; m += comm.size()) {
+        MicroBatch& mb = mine.emplace_back();
+        mb.m = m;
+        task.train_batch(state.epoch, state.batch + m, mb.batch);
+        mb.counted = std::count_if(mb.batch.targets.begin(), mb.batch.targets.end(), [](int32_t t) { return t != -100; });
+        counted += mb.counted;
       }
-      const double loss = loss_sum / static_cast<double>(group);
+      // The loss is the mean over the step's targets, wherever they are: each micro-batch's mean
+      // weighs its share of them (equal shares: 1 / micro-batches, as one bigger batch).
+      double total_counted = static_cast<double>(counted);
+      comm.all_reduce_sum(&total_counted, 1);
+      // loss x targets, tokens, examples, summed over ranks after the backward passes
+      double step_sums[3] = {0, 0, 0};
+      double single_loss = 0;
+      for (const MicroBatch& mb : mine) {
+        const Batch& b = mb.batch;
+        // Dropout masks depend on (seed, step) and the rows' place in the step only: resumed runs,
+        // accumulation and any number of ranks draw the masks of one pass over the whole step.
+        ForwardOptions fo{true, derive_seed(o.seed, static_cast<uint64_t>(state.step), 0)};
+        fo.seq_offset = mb.m * (o.batch_size > 0 ? o.batch_size : b.B);
+        const double mb_loss = model.forward_loss(b.inputs, b.targets, b.B, b.T, fo);
+        const float share = total_counted > 0
+                                ? static_cast<float>(mb.counted) / static_cast<float>(total_counted)
+                                : 0.0f;
+        model.backward(share);
+        single_loss = mb_loss;
+        step_sums[0] += mb_loss * static_cast<double>(mb.counted);
+        step_sums[1] += static_cast<double>(b.B * b.T);
+        step_sums[2] += static_cast<double>(b.B);
+      }
+      if (comm.size() > 1) {
+        const Tensor grads = model.params().flat_grads();
+        if (grads.defined()) {
+          if (grads.dtype() == DType::F64)
+            comm.all_reduce_sum(grads.data<double>(), static_cast<size_t>(grads.numel()));
+          else
+            comm.all_reduce_sum(grads.data<float>(), static_cast<size_t>(grads.numel()));
+        }
+      }
+      comm.all_reduce_sum(step_sums, 3);
+      const int64_t step_tokens = static_cast<int64_t>(step_sums[1]);
+      state.examples_seen += static_cast<int64_t>(step_sums[2]);
+      // One micro-batch: its own mean, bit for bit (x * n / n need not give x back).
+      const double loss = comm.size() == 1 && mine.size() == 1 ? single_loss
+                          : total_counted > 0                  ? step_sums[0] / total_counted
+                                                               : 0.0;
       if (!std::isfinite(loss))
         fail("the training loss became {} at step {} (epoch {}): lower --lr, enable --grad-clip, or check the data; "
              "the last good checkpoint is in {}",
              loss, state.step, state.epoch + 1, (run_dir / "checkpoints").string());
+      if (o.on_gradients) o.on_gradients(state.step, model.params());
       if (o.grad_clip > 0 && state.step >= o.schedule.warmup_steps) clip_grad_norm(model.params(), o.grad_clip);
       const double lr = o.schedule.at(state.step);
       optimizer.step(lr);
@@ -154,7 +209,8 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
       if (step % o.eval_interval == 0) evaluate(step);
       progress.update(state.step, loss, recent_tokens_per_s);
       if (o.save_interval > 0 && state.step % o.save_interval == 0) checkpoint();
-      if (stop_requested()) {
+      // Every rank stops after the same step, whichever of them got the signal.
+      if (comm.all_reduce_max(stop_requested() ? 1 : 0) > 0) {
         stop = true;
         break;
       }
@@ -203,7 +259,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
   if (stop) {
     checkpoint();
     result.interrupted = true;
-    result.signal = stop_signal();
+    result.signal = stop_signal() ? stop_signal() : SIGINT;  // a rank stopped by another's signal
   } else {
     checkpoint();
   }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
@@ -58,7 +59,14 @@ struct LoopOptions {
   int64_t epochs = 10;
   int64_t max_steps = 0;  // 0: no limit besides epochs
   int64_t eval_interval = 5;
+  // Micro-batches per optimizer step on each rank: a step takes grad_accum x ranks micro-batches
+  // (the global batch), rank r the ones at r, r + ranks, ... of the step.
   int64_t grad_accum = 1;
+  int64_t batch_size = 0;  // the rows of a full micro-batch (where each one's dropout masks start)
+  dist::Communicator* comm = nullptr;  // the ranks of a data-parallel run; null: this process alone
+  // Called with each step's complete gradient (summed over the ranks), before clipping and the
+  // update: how tests compare runs step by step.
+  std::function<void(int64_t step, const ParameterSet& params)> on_gradients;
   double grad_clip = 0.0;  // 0: off; applied from step warmup_steps on (appendix D)
   LrSchedule schedule;
   int64_t save_interval = 0;  // steps between checkpoints; 0: at the end of every epoch
@@ -75,7 +83,7 @@ struct LoopResult {
   int64_t tokens_trained = 0;  // this invocation only
 };
 
-// Total optimizer steps the options imply (before max_steps).
+// Total optimizer steps the options imply (max_steps included).
 int64_t planned_steps(const LoopOptions& options, int64_t batches_per_epoch);
 
 // The optimizer and loop settings of a training command's shared options.

@@ -49,7 +49,8 @@ MetricRecord from_json(const nlohmann::json& j) {
 
 }  // namespace
 
-MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step) : run_dir_(run_dir) {
+MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step, bool write_files)
+    : run_dir_(run_dir), write_files_(write_files) {
   const fs::path path = run_dir / "metrics.jsonl";
   if (keep_up_to_step >= 0 && fs::exists(path)) {
     std::ifstream in(path);
@@ -66,6 +67,7 @@ MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step) : run_d
       }
     }
   }
+  if (!write_files_) return;
   std::string text;
   for (const MetricRecord& r : records_) text += to_json(r).dump() + "\n";
   io::write_file_atomic(path, text);
@@ -73,6 +75,7 @@ MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step) : run_d
 
 void MetricsLog::drop(const std::function<bool(const MetricRecord&)>& which) {
   std::erase_if(records_, which);
+  if (!write_files_) return;
   std::string text;
   for (const MetricRecord& r : records_) text += to_json(r).dump() + "\n";
   io::write_file_atomic(run_dir_ / "metrics.jsonl", text);
@@ -80,6 +83,7 @@ void MetricsLog::drop(const std::function<bool(const MetricRecord&)>& which) {
 
 void MetricsLog::append(const MetricRecord& record) {
   records_.push_back(record);
+  if (!write_files_) return;
   std::ofstream out(run_dir_ / "metrics.jsonl", std::ios::app);
   out << to_json(record).dump() << "\n";
   out.flush();
@@ -87,7 +91,7 @@ void MetricsLog::append(const MetricRecord& record) {
 }
 
 void MetricsLog::write_plots(bool examples) const {
-  if (records_.empty()) return;
+  if (records_.empty() || !write_files_) return;
   PlotSeries train{"Training loss", {}, {}, "", ""}, val{"Validation loss", {}, {}, "8,4,2,4", ""};
   PlotSeries train_acc{"Training accuracy", {}, {}, "", ""}, val_acc{"Validation accuracy", {}, {}, "8,4,2,4", ""};
   std::vector<double> at, top;

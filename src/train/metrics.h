@@ -33,7 +33,9 @@ class MetricsLog {
  public:
   // Opens <run_dir>/metrics.jsonl; with keep_up_to_step >= 0 keeps the records up to that step
   // (a resumed run drops evaluations made after its checkpoint), otherwise starts empty.
-  MetricsLog(const std::filesystem::path& run_dir, int64_t keep_up_to_step);
+  // write_files false: the records are kept in memory only (the ranks of a data-parallel run
+  // besides the main one, which writes).
+  MetricsLog(const std::filesystem::path& run_dir, int64_t keep_up_to_step, bool write_files = true);
   void append(const MetricRecord& record);  // writes the line and flushes
   // Removes the records `which` selects and rewrites the file.
   void drop(const std::function<bool(const MetricRecord&)>& which);
@@ -45,6 +47,7 @@ class MetricsLog {
  private:
   std::filesystem::path run_dir_;
   std::vector<MetricRecord> records_;
+  bool write_files_ = true;
 };
 
 }  // namespace gptrain

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "dist/communicator.h"
 #include "data/data_dir.h"
 #include "data/chat_template.h"
 #include "data/datasets.h"
@@ -132,7 +133,7 @@ void require_windows(const data::SlidingWindows& w, const std::string& what, int
 
 int run_pretrain(const PretrainOptions& o_in) {
   PretrainOptions o = o_in;
-  ops::set_num_threads(o.threads);
+  ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.files.empty()) o.files = {data::require_data_file(data_dir, "the-verdict.txt", "the default training text (the book's The Verdict)").string()};
   if (o.stride == 0) o.stride = o.context_length;
@@ -254,6 +255,7 @@ int run_pretrain(const PretrainOptions& o_in) {
   const LoopResult r = run_training_job(*model, optimizer, task, lo, o, plan, opts).result;
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   if (r.interrupted) return report_interrupted(r, plan.dir);
+  if (!dist::world().is_main()) return 0;  // the main rank writes the model
   const fs::path final_dir = plan.dir / "final";
   save_trained_model(*model, final_dir, o.init);
   copy_tokenizer_files(tokenizer_dir, final_dir);

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "dist/communicator.h"
 #include "io/atomic_file.h"
 #include "util/error.h"
 
@@ -30,10 +31,8 @@ void check_writable(const fs::path& dir) {
   fs::remove(probe, ec);
 }
 
-}  // namespace
-
-RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, bool resume, bool overwrite,
-                           const std::set<std::string>& may_change, const nlohmann::json& defaults) {
+RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool resume, bool overwrite,
+                        const std::set<std::string>& may_change, const nlohmann::json& defaults) {
   if (resume && overwrite) fail("--resume and --overwrite contradict each other: choose one");
   RunDirPlan plan;
   plan.dir = dir;
@@ -60,6 +59,18 @@ RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, b
       if (before != it.value())
         diffs += fmt::format("\n  --{}: checkpoint {}, now {}", it.key(), before.dump(), it.value().dump());
     }
+    // A step's micro-batches (ranks x --grad-accum) fix what every step computes; how they are
+    // shared between ranks and accumulation may change (2 ranks, then 1 with --grad-accum 2).
+    if (options.contains("grad-accum")) {
+      const auto per_step = [](const nlohmann::json& j) {
+        return j.value("grad-accum", int64_t{1}) * j.value("ranks", int64_t{1});
+      };
+      if (per_step(saved) != per_step(options))
+        diffs += fmt::format("\n  micro-batches per step (ranks x --grad-accum): checkpoint {} ({} x {}), now {} ({} x {})",
+                             per_step(saved), saved.value("ranks", int64_t{1}), saved.value("grad-accum", int64_t{1}),
+                             per_step(options), options.value("ranks", int64_t{1}),
+                             options.value("grad-accum", int64_t{1}));
+    }
     if (!diffs.empty())
       fail("--resume: these options contradict the checkpoint {}:{}\nrun with the checkpoint's values, or start a "
            "new run in another --out-dir",
@@ -73,6 +84,43 @@ RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, b
   nlohmann::json run = {{"gptrain_version", "0.1.0"}, {"options", options}};
   if (plan.resume_from) run["resumed_from"] = plan.resume_from->string();
   io::write_file_atomic(dir / "run.json", run.dump(2) + "\n");
+  return plan;
+}
+
+}  // namespace
+
+RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, bool resume, bool overwrite,
+                           const std::set<std::string>& may_change, const nlohmann::json& defaults) {
+  dist::Communicator& comm = dist::world();
+  if (comm.size() == 1) return prepare_here(dir, options, resume, overwrite, may_change, defaults);
+  // A data-parallel run: the main rank checks and writes; the others learn from it where to
+  // resume (the same checkpoint for all) and write nothing.
+  int64_t ok = 0;
+  RunDirPlan plan;
+  std::string resume_from;
+  if (comm.is_main()) {
+    try {
+      plan = prepare_here(dir, options, resume, overwrite, may_change, defaults);
+      ok = 1;
+    } catch (...) {
+      comm.broadcast(&ok, sizeof ok, 0);
+      throw;
+    }
+    if (plan.resume_from) resume_from = plan.resume_from->string();
+  }
+  comm.broadcast(&ok, sizeof ok, 0);
+  if (!ok) fail("rank {}: the main rank could not prepare --out-dir {} (its error says why)", comm.rank(), dir.string());
+  int64_t length = static_cast<int64_t>(resume_from.size());
+  comm.broadcast(&length, sizeof length, 0);
+  resume_from.resize(static_cast<size_t>(length));
+  comm.broadcast(resume_from.data(), resume_from.size(), 0);
+  if (!comm.is_main()) {
+    plan.dir = dir;
+    if (!resume_from.empty()) {
+      plan.resume_from = fs::path(resume_from);
+      plan.resume_state = read_trainer_state(*plan.resume_from);
+    }
+  }
   return plan;
 }
 

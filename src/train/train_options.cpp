@@ -1,5 +1,7 @@
 #include "train/train_options.h"
 
+#include "dist/communicator.h"
+
 namespace gptrain {
 
 nlohmann::json train_options_json(const TrainOptions& o) {
@@ -22,6 +24,8 @@ nlohmann::json train_options_json(const TrainOptions& o) {
           {"keep-last", o.keep_last},
           {"seed", o.seed},
           {"threads", o.threads}};
+  // A data-parallel run records its ranks (absent: 1, so single-process records read as before).
+  if (const int ranks = dist::world().size(); ranks > 1) j["ranks"] = ranks;
   if (o.lora.enabled()) {
     j["lora-rank"] = o.lora.rank;
     j["lora-alpha"] = o.lora.alpha.value_or(static_cast<double>(o.lora.rank));
@@ -33,8 +37,9 @@ nlohmann::json train_options_json(const TrainOptions& o) {
 }
 
 const std::set<std::string>& train_options_may_change_on_resume() {
-  static const std::set<std::string> keys = {"epochs",        "max-steps", "eval-interval", "eval-iters",
-                                             "save-interval", "keep-last", "threads"};
+  // ranks and grad-accum may trade places as long as the micro-batches per step stay (run_dir.cpp).
+  static const std::set<std::string> keys = {"epochs",    "max-steps", "eval-interval", "eval-iters", "save-interval",
+                                             "keep-last", "threads",   "ranks",         "grad-accum"};
   return keys;
 }
 

@@ -373,6 +373,48 @@ std::vector<double> exact_probabilities(const std::vector<double>& qkv, const At
   return att;
 }
 
+// A micro-batch is a slice of its step's batch: with the element offset of its first row, its
+// dropout (elementwise and on attention probabilities) is exactly that slice of the whole batch's,
+// forward and backward, bit for bit.
+TEST(Backend, dropout_of_a_slice_is_the_slice_of_the_whole) {
+  for (const Backend* be : f32_cpu_backends()) {
+    SCOPED_TRACE(trace(be));
+    const int64_t rows = 3, width = 1001, n = rows * width;  // odd width: offsets not a multiple of 4
+    const auto x = randf(n, 5);
+    std::vector<float> whole(n), part(width), dwhole(n), dpart(width);
+    be->dropout_forward(whole.data(), x.data(), DropoutParams{n, 0.3f, 9});
+    DropoutParams pw{n, 0.3f, 9, InputGrad::Write};
+    be->dropout_backward(dwhole.data(), x.data(), pw);
+    for (int64_t r = 0; r < rows; ++r) {
+      const DropoutParams pr{width, 0.3f, 9, InputGrad::Write, static_cast<uint64_t>(r * width)};
+      be->dropout_forward(part.data(), x.data() + r * width, pr);
+      be->dropout_backward(dpart.data(), x.data() + r * width, pr);
+      EXPECT_EQ(std::memcmp(part.data(), whole.data() + r * width, width * sizeof(float)), 0) << "forward row " << r;
+      EXPECT_EQ(std::memcmp(dpart.data(), dwhole.data() + r * width, width * sizeof(float)), 0) << "backward row " << r;
+    }
+    // attention: batch of 2 against each sequence alone with dropout_offset = b NH T T
+    const AttentionParams p2{2, 17, 2, 2, 8, 0.25f, 77};
+    const int64_t W = p2.qkv_width(), C = p2.NH * p2.HS, T = p2.T;
+    const auto qkv = randf(2 * T * W, 6), dout = randf(2 * T * C, 7);
+    std::vector<float> out2(2 * T * C), stats2(2 * p2.NH * T * 2), dqkv2(2 * T * W);
+    be->attention_forward(out2.data(), stats2.data(), qkv.data(), p2);
+    AttentionParams b2 = p2;
+    b2.dinp = InputGrad::Write;
+    be->attention_backward(dqkv2.data(), dout.data(), qkv.data(), stats2.data(), b2);
+    for (int64_t b = 0; b < 2; ++b) {
+      AttentionParams p1 = b2;
+      p1.B = 1;
+      p1.dropout_offset = static_cast<uint64_t>(b * p2.NH * T * T);
+      std::vector<float> out1(T * C), stats1(p2.NH * T * 2), dqkv1(T * W);
+      be->attention_forward(out1.data(), stats1.data(), qkv.data() + b * T * W, p1);
+      be->attention_backward(dqkv1.data(), dout.data() + b * T * C, qkv.data() + b * T * W, stats1.data(), p1);
+      EXPECT_EQ(std::memcmp(out1.data(), out2.data() + b * T * C, out1.size() * sizeof(float)), 0) << "attention b " << b;
+      EXPECT_EQ(std::memcmp(dqkv1.data(), dqkv2.data() + b * T * W, dqkv1.size() * sizeof(float)), 0)
+          << "attention backward b " << b;
+    }
+  }
+}
+
 TEST(Backend, attention) {
   // NKV < NH: grouped-query attention; the head size is a parameter of its own (not C / NH).
   struct Case { int64_t B, T, NH, NKV, HS; float p; };

@@ -45,7 +45,7 @@ struct Fixture {
 
 Fixture open_fixture(const std::string& name) {
   const auto path = std::filesystem::path(GPTRAIN_FIXTURES_DIR) / "lora_parity" / (name + ".safetensors");
-  Fixture fx{io::SafeTensorsFile::open(path)};
+  Fixture fx{io::SafeTensorsFile::open(path), {}, {}, 0, 0, {}, {}, false};
   const auto& meta = fx.file.metadata();
   const auto c = nlohmann::json::parse(meta.at("config"));
   const auto lora = nlohmann::json::parse(meta.at("lora"));

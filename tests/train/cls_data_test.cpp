@@ -120,9 +120,11 @@ TEST(SmsSpam, parsing_balancing_and_split_equal_the_book) {
   for (const auto& r : table.rows) merged |= r.line == 5082 && r.text.starts_with("Keep ur problems") &&
                                             r.text.find('\n') != std::string::npos;
   EXPECT_TRUE(merged);
-  for (const auto& r : table.rows)
-    if (r.line == 283) EXPECT_EQ(r.text.substr(0, 10) + "|" + r.text.substr(r.text.size() - 26),
-                                 "Wen u miss|just Keep-in-touch gdeve..");
+  for (const auto& r : table.rows) {
+    if (r.line == 283) {
+      EXPECT_EQ(r.text.substr(0, 10) + "|" + r.text.substr(r.text.size() - 26), "Wen u miss|just Keep-in-touch gdeve..");
+    }
+  }
 
   const std::vector<std::string> classes = data::class_names_of(table.rows);
   ASSERT_EQ(classes, (std::vector<std::string>{"ham", "spam"}));

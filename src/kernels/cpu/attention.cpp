@@ -89,7 +89,7 @@ const float* dropped(const float* P, float* W, int64_t ld, int64_t T, int64_t r0
 void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p) {
   const int64_t T = p.T, NH = p.NH, NKV = p.NKV, HS = p.HS, C = NH * HS, W = p.qkv_width(), group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const DropoutMask mask(p.seed, p.dropout_p);
+  const DropoutMask mask(p.seed, p.dropout_p, p.dropout_offset);
   const bool drop = p.dropout_p > 0.0f;
   // One task per (batch, key/value head): its query heads in order.
 #pragma omp parallel for schedule(dynamic, 1)
@@ -119,7 +119,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                         const AttentionParams& p) {
   const int64_t T = p.T, NH = p.NH, NKV = p.NKV, HS = p.HS, C = NH * HS, W = p.qkv_width(), group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const DropoutMask mask(p.seed, p.dropout_p);
+  const DropoutMask mask(p.seed, p.dropout_p, p.dropout_offset);
   const bool drop = p.dropout_p > 0.0f;
   // One task per (batch, key/value head): it owns dk and dv of that head and dq of its query
   // heads, which it accumulates in head order (deterministic for any thread count).

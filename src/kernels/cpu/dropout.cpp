@@ -11,7 +11,7 @@ constexpr int64_t kChunk = 4096;  // multipliers are generated a chunk at a time
 }
 
 void dropout_forward(float* out, const float* inp, const DropoutParams& p) {
-  const DropoutMask mask(p.seed, p.p);
+  const DropoutMask mask(p.seed, p.p, p.offset);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < p.n; c += kChunk) {
     const int64_t n = std::min(kChunk, p.n - c);
@@ -23,7 +23,7 @@ void dropout_forward(float* out, const float* inp, const DropoutParams& p) {
 }
 
 void dropout_backward(float* dinp, const float* dout, const DropoutParams& p) {
-  const DropoutMask mask(p.seed, p.p);
+  const DropoutMask mask(p.seed, p.p, p.offset);
   const bool write = p.dinp == InputGrad::Write;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < p.n; c += kChunk) {

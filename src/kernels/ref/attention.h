@@ -58,7 +58,7 @@ void attention_forward(T* out, T* stats, const T* qkv, const AttentionParams& p)
   const detail::QkvLayout<T> L(p);
   const int64_t C = p.NH * p.HS, T_ = p.T;
   const T scale = T(1) / std::sqrt(static_cast<T>(p.HS));
-  const DropoutMask mask(p.seed, p.dropout_p);
+  const DropoutMask mask(p.seed, p.dropout_p, p.dropout_offset);
   std::vector<T> prob;
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t h = 0; h < p.NH; ++h)
@@ -80,7 +80,7 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* stats, co
   const detail::QkvLayout<T> L(p);
   const int64_t C = p.NH * p.HS, T_ = p.T;
   const T scale = T(1) / std::sqrt(static_cast<T>(p.HS));
-  const DropoutMask mask(p.seed, p.dropout_p);
+  const DropoutMask mask(p.seed, p.dropout_p, p.dropout_offset);
   if (p.dinp == InputGrad::Write)
     for (int64_t i = 0; i < p.B * T_ * L.W; ++i) dqkv[i] = T(0);
   std::vector<T> prob, datt(static_cast<size_t>(T_));

@@ -1,0 +1,139 @@
+// The MPI communicator (Open MPI). Sums are reduce-scatter + all-gather (MPI_Reduce_scatter_block,
+// MPI_Allgather): each block is reduced on one rank, in one order, and copied to the others, so
+// every rank ends with the same bits (MPI_Allreduce does not promise that). Errors are fatal: a
+// rank that dies makes mpirun end the others, naming it.
+#include <mpi.h>
+
+#include <cstdlib>
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "util/error.h"
+
+namespace gptrain::dist {
+
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  fail("{} failed: {}", what, std::string(text, static_cast<size_t>(len)));
+}
+
+void finalize_at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+template <class T>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+template <>
+MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(const LaunchInfo& info) : Communicator(info) {}
+  const char* backend() const override { return "mpi"; }
+
+  void all_reduce_sum(float* data, size_t count) override { sum(data, count); }
+  void all_reduce_sum(double* data, size_t count) override { sum(data, count); }
+
+  int64_t all_reduce_max(int64_t value) override {
+    int64_t out = 0;
+    check(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    return out;
+  }
+  void broadcast(void* data, size_t bytes, int root) override {
+    auto* p = static_cast<char*>(data);
+    for (size_t done = 0; done < bytes;) {  // MPI counts are int
+      const int n = static_cast<int>(std::min<size_t>(bytes - done, 1u << 30));
+      check(MPI_Bcast(p + done, n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+      done += static_cast<size_t>(n);
+    }
+  }
+  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void reduce_scatter_sum(const float* send, float* recv, size_t count) override {
+    check(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Reduce_scatter_block");
+  }
+  void all_gather(const float* send, float* recv, size_t count) override {
+    check(MPI_Allgather(send, static_cast<int>(count), MPI_FLOAT, recv, static_cast<int>(count), MPI_FLOAT,
+                        MPI_COMM_WORLD),
+          "MPI_Allgather");
+  }
+
+ private:
+  // In place: blocks of ceil(count / size) reduced on their rank and gathered back; the tail
+  // beyond the last whole block is padded into scratch.
+  template <class T>
+  void sum(T* data, size_t count) {
+    const size_t n = static_cast<size_t>(size());
+    const size_t block = (count + n - 1) / n;
+    if (count == 0) return;
+    if (block > static_cast<size_t>(1) << 30) fail("all-reduce of {} values: more than MPI's int count per rank", count);
+    const MPI_Datatype t = mpi_type<T>();
+    const bool padded = block * n != count;
+    if (padded) scratch_.resize(block * n * sizeof(T));
+    T* send = data;
+    if (padded) {
+      send = reinterpret_cast<T*>(scratch_.data());
+      std::copy(data, data + count, send);
+      std::fill(send + count, send + block * n, T(0));
+    }
+    std::vector<T>& mine = block_of<T>();
+    mine.resize(block);
+    check(MPI_Reduce_scatter_block(send, mine.data(), static_cast<int>(block), t, MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Reduce_scatter_block");
+    check(MPI_Allgather(mine.data(), static_cast<int>(block), t, send, static_cast<int>(block), t, MPI_COMM_WORLD),
+          "MPI_Allgather");
+    if (padded) std::copy(send, send + count, data);
+  }
+  template <class T>
+  std::vector<T>& block_of() {
+    if constexpr (std::is_same_v<T, float>)
+      return block_f_;
+    else
+      return block_d_;
+  }
+  std::vector<char> scratch_;
+  std::vector<float> block_f_;
+  std::vector<double> block_d_;
+};
+
+}  // namespace
+
+bool have_mpi() { return true; }
+
+std::unique_ptr<Communicator> make_mpi() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    std::atexit(finalize_at_exit);
+  }
+  LaunchInfo info = detect_launch();
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (rank != info.rank || size != info.size) {  // e.g. a launcher the variables did not describe
+    info.rank = rank;
+    info.size = size;
+  }
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &info.local_rank);
+  MPI_Comm_size(local, &info.local_size);
+  MPI_Comm_free(&local);
+  if (info.launcher == "none") info.launcher = "mpi";
+  return std::make_unique<MpiCommunicator>(info);
+}
+
+}  // namespace gptrain::dist

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Data-parallel training from the CLI (issue 16) under mpirun -np 2 (as root with Open MPI's two
+# variables), beside tests/dist/data_parallel_test.cpp's in-process equivalence:
+#   1. `mpirun -np 2 gptrain pretrain` prints once and only rank 0 writes the run dir (one record
+#      per evaluation, checkpoints, final/), and its per-step losses equal one process with
+#      --grad-accum 2 within the bound of data_parallel_test.cpp: gamma_K * D with K = max(4C,
+#      T x rows) = 128 and D = 6L + 3 = 15;
+#   2. resume across world sizes: 2 ranks stopped at step 6 and continued by 1 process with
+#      --grad-accum 2 (and the reverse) give the uninterrupted run's losses within that bound; a
+#      resume that changes the micro-batches per step is refused;
+#   3. finetune-cls and finetune-instruct run on 2 ranks and write their final/ once;
+#   4. torchrun-style variables without an MPI launcher: a clear error.
+# Usage: dist_test.sh GPTRAIN_BINARY MPIRUN   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
+set -uo pipefail
+mpirun=$2
+source "$(dirname "$0")/common.sh" "$1" the-verdict.txt instruction-data.json sms_spam/SMSSpamCollection \
+  gpt2_tokenizer/encoder.json
+export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+ranks2=("$mpirun" --oversubscribe -np 2 "$gptrain")
+tiny=(--data-dir "$data" --emb-dim 32 --n-layers 2 --n-heads 2 --context-length 32 --drop-rate 0.1 --lr 1e-3
+      --eval-interval 1 --eval-iters 1 --sample-tokens 0 --threads 1 --save-interval 6 --batch-size 1)
+# "step loss" per evaluation record
+losses() { sed -E 's/.*"step":([0-9]+).*"step_loss":([^,}]*).*/\1 \2/' "$1/metrics.jsonl"; }
+bound=$(awk 'BEGIN { u = 2^-24; K = 128; printf "%.6g", K * u / (1 - K * u) * 15 }')
+expect_close() {  # expect_close DIR REF_DIR WHAT: the same steps, losses within the bound
+  local out
+  out=$(paste <(losses "$1") <(losses "$2") | awk -v b="$bound" '
+    { n++; if ($1 != $3) { print "step " $1 " against " $3; bad = 1; exit }
+      e = ($2 - $4) / $4; if (e < 0) e = -e; if (e > worst) worst = e; if (e > b) { print "step " $1 ": " $2 " vs " $4; bad = 1 } }
+    END { if (!bad) printf "%d steps, largest rel. difference %.3g (bound %s)\n", n, worst, b; exit bad }')
+  local rc=$?
+  echo "$3: $out"
+  [ "$rc" -eq 0 ] || fail "$3: $out"
+  [ "$(losses "$1" | wc -l)" -eq "$(losses "$2" | wc -l)" ] || fail "$3: record counts differ"
+}
+
+# 1. two ranks against accumulation in one process
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 12 --out-dir "$work/m" > "$work/m.log" 2>&1 || fail "2 ranks exited $?"
+expect_in "$work/m.log" "2 ranks (mpi) x 1 micro-batch(es) of 1 per step"
+[ "$(grep -c '^gptrain pretrain$' "$work/m.log")" -eq 1 ] || fail "2 ranks: the header printed $(grep -c '^gptrain pretrain$' "$work/m.log") times"
+[ "$(wc -l < "$work/m/metrics.jsonl")" -eq 12 ] || fail "2 ranks: $(wc -l < "$work/m/metrics.jsonl") records, expected 12"
+for f in run.json loss.svg checkpoints/step_00000006/DONE checkpoints/step_00000012/DONE final/model.safetensors; do
+  [ -e "$work/m/$f" ] || fail "2 ranks: missing $f"
+done
+grep -q '"ranks": 2' "$work/m/run.json" || fail "2 ranks: run.json does not record the ranks"
+"$gptrain" pretrain "${tiny[@]}" --max-steps 12 --grad-accum 2 --out-dir "$work/s" > "$work/s.log" 2>&1 ||
+  fail "--grad-accum 2 exited $?"
+expect_close "$work/m" "$work/s" "2 ranks vs --grad-accum 2"
+
+# 2. resume across world sizes
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 6 --out-dir "$work/r1" > "$work/r1.log" 2>&1 || fail "r1 exited $?"
+"$gptrain" pretrain "${tiny[@]}" --max-steps 12 --grad-accum 2 --resume --out-dir "$work/r1" >> "$work/r1.log" 2>&1 ||
+  fail "2 ranks resumed by 1 exited $?"
+expect_close "$work/r1" "$work/m" "2 ranks, resumed by 1 with --grad-accum 2"
+"$gptrain" pretrain "${tiny[@]}" --max-steps 6 --grad-accum 2 --out-dir "$work/r2" > "$work/r2.log" 2>&1 || fail "r2 exited $?"
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 12 --resume --out-dir "$work/r2" >> "$work/r2.log" 2>&1 ||
+  fail "1 process resumed by 2 ranks exited $?"
+expect_close "$work/r2" "$work/s" "1 process, resumed by 2 ranks"
+out=$("${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 14 --grad-accum 2 --resume --out-dir "$work/s" 2>&1)
+echo "$out" | grep -q "micro-batches per step (ranks x --grad-accum): checkpoint 2 (1 x 2), now 4 (2 x 2)" ||
+  fail "a resume with other micro-batches per step was not refused: $(echo "$out" | tail -3)"
+
+# 3. the finetuning commands
+"${ranks2[@]}" finetune-cls --data-dir "$data" --init "$work/m/final" --max-length 32 --batch-size 2 --max-steps 3 \
+  --eval-interval 2 --eval-iters 1 --threads 1 --out-dir "$work/cls" > "$work/cls.log" 2>&1 || fail "finetune-cls on 2 ranks exited $?"
+expect_in "$work/cls.log" "Test accuracy:"
+[ "$(grep -c '^Test accuracy:' "$work/cls.log")" -eq 1 ] || fail "finetune-cls: the final scores printed more than once"
+[ -s "$work/cls/final/model.safetensors" ] || fail "finetune-cls on 2 ranks wrote no final/"
+"${ranks2[@]}" finetune-instruct --data-dir "$data" --init "$work/m/final" --train-split 0.02 --test-split 0.005 \
+  --batch-size 2 --max-steps 3 --eval-interval 2 --eval-iters 1 --max-length 32 --sample-tokens 2 --answer-tokens 2 \
+  --threads 1 --out-dir "$work/ins" > "$work/ins.log" 2>&1 || fail "finetune-instruct on 2 ranks exited $?"
+[ -s "$work/ins/final/model.safetensors" ] || fail "finetune-instruct on 2 ranks wrote no final/"
+[ -s "$work/ins/test-responses.json" ] || fail "finetune-instruct on 2 ranks wrote no test answers"
+
+# 4. torchrun-style variables need an MPI launcher
+out=$(RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$gptrain" pretrain "${tiny[@]}" \
+  --max-steps 1 --out-dir "$work/t" 2>&1)
+echo "$out" | grep -q "start them with mpirun or srun" || fail "torchrun-style launch: $(echo "$out" | tail -2)"
+
+finish "data-parallel end-to-end"
