@@ -16,6 +16,7 @@ mpirun=$2
 source "$(dirname "$0")/common.sh" "$1" the-verdict.txt instruction-data.json sms_spam/SMSSpamCollection \
   gpt2_tokenizer/encoder.json
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_plm=${OMPI_MCA_plm:-isolated} OMPI_MCA_btl_vader_single_copy_mechanism=none  # one node, no ssh
 ranks2=("$mpirun" --oversubscribe -np 2 "$gptrain")
 tiny=(--data-dir "$data" --emb-dim 32 --n-layers 2 --n-heads 2 --context-length 32 --drop-rate 0.1 --lr 1e-3
       --eval-interval 1 --eval-iters 1 --sample-tokens 0 --threads 1 --save-interval 6 --batch-size 1)
