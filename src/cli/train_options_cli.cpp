@@ -22,6 +22,11 @@ void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& 
   s->add_option("--min-lr", o.min_lr, "Final learning rate of the cosine decay");
   s->add_option("--grad-clip", o.grad_clip, "Clip gradients to this global L2 norm after warmup (0: off)");
   s->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->capture_default_str();
+  s->add_option("--zero", o.zero,
+                "1: shard AdamW's state across the ranks of a data-parallel run (ZeRO stage 1; checkpoints still hold "
+                "all of it)")
+      ->check(CLI::IsMember({0, 1}))
+      ->capture_default_str();
 }
 
 void add_shape_options(CLI::App* s, ShapeOverrides& shape, bool with_tie_weights) {

@@ -32,6 +32,15 @@ class SingleProcess final : public Communicator {
   void all_gather(const float* send, float* recv, size_t count) override {
     if (send != recv) std::memmove(recv, send, count * sizeof(float));
   }
+  void gather(const float* send, float* recv, size_t count, int root) override {
+    if (root != 0) fail("gather to rank {} in a world of one process", root);
+    if (send != recv) std::memmove(recv, send, count * sizeof(float));
+  }
+  void reduce_scatter_blocks(float*, size_t, size_t) override {}
+  void all_gather_blocks(float*, size_t, size_t) override {}
+  void gather_blocks(const float* send, float* recv, size_t count, size_t, int root) override {
+    gather(send, recv, count, root);
+  }
 };
 
 std::optional<std::string> lookup(const std::map<std::string, std::string>* env, const char* name) {

@@ -49,6 +49,17 @@ class Communicator {
   virtual void reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
   // send [count] from every rank; recv [size * count] holds them in rank order.
   virtual void all_gather(const float* send, float* recv, size_t count) = 0;
+  // The same into root's recv alone (the others' recv is not touched and may be null).
+  virtual void gather(const float* send, float* recv, size_t count, int root) = 0;
+
+  // Over a buffer of `count` elements in blocks of `block` (rank r's at r * block; the last
+  // rank's holds the rest), in place: afterwards rank r's block holds that block's sum over the
+  // ranks (the rest of its buffer is undefined). ZeRO's reduce-scatter, with no padded copy.
+  virtual void reduce_scatter_blocks(float* data, size_t count, size_t block) = 0;
+  // In place: every rank's buffer gets rank r's block from rank r.
+  virtual void all_gather_blocks(float* data, size_t count, size_t block) = 0;
+  // Rank r's block, given compact in send, into root's recv [count] at r * block.
+  virtual void gather_blocks(const float* send, float* recv, size_t count, size_t block, int root) = 0;
 
  protected:
   explicit Communicator(const LaunchInfo& info) : info_(info) {}

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -68,6 +69,31 @@ class MpiCommunicator final : public Communicator {
                         MPI_COMM_WORLD),
           "MPI_Allgather");
   }
+  void reduce_scatter_blocks(float* data, size_t count, size_t block) override {
+    const Blocks b = blocks(count, block);
+    // MPI_IN_PLACE leaves rank r's result at the start of its buffer: move it to its block.
+    check(MPI_Reduce_scatter(MPI_IN_PLACE, data, b.counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Reduce_scatter");
+    const size_t mine = static_cast<size_t>(b.counts[static_cast<size_t>(rank())]);
+    std::memmove(data + static_cast<size_t>(b.displs[static_cast<size_t>(rank())]), data, mine * sizeof(float));
+  }
+  void all_gather_blocks(float* data, size_t count, size_t block) override {
+    const Blocks b = blocks(count, block);
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, b.counts.data(), b.displs.data(), MPI_FLOAT,
+                         MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+  }
+  void gather_blocks(const float* send, float* recv, size_t count, size_t block, int root) override {
+    const Blocks b = blocks(count, block);
+    check(MPI_Gatherv(send, b.counts[static_cast<size_t>(rank())], MPI_FLOAT, recv, b.counts.data(), b.displs.data(),
+                      MPI_FLOAT, root, MPI_COMM_WORLD),
+          "MPI_Gatherv");
+  }
+  void gather(const float* send, float* recv, size_t count, int root) override {
+    check(MPI_Gather(send, static_cast<int>(count), MPI_FLOAT, recv, static_cast<int>(count), MPI_FLOAT, root,
+                     MPI_COMM_WORLD),
+          "MPI_Gather");
+  }
 
  private:
   // In place: blocks of ceil(count / size) reduced on their rank and gathered back; the tail
@@ -101,6 +127,20 @@ class MpiCommunicator final : public Communicator {
       return block_f_;
     else
       return block_d_;
+  }
+  struct Blocks {
+    std::vector<int> counts, displs;
+  };
+  Blocks blocks(size_t count, size_t block) const {
+    if (count > static_cast<size_t>(1) << 31 || block * static_cast<size_t>(size()) < count)
+      fail("{} values in blocks of {} over {} ranks: beyond MPI's int counts or not covered", count, block, size());
+    Blocks b;
+    for (int r = 0; r < size(); ++r) {
+      const size_t begin = std::min(count, static_cast<size_t>(r) * block), end = std::min(count, begin + block);
+      b.counts.push_back(static_cast<int>(end - begin));
+      b.displs.push_back(static_cast<int>(begin));
+    }
+    return b;
   }
   std::vector<char> scratch_;
   std::vector<float> block_f_;

@@ -1,5 +1,6 @@
 #include "train/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/ops.h"
@@ -13,11 +14,21 @@ AdamW::AdamW(ParameterSet& params, const AdamWOptions& options) : params_(params
   if (!(options.beta2 >= 0 && options.beta2 < 1)) fail("beta2 must be in [0, 1), got {}", options.beta2);
   if (!(options.eps > 0)) fail("eps must be positive, got {}", options.eps);
   if (!(options.weight_decay >= 0)) fail("weight decay must be non-negative, got {}", options.weight_decay);
+  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards)
+    fail("optimizer shard {} of {}", options.shard, options.shards);
   params.ensure_grads();
   const Tensor grads = params.flat_grads();
   if (grads.defined()) {
-    m_ = Tensor::zeros(grads.shape());
-    v_ = Tensor::zeros(grads.shape());
+    const int64_t n = grads.numel();
+    block_ = (n + options.shards - 1) / options.shards;
+    begin_ = std::min(n, options.shard * block_);
+    end_ = std::min(n, begin_ + block_);
+    m_ = Tensor::zeros({std::max<int64_t>(end_ - begin_, 1)});
+    v_ = Tensor::zeros({std::max<int64_t>(end_ - begin_, 1)});
+    if (!sharded()) {  // the whole buffer, in its shape
+      m_ = Tensor::zeros(grads.shape());
+      v_ = Tensor::zeros(grads.shape());
+    }
   }
 }
 
@@ -25,14 +36,20 @@ void AdamW::step(double lr) {
   if (!m_.defined()) return;  // nothing trainable
   ++step_;
   const Tensor grads = params_.flat_grads();
-  GPTRAIN_CHECK(grads.numel() == m_.numel(), "trainable parameters changed after the optimizer was built");
+  if (!sharded()) GPTRAIN_CHECK(grads.numel() == m_.numel(), "trainable parameters changed after the optimizer was built");
   for (const Parameter& p : params_.all()) {
     if (!p.trainable) continue;
     const int64_t offset = p.grad.data() - grads.data();
     const int64_t n = p.value.numel();
-    kernels::AdamWParams ap{n, lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, step_};
+    // The part of this parameter in the shard (all of it without shards).
+    const int64_t a = std::max(offset, begin_), b = std::min(offset + n, end_);
+    if (a >= b) continue;
+    kernels::AdamWParams ap{b - a, lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, step_};
     if (options_.no_decay_bias_and_norm && p.is_bias_or_norm()) ap.weight_decay = 0.0;
-    ops::adamw_step(p.value, p.grad, m_.slice_rows(offset, offset + n), v_.slice_rows(offset, offset + n), ap);
+    const Tensor value = p.value.reshape({n}).slice_rows(a - offset, b - offset);
+    const Tensor grad = p.grad.reshape({n}).slice_rows(a - offset, b - offset);
+    ops::adamw_step(value, grad, m_.reshape({m_.numel()}).slice_rows(a - begin_, b - begin_),
+                    v_.reshape({v_.numel()}).slice_rows(a - begin_, b - begin_), ap);
   }
 }
 

@@ -17,6 +17,9 @@ struct AdamWOptions {
   // Exempt 1-D parameters (biases, LayerNorm scale and shift) from weight decay, as nanoGPT and
   // HF do. Off by default: the book decays every parameter it passes to the optimizer.
   bool no_decay_bias_and_norm = false;
+  // ZeRO stage 1 (--zero 1): the optimizer state of `shards` ranks split in equal blocks of the
+  // trainable gradient buffer; this one keeps and updates block `shard` only.
+  int shards = 1, shard = 0;
 };
 
 class AdamW {
@@ -31,15 +34,21 @@ class AdamW {
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t step) { step_ = step; }
   const AdamWOptions& options() const { return options_; }
-  // Moments in the gradient buffer's layout (trainable parameters only), for checkpoints.
+  // Moments in the gradient buffer's layout (trainable parameters only), for checkpoints; with
+  // shards, of this shard's elements [shard_begin, shard_end) of that buffer only.
   Tensor first_moment() const { return m_; }
   Tensor second_moment() const { return v_; }
+  bool sharded() const { return options_.shards > 1; }
+  int64_t shard_begin() const { return begin_; }
+  int64_t shard_end() const { return end_; }
+  int64_t shard_size() const { return block_; }  // the block every shard has (the last may hold fewer)
 
  private:
   ParameterSet& params_;
   AdamWOptions options_;
   Tensor m_, v_;
   int64_t step_ = 0;
+  int64_t begin_ = 0, end_ = 0, block_ = 0;
 };
 
 // Global L2 norm of all trainable gradients (double accumulation; does not depend on threads).

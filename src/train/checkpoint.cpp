@@ -85,7 +85,7 @@ fs::path checkpoint_dir(const fs::path& run_dir, int64_t step) {
 }
 
 fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, const AdamW& optimizer, const TrainerState& state,
-                         int keep_last, const std::vector<std::string>& class_names) {
+                         int keep_last, const std::vector<std::string>& class_names, const FullMoments* full) {
   const fs::path final_dir = checkpoint_dir(run_dir, state.step);
   if (fs::is_regular_file(final_dir / kDone)) return final_dir;  // this step is already saved
   const fs::path temp = final_dir.parent_path() / (kTempPrefix + final_dir.filename().string());
@@ -109,7 +109,11 @@ fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, cons
       kill_at && std::to_string(state.step) == kill_at)
     ::raise(SIGKILL);
   std::vector<std::pair<std::string, Tensor>> moments;
-  if (optimizer.first_moment().defined()) {
+  if (optimizer.sharded()) {
+    GPTRAIN_CHECK(full && full->m.defined(), "a sharded optimizer's checkpoint needs its gathered moments");
+    moments.emplace_back("adamw.m", full->m);
+    moments.emplace_back("adamw.v", full->v);
+  } else if (optimizer.first_moment().defined()) {
     moments.emplace_back("adamw.m", optimizer.first_moment());
     moments.emplace_back("adamw.v", optimizer.second_moment());
   }
@@ -210,7 +214,15 @@ TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, Ada
     fail("{}: the checkpoint was trained with a different set of trainable parameters ({} then, {} now); "
          "resume with the same freezing options",
          opt_path.string(), saved.size(), now.size());
-  if (optimizer.first_moment().defined()) {
+  if (optimizer.sharded()) {  // the whole moments are in the file; this shard keeps its block
+    const int64_t n = model.params().flat_grads().numel();
+    for (const auto& [name, mine] : {std::pair{"adamw.m", optimizer.first_moment()}, {"adamw.v", optimizer.second_moment()}}) {
+      const Tensor whole = f.load_as(name, DType::F32);
+      if (whole.numel() != n) fail("{}: {} has {} values for {} trainable ones", opt_path.string(), name, whole.numel(), n);
+      const int64_t a = optimizer.shard_begin(), b = optimizer.shard_end();
+      if (b > a) mine.reshape({mine.numel()}).slice_rows(0, b - a).copy_from(whole.reshape({n}).slice_rows(a, b));
+    }
+  } else if (optimizer.first_moment().defined()) {
     f.load_into("adamw.m", optimizer.first_moment());
     f.load_into("adamw.v", optimizer.second_moment());
   }

@@ -30,10 +30,17 @@ struct TrainerState {
 
 std::filesystem::path checkpoint_dir(const std::filesystem::path& run_dir, int64_t step);
 
+// A sharded optimizer's whole moments (--zero 1: gathered from every rank), which a checkpoint holds.
+struct FullMoments {
+  Tensor m, v;
+};
+
 // Writes the checkpoint of `state` and keeps at most `keep_last` complete ones (0 keeps all).
+// A sharded optimizer's moments come in `full` (a checkpoint is the same for any shards).
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const Transformer& model, const AdamW& optimizer,
                                       const TrainerState& state, int keep_last,
-                                      const std::vector<std::string>& class_names = {});
+                                      const std::vector<std::string>& class_names = {},
+                                      const FullMoments* full = nullptr);
 
 // The complete checkpoint with the highest step, if any (incomplete and temporary dirs are ignored).
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);

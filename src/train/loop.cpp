@@ -2,10 +2,14 @@
 
 #include <fmt/core.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <csignal>
 #include <cmath>
+#include <optional>
 
+#include "kernels/ops.h"
 #include "util/error.h"
 #include "util/rng.h"
 #include "util/signals.h"
@@ -18,8 +22,80 @@ AdamWOptions adamw_options(const TrainOptions& o) {
   ao.lr = o.lr;
   ao.weight_decay = o.weight_decay;
   ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
+  if (o.zero) {
+    ao.shards = dist::world().size();
+    ao.shard = dist::world().rank();
+  }
   return ao;
 }
+
+namespace {
+
+// --zero 1 (optimizer state sharded as llm.c does): each rank keeps the AdamW moments of one block
+// of the trainable gradient buffer, receives that block of the summed gradient (reduce-scatter),
+// updates the weights in it, and every rank gathers everyone's updated weights (all-gather).
+class ZeroShards {
+ public:
+  ZeroShards(dist::Communicator& comm, const AdamW& optimizer, ParameterSet& params)
+      : comm_(comm), opt_(optimizer), params_(params) {
+    if (params.dtype() != DType::F32) fail("--zero 1 shards float32 models only");
+    if (opt_.options().shards != comm.size())
+      fail("the optimizer is split in {} shards for {} ranks", opt_.options().shards, comm.size());
+    // The weights are gathered in place in the parameter buffer, which has the gradient buffer's
+    // layout when everything trains.
+    if (params.flat_grads().numel() != params.flat_values().numel())
+      fail("--zero 1 shards the optimizer state of a model whose every parameter trains (with LoRA or --trainable "
+           "the state is small already)");
+  }
+
+  // The gradient buffer's block of this rank, summed over the ranks, in place (the rest of the
+  // buffer is left undefined and is not read).
+  void reduce_scatter_gradients() {
+    const Tensor g = params_.flat_grads();
+    comm_.reduce_scatter_blocks(g.data<float>(), count(), block());
+  }
+
+  // clip_grad_norm over the blocks: the norm of the whole summed gradient, the same on every rank.
+  void clip(double max_norm) {
+    const Tensor mine = shard_of(params_.flat_grads());
+    double sq = mine.defined() ? ops::sum_squares(mine) : 0.0;
+    comm_.all_reduce_sum(&sq, 1);
+    const float coef = static_cast<float>(max_norm) / (static_cast<float>(std::sqrt(sq)) + 1e-6f);
+    if (coef < 1.0f && mine.defined()) ops::scale_(mine, coef);
+  }
+
+  // After each rank updated its block: everyone's weights from the blocks of all.
+  void gather_weights() { comm_.all_gather_blocks(params_.flat_values().data<float>(), count(), block()); }
+
+  // The whole moments on the main rank (a collective: every rank calls it).
+  FullMoments gather_moments() {
+    FullMoments full;
+    for (const auto& [moment, out] : {std::pair{opt_.first_moment(), &full.m}, {opt_.second_moment(), &full.v}}) {
+      if (comm_.is_main()) *out = Tensor::empty({static_cast<int64_t>(count())});
+      comm_.gather_blocks(moment.data<float>(), comm_.is_main() ? out->data<float>() : nullptr, count(), block(), 0);
+    }
+    return full;
+  }
+
+ private:
+  size_t count() const { return static_cast<size_t>(params_.flat_grads().numel()); }
+  size_t block() const { return static_cast<size_t>(opt_.shard_size()); }
+  Tensor shard_of(const Tensor& flat) const {
+    if (opt_.shard_end() <= opt_.shard_begin()) return Tensor();
+    return flat.reshape({flat.numel()}).slice_rows(opt_.shard_begin(), opt_.shard_end());
+  }
+  dist::Communicator& comm_;
+  const AdamW& opt_;
+  ParameterSet& params_;
+};
+
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
 
 LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
   LoopOptions lo;
@@ -103,10 +179,14 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
   };
   std::vector<MicroBatch> mine;
   double recent_tokens_per_s = 0;
-  // Every rank holds the same model and optimizer state; the main rank alone writes them.
+  std::optional<ZeroShards> zero;
+  if (optimizer.sharded() && model.params().flat_grads().defined()) zero.emplace(comm, optimizer, model.params());
+  // Every rank holds the same model and optimizer state (with --zero 1, its block of the state);
+  // the main rank alone writes them.
   auto checkpoint = [&] {
+    const FullMoments full = zero ? zero->gather_moments() : FullMoments{};
     if (!comm.is_main()) return;
-    save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names());
+    save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names(), zero ? &full : nullptr);
     metrics.write_plots(o.examples_axis);
   };
   double last_loss = NAN, last_lr = 0;
@@ -172,7 +252,9 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
         step_sums[1] += static_cast<double>(b.B * b.T);
         step_sums[2] += static_cast<double>(b.B);
       }
-      if (comm.size() > 1) {
+      if (zero) {
+        zero->reduce_scatter_gradients();
+      } else if (comm.size() > 1) {
         const Tensor grads = model.params().flat_grads();
         if (grads.defined()) {
           if (grads.dtype() == DType::F64)
@@ -192,10 +274,16 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
         fail("the training loss became {} at step {} (epoch {}): lower --lr, enable --grad-clip, or check the data; "
              "the last good checkpoint is in {}",
              loss, state.step, state.epoch + 1, (run_dir / "checkpoints").string());
-      if (o.on_gradients) o.on_gradients(state.step, model.params());
-      if (o.grad_clip > 0 && state.step >= o.schedule.warmup_steps) clip_grad_norm(model.params(), o.grad_clip);
+      if (o.on_gradients && !zero) o.on_gradients(state.step, model.params());  // with --zero, blocks only
+      if (o.grad_clip > 0 && state.step >= o.schedule.warmup_steps) {
+        if (zero)
+          zero->clip(o.grad_clip);
+        else
+          clip_grad_norm(model.params(), o.grad_clip);
+      }
       const double lr = o.schedule.at(state.step);
       optimizer.step(lr);
+      if (zero) zero->gather_weights();
       state.tokens_seen += step_tokens;
       result.tokens_trained += step_tokens;
       state.batch += group;
@@ -256,6 +344,15 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     if (state.batch > 0 && state.batch < nb) task.end_of_epoch(state.epoch, progress);
   }
   progress.finish();
+  if (comm.size() > 1) {  // each rank's peak memory, printed by the main one
+    const float mine_mb = static_cast<float>(peak_rss_mb());
+    std::vector<float> all(static_cast<size_t>(comm.size()));
+    comm.gather(&mine_mb, all.data(), 1, 0);
+    std::string list;
+    for (float mb : all) list += fmt::format("{}{:.0f}", list.empty() ? "" : ", ", mb);
+    if (comm.is_main())
+      fmt::print("peak memory per rank (MB){}: {}\n", zero ? ", optimizer state sharded (--zero 1)" : "", list);
+  }
   if (stop) {
     checkpoint();
     result.interrupted = true;

@@ -26,6 +26,7 @@ nlohmann::json train_options_json(const TrainOptions& o) {
           {"threads", o.threads}};
   // A data-parallel run records its ranks (absent: 1, so single-process records read as before).
   if (const int ranks = dist::world().size(); ranks > 1) j["ranks"] = ranks;
+  if (o.zero) j["zero"] = o.zero;
   if (o.lora.enabled()) {
     j["lora-rank"] = o.lora.rank;
     j["lora-alpha"] = o.lora.alpha.value_or(static_cast<double>(o.lora.rank));
@@ -39,7 +40,7 @@ nlohmann::json train_options_json(const TrainOptions& o) {
 const std::set<std::string>& train_options_may_change_on_resume() {
   // ranks and grad-accum may trade places as long as the micro-batches per step stay (run_dir.cpp).
   static const std::set<std::string> keys = {"epochs",    "max-steps", "eval-interval", "eval-iters", "save-interval",
-                                             "keep-last", "threads",   "ranks",         "grad-accum"};
+                                             "keep-last", "threads",   "ranks",         "grad-accum", "zero"};
   return keys;
 }
 

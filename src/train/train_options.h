@@ -32,6 +32,7 @@ struct TrainOptions {
   double min_lr = 0.0;
   double grad_clip = 0.0;  // 0: off
   int64_t grad_accum = 1;
+  int zero = 0;  // 1: AdamW's state sharded across the ranks (ZeRO stage 1)
   int64_t save_interval = 0;  // 0: after every epoch
   int keep_last = 2;
   uint64_t seed = 123;

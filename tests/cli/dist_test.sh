@@ -8,8 +8,11 @@
 #   2. resume across world sizes: 2 ranks stopped at step 6 and continued by 1 process with
 #      --grad-accum 2 (and the reverse) give the uninterrupted run's losses within that bound; a
 #      resume that changes the micro-batches per step is refused;
-#   3. finetune-cls and finetune-instruct run on 2 ranks and write their final/ once;
-#   4. torchrun-style variables without an MPI launcher: a clear error.
+#   3. --zero 1 (AdamW's state sharded): the same losses, bit for bit (on 2 ranks each summed
+#      element is one addition, as in the all-reduce), a checkpoint with the whole state that a
+#      single process resumes, each rank's peak memory printed;
+#   4. finetune-cls and finetune-instruct run on 2 ranks and write their final/ once;
+#   5. torchrun-style variables without an MPI launcher: a clear error.
 # Usage: dist_test.sh GPTRAIN_BINARY MPIRUN   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
 mpirun=$2
@@ -61,7 +64,18 @@ out=$("${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 14 --grad-accum 2 --resum
 echo "$out" | grep -q "micro-batches per step (ranks x --grad-accum): checkpoint 2 (1 x 2), now 4 (2 x 2)" ||
   fail "a resume with other micro-batches per step was not refused: $(echo "$out" | tail -3)"
 
-# 3. the finetuning commands
+# 3. --zero 1
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 12 --zero 1 --out-dir "$work/z" > "$work/z.log" 2>&1 || fail "--zero 1 exited $?"
+cmp -s <(losses "$work/z") <(losses "$work/m") || fail "--zero 1: losses differ from the unsharded run"
+cmp -s "$work/z/final/model.safetensors" "$work/m/final/model.safetensors" || fail "--zero 1: other final weights"
+cmp -s "$work/z/checkpoints/step_00000012/optimizer.safetensors" "$work/m/checkpoints/step_00000012/optimizer.safetensors" ||
+  fail "--zero 1: the checkpoint's optimizer state differs from the unsharded run's"
+expect_in "$work/z.log" "peak memory per rank (MB), optimizer state sharded (--zero 1): [0-9]*, [0-9]*"
+expect_in "$work/m.log" "peak memory per rank (MB): [0-9]*, [0-9]*"
+"$gptrain" pretrain "${tiny[@]}" --max-steps 14 --grad-accum 2 --resume --out-dir "$work/z" > "$work/z2.log" 2>&1 ||
+  fail "a --zero 1 checkpoint resumed by one process exited $?"
+
+# 4. the finetuning commands
 "${ranks2[@]}" finetune-cls --data-dir "$data" --init "$work/m/final" --max-length 32 --batch-size 2 --max-steps 3 \
   --eval-interval 2 --eval-iters 1 --threads 1 --out-dir "$work/cls" > "$work/cls.log" 2>&1 || fail "finetune-cls on 2 ranks exited $?"
 expect_in "$work/cls.log" "Test accuracy:"
@@ -73,7 +87,7 @@ expect_in "$work/cls.log" "Test accuracy:"
 [ -s "$work/ins/final/model.safetensors" ] || fail "finetune-instruct on 2 ranks wrote no final/"
 [ -s "$work/ins/test-responses.json" ] || fail "finetune-instruct on 2 ranks wrote no test answers"
 
-# 4. torchrun-style variables need an MPI launcher
+# 5. torchrun-style variables need an MPI launcher
 out=$(RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$gptrain" pretrain "${tiny[@]}" \
   --max-steps 1 --out-dir "$work/t" 2>&1)
 echo "$out" | grep -q "start them with mpirun or srun" || fail "torchrun-style launch: $(echo "$out" | tail -2)"

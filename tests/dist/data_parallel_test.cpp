@@ -90,11 +90,16 @@ struct TrainedRun {
 constexpr int64_t kSteps = 3;
 constexpr double kLr = 1e-3;
 
-TrainedRun train(dist::Communicator& comm, int64_t batch, int64_t accum, bool masked, const fs::path& dir) {
+TrainedRun train(dist::Communicator& comm, int64_t batch, int64_t accum, bool masked, const fs::path& dir,
+                 bool zero = false) {
   Transformer model(tiny_config(), 11);
   model.allocate_grads();
   AdamWOptions ao;
   ao.lr = kLr;
+  if (zero) {
+    ao.shards = comm.size();
+    ao.shard = comm.rank();
+  }
   AdamW optimizer(model.params(), ao);
   FixedRows task(batch, masked);
   LoopOptions lo;
@@ -225,6 +230,18 @@ TEST_F(DataParallel, unequal_target_counts_weigh_by_targets_not_micro_batches) {
   EXPECT_GT(std::fabs(mean_of_means - by_targets), bounds(2).loss * by_targets);
   std::printf("step 0: targets %lld and %lld; the loss over them %.8f, the old mean of means %.8f\n",
               static_cast<long long>(n0), static_cast<long long>(n1), by_targets, mean_of_means);
+}
+
+// --zero 1: the optimizer state in one block per rank, the gradient reduce-scattered, the weights
+// all-gathered. On 2 ranks every summed element is the one addition of the two ranks' values, as
+// in the all-reduce, and AdamW is element-wise: the run is the unsharded one, bit for bit.
+TEST_F(DataParallel, zero_1_is_the_unsharded_run_bit_for_bit) {
+  const TrainedRun plain = train(dist::world(), 1, 1, true, dir_ / "plain");
+  const TrainedRun zero = train(dist::world(), 1, 1, true, dir_ / "zero", true);
+  ASSERT_EQ(zero.losses.size(), plain.losses.size());
+  for (size_t s = 0; s < plain.losses.size(); ++s) EXPECT_EQ(zero.losses[s], plain.losses[s]) << "step " << s;
+  for (const auto& [name, p] : plain.params) EXPECT_TRUE(zero.params.at(name) == p) << name;
+  EXPECT_TRUE(zero.gradients.empty());  // the hook does not see blocks
 }
 
 }  // namespace
