@@ -6,8 +6,10 @@
 #      --grad-accum 2 within the bound of data_parallel_test.cpp: gamma_K * D with K = max(4C,
 #      T x rows) = 128 and D = 6L + 3 = 15;
 #   2. resume across world sizes: 2 ranks stopped at step 6 and continued by 1 process with
-#      --grad-accum 2 (and the reverse) give the uninterrupted run's losses within that bound; a
-#      resume that changes the micro-batches per step is refused;
+#      --grad-accum 2 (and the reverse) give the uninterrupted run's losses within that bound; so
+#      does a 2-rank run stopped by SIGINT to mpirun (every rank stops after the same step, rank 0
+#      checkpoints); `kill -9` of rank 1 makes mpirun end rank 0 within seconds, naming rank 1,
+#      and the last checkpoint resumes; a resume that changes the micro-batches per step is refused;
 #   3. --zero 1 (AdamW's state sharded): the same losses, bit for bit (on 2 ranks each summed
 #      element is one addition, as in the all-reduce), a checkpoint with the whole state that a
 #      single process resumes, each rank's peak memory printed;
@@ -60,6 +62,48 @@ expect_close "$work/r1" "$work/m" "2 ranks, resumed by 1 with --grad-accum 2"
 "${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 12 --resume --out-dir "$work/r2" >> "$work/r2.log" 2>&1 ||
   fail "1 process resumed by 2 ranks exited $?"
 expect_close "$work/r2" "$work/s" "1 process, resumed by 2 ranks"
+# SIGINT to mpirun mid-run (it passes a SIGTERM to every rank), then one process continues
+wait_records() {  # wait_records DIR N: until DIR/metrics.jsonl has N records (at most 60 s)
+  for _ in $(seq 1 600); do
+    [ -f "$1/metrics.jsonl" ] && [ "$(wc -l < "$1/metrics.jsonl")" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 60 --out-dir "$work/long" > "$work/long.log" 2>&1 || fail "60 steps on 2 ranks exited $?"
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 60 --out-dir "$work/i" > "$work/i.log" 2>&1 &
+launcher=$!
+wait_records "$work/i" 8 || fail "SIGINT: the run did not start"
+kill -INT "$launcher"
+wait "$launcher"
+rc=$?
+[ "$rc" -ne 0 ] || fail "SIGINT: mpirun exited 0"
+expect_in "$work/i.log" "continue with --resume"
+if [ "$(wc -l < "$work/i/metrics.jsonl")" -ge 60 ]; then
+  echo "SIGINT arrived after the last step: the resume below has nothing to do"
+fi
+"$gptrain" pretrain "${tiny[@]}" --max-steps 60 --grad-accum 2 --resume --out-dir "$work/i" >> "$work/i.log" 2>&1 ||
+  fail "resume of the interrupted 2-rank run by 1 process exited $?"
+expect_close "$work/i" "$work/long" "2 ranks stopped by SIGINT, resumed by 1 process"
+# kill -9 of rank 1: rank 0 must not hang
+"${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 400 --out-dir "$work/k" > "$work/k.log" 2>&1 &
+launcher=$!
+wait_records "$work/k" 13 || fail "kill -9: the run did not start"
+victim=""
+for p in $(pgrep -f "pretrain.*$work/k"); do
+  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+done
+[ -n "$victim" ] || fail "kill -9: rank 1 not found"
+kill -9 "$victim"
+start=$SECONDS
+wait "$launcher"
+rc=$?
+[ "$rc" -ne 0 ] || fail "kill -9 of rank 1: mpirun exited 0"
+[ $((SECONDS - start)) -le 30 ] || fail "kill -9 of rank 1: rank 0 took $((SECONDS - start)) s to end"
+expect_in "$work/k.log" "rank 1 .*exited on signal 9"
+"$gptrain" pretrain "${tiny[@]}" --max-steps 20 --grad-accum 2 --resume --out-dir "$work/k" > "$work/k2.log" 2>&1 ||
+  fail "the last checkpoint after kill -9 did not resume: exit $?"
+expect_in "$work/k2.log" "resuming from .*step_000000"
 out=$("${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 14 --grad-accum 2 --resume --out-dir "$work/s" 2>&1)
 echo "$out" | grep -q "micro-batches per step (ranks x --grad-accum): checkpoint 2 (1 x 2), now 4 (2 x 2)" ||
   fail "a resume with other micro-batches per step was not refused: $(echo "$out" | tail -3)"
