@@ -180,6 +180,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
   std::vector<MicroBatch> mine;
   double recent_tokens_per_s = 0;
   std::optional<ZeroShards> zero;
+  double exchange_seconds = 0, step_seconds = 0;  // the gradient's collectives, and the steps they are part of
   if (optimizer.sharded() && model.params().flat_grads().defined()) zero.emplace(comm, optimizer, model.params());
   // Every rank holds the same model and optimizer state (with --zero 1, its block of the state);
   // the main rank alone writes them.
@@ -252,6 +253,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
         step_sums[1] += static_cast<double>(b.B * b.T);
         step_sums[2] += static_cast<double>(b.B);
       }
+      Timer exchange;
       if (zero) {
         zero->reduce_scatter_gradients();
       } else if (comm.size() > 1) {
@@ -263,6 +265,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
             comm.all_reduce_sum(grads.data<float>(), static_cast<size_t>(grads.numel()));
         }
       }
+      exchange_seconds += exchange.seconds();
       comm.all_reduce_sum(step_sums, 3);
       const int64_t step_tokens = static_cast<int64_t>(step_sums[1]);
       state.examples_seen += static_cast<int64_t>(step_sums[2]);
@@ -283,7 +286,11 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
       }
       const double lr = o.schedule.at(state.step);
       optimizer.step(lr);
-      if (zero) zero->gather_weights();
+      if (zero) {
+        Timer gather;
+        zero->gather_weights();
+        exchange_seconds += gather.seconds();
+      }
       state.tokens_seen += step_tokens;
       result.tokens_trained += step_tokens;
       state.batch += group;
@@ -291,6 +298,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
       ++state.step;
       ++steps_this_run;
       recent_tokens_per_s = static_cast<double>(step_tokens) / step_timer.seconds();
+      step_seconds += step_timer.seconds();
 
       last_loss = loss;
       last_lr = lr;
@@ -350,8 +358,15 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     comm.gather(&mine_mb, all.data(), 1, 0);
     std::string list;
     for (float mb : all) list += fmt::format("{}{:.0f}", list.empty() ? "" : ", ", mb);
-    if (comm.is_main())
+    if (comm.is_main()) {
       fmt::print("peak memory per rank (MB){}: {}\n", zero ? ", optimizer state sharded (--zero 1)" : "", list);
+      const Tensor g = model.params().flat_grads();
+      if (steps_this_run > 0 && g.defined())
+        fmt::print("gradient exchange ({}): {:.1f} MB per step, {:.1f} ms per step ({:.1f}% of the steps' time)\n",
+                   zero ? "reduce-scatter + all-gather of the weights" : "all-reduce",
+                   static_cast<double>(g.numel()) * 4 / 1e6, exchange_seconds / steps_this_run * 1e3,
+                   step_seconds > 0 ? 100 * exchange_seconds / step_seconds : 0.0);
+    }
   }
   if (stop) {
     checkpoint();
