@@ -211,7 +211,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
 
   const nlohmann::json opts = options_json(o, o.data, balance);
   fmt::print("gptrain finetune-cls\n");
-  for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());
+  print_run_options(opts);
   fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
   const ClassifierSplits splits = prepare_classifier_splits(dopt);
   const int64_t n_classes = static_cast<int64_t>(splits.class_names.size());

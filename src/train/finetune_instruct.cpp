@@ -179,7 +179,7 @@ int run_finetune_instruct(const InstructOptions& o_in) {
                                           options_json(InstructOptions{}));
 
   fmt::print("gptrain finetune-instruct\n");
-  for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());
+  print_run_options(opts);
   fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
   const int64_t max_length = std::min(o.max_length, cfg.context_length);
   if (max_length < o.max_length)

@@ -180,7 +180,7 @@ int run_pretrain(const PretrainOptions& o_in) {
                                           options_json(PretrainOptions{}, o.files));
 
   fmt::print("gptrain pretrain\n");
-  for (auto it = opts.begin(); it != opts.end(); ++it) fmt::print("  --{} {}\n", it.key(), it.value().dump());
+  print_run_options(opts);
   fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
 
   // Data.

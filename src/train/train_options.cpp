@@ -1,5 +1,7 @@
 #include "train/train_options.h"
 
+#include <fmt/core.h>
+
 #include "dist/communicator.h"
 
 namespace gptrain {
@@ -35,6 +37,12 @@ nlohmann::json train_options_json(const TrainOptions& o) {
     j["lora-dropout"] = o.lora.dropout;
   }
   return j;
+}
+
+void print_run_options(const nlohmann::json& options) {
+  for (auto it = options.begin(); it != options.end(); ++it)
+    if (it.key() != "ranks") fmt::print("  --{} {}\n", it.key(), it.value().dump());
+  if (options.contains("ranks")) fmt::print("  (ranks: {})\n", options["ranks"].dump());
 }
 
 const std::set<std::string>& train_options_may_change_on_resume() {

@@ -52,6 +52,10 @@ nlohmann::json train_options_json(const TrainOptions& o);
 // runs from before those options existed read back the same.
 nlohmann::json shape_options_json(const ShapeOverrides& s, bool with_tie_weights);
 
+// Prints a run's options as the command line spells them ("  --lr 0.0004"), one per line; what the
+// run records besides its options (the ranks of a data-parallel run) comes last, as a note.
+void print_run_options(const nlohmann::json& options);
+
 // Shared options a resumed run may change: they do not alter what the next steps compute, except
 // that --epochs and --max-steps set the cosine schedule's length (review defect F1, not fixed yet).
 const std::set<std::string>& train_options_may_change_on_resume();
