@@ -71,8 +71,12 @@ std::unique_ptr<Communicator> make_single_process();
 // MPI's world communicator (MPI initialised on the first call, finalised at exit); an error
 // naming the build when gptrain was built without MPI.
 std::unique_ptr<Communicator> make_mpi();
+// NCCL over this rank's GPU (GPU local_rank; every pointer given to it is device memory):
+// bootstrapped over MPI under mpirun/srun, or by NCCL itself from MASTER_ADDR:MASTER_PORT under
+// torchrun-style variables. The CUDA backend's runs use it; an error naming the build without NCCL.
+std::unique_ptr<Communicator> make_nccl();
 bool have_mpi();   // built with MPI
-bool have_nccl();  // built with NCCL
+bool have_nccl();  // built with NCCL (and CUDA)
 
 // The communicator of this process: MPI when a launcher started more than one rank, else the
 // single process. Created on first use; the same object after.
