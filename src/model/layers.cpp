@@ -153,8 +153,8 @@ uint64_t Attention::probabilities_offset(const Pass& pass, const AttentionActs& 
   return static_cast<uint64_t>(pass.seq_offset) * static_cast<uint64_t>(shape.n_heads) * T * T;
 }
 
-void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
-                        int64_t layer) const {
+void Attention::attend(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
+                       int64_t layer) const {
   if (q_norm >= 0) {  // Qwen3: per-head norms after the projection, before the rotation
     qkv.forward(P, a.qkv_raw, x, pass);
     ops::qk_norm_forward(a.qkv, a.qk_rstd, a.qkv_raw, value(P, q_norm), value(P, k_norm), shape, qk_norm_eps);
@@ -172,12 +172,16 @@ void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Ten
     ops::attention_forward(a.y, a.stats, a.qkv, shape, pass.dropout_p, pass.site_seed(layer, 0),
                            probabilities_offset(pass, a));
   }
+}
+
+void Attention::forward(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass,
+                        int64_t layer) const {
+  attend(P, a, x, pass, layer);
   proj.forward(P, a.proj, a.y, pass);
 }
 
-void Attention::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x,
-                         const AttentionActs& a, const BlockGrads& g, const Pass& pass, int64_t layer) const {
-  proj.backward(P, g.dy, dproj, a.y, InputGrad::Write, pass);
+void Attention::attend_backward(ParameterSet& P, const Tensor& dx, const Tensor& x, const AttentionActs& a,
+                                const BlockGrads& g, const Pass& pass, int64_t layer) const {
   ops::attention_backward(g.dqkv, g.dy, a.qkv, a.stats, shape, pass.dropout_p, pass.site_seed(layer, 0),
                           InputGrad::Write, probabilities_offset(pass, a));
   if (rope) ops::rope_backward(g.dqkv, pass.rope_cos, pass.rope_sin, shape);  // in place
@@ -185,6 +189,12 @@ void Attention::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj,
     ops::qk_norm_backward(g.dqkv, grad(P, q_norm), grad(P, k_norm), g.dqkv, a.qkv_raw, value(P, q_norm),
                           value(P, k_norm), a.qk_rstd, shape, InputGrad::Write);
   qkv.backward(P, dx, g.dqkv, x, InputGrad::Write, pass);
+}
+
+void Attention::backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x,
+                         const AttentionActs& a, const BlockGrads& g, const Pass& pass, int64_t layer) const {
+  proj.backward(P, g.dy, dproj, a.y, InputGrad::Write, pass);
+  attend_backward(P, dx, x, a, g, pass, layer);
 }
 
 void Mlp::forward(const ParameterSet& P, const MlpActs& a, const Tensor& x, const Pass& pass) const {

@@ -150,6 +150,12 @@ struct Attention {
   // dx (written) from d(acts.proj).
   void backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const AttentionActs& a,
                 const BlockGrads& g, const Pass& pass, int64_t layer) const;
+  // The two halves: acts.y (the heads' outputs) from x, and dx (written) from g.dy = d(acts.y).
+  // The output projection is `proj`, applied by forward/backward or, on a subset of rows, by the
+  // caller (a classifier's last block: model/transformer.h, PooledTail).
+  void attend(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass, int64_t layer) const;
+  void attend_backward(ParameterSet& P, const Tensor& dx, const Tensor& x, const AttentionActs& a,
+                       const BlockGrads& g, const Pass& pass, int64_t layer) const;
   uint64_t probabilities_offset(const Pass& pass, const AttentionActs& a) const;
 };
 

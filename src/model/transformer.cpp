@@ -261,6 +261,44 @@ void Transformer::block_forward(const Block& b, const BlockActs& a, const Tensor
   ops::residual_forward(out, a.res2, a.mlp.proj);
 }
 
+void Transformer::tail_forward(const Block& b, const BlockActs& a, const Tensor& x, const PooledTail& t,
+                               const Pass& pass) const {
+  const int64_t B = t.x.dim(0), C = config_.emb_dim;
+  const kernels::PoolMode mode = pool_mode(config_.pooling);
+  b.ln1.forward(params_, a.ln1, x);
+  b.attn.attend(params_, a.attn, a.ln1.out, pass, b.layer);
+  ops::pool_forward(t.y.reshape({B, a.attn.y.dim(2)}), a.attn.y, mode);
+  ops::pool_forward(t.x.reshape({B, C}), x, mode);
+  b.attn.proj.forward(params_, t.proj, t.y, pass);
+  ops::residual_forward(t.res2, t.x, t.proj);
+  b.ln2.forward(params_, t.ln2, t.res2);
+  b.mlp.forward(params_, t.mlp, t.ln2.out, pass);
+  ops::residual_forward(t.res3, t.res2, t.mlp.proj);
+}
+
+void Transformer::tail_backward(const Block& b, const BlockActs& a, const Tensor& x, const PooledTail& t,
+                                const Tensor& dres, bool need_dx, const BlockGrads& g, const Pass& pass) {
+  const int64_t B = t.x.dim(0), T = x.dim(1), C = config_.emb_dim;
+  const kernels::PoolMode mode = pool_mode(config_.pooling);
+  // res3 = res2 + mlp(ln2(res2)) on the pooled rows: t.dres flows on and gathers ln2's gradient.
+  const BlockGrads tail_grads{Tensor(), t.dnorm, Tensor(), Tensor(), t.dhidden, t.dact};
+  b.mlp.backward(params_, t.dnorm, t.dres, t.ln2.out, t.mlp, tail_grads, pass);
+  b.ln2.backward(params_, t.dres, t.dnorm, t.res2, t.ln2, InputGrad::Accumulate);
+  // res2 = x + proj(y): the pooled rows' gradient into the attention, zero on the others.
+  b.attn.proj.backward(params_, t.dy, t.dres, t.y, InputGrad::Write, pass);
+  ops::pool_backward(g.dy.reshape({B, T, a.attn.y.dim(2)}), t.dy.reshape({B, a.attn.y.dim(2)}), mode,
+                     InputGrad::Write);
+  if (need_dx) ops::pool_backward(dres, t.dres.reshape({B, C}), mode, InputGrad::Write);
+  const bool ln1_trains = (b.ln1.weight >= 0 && params_[b.ln1.weight].trainable) ||
+                          (b.ln1.bias >= 0 && params_[b.ln1.bias].trainable);
+  if (!need_dx && !ln1_trains) {
+    b.attn.attend_backward(params_, Tensor(), a.ln1.out, a.attn, g, pass, b.layer);
+    return;
+  }
+  b.attn.attend_backward(params_, g.dnorm, a.ln1.out, a.attn, g, pass, b.layer);
+  b.ln1.backward(params_, need_dx ? dres : Tensor(), g.dnorm, x, a.ln1, InputGrad::Accumulate);
+}
+
 void Transformer::block_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres,
                                  bool need_dx, const BlockGrads& g, const Pass& pass) {
   // out = res2 + dropout(mlp): d(res2) = dres (flows on unchanged), the branch gets dropout's
@@ -299,7 +337,9 @@ void plan_norm(const ModelConfig& c, DType t, Arena& arena, NormActs& a, int64_t
 
 int64_t mlp_hidden(const ModelConfig& c) { return c.mlp == MlpKind::SwiGLU ? 2 * c.mlp_width() : c.mlp_width(); }
 
-void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64_t B, int64_t T, bool stats) {
+// attention_only: the block runs its output projection and MLP elsewhere (PooledTail).
+void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64_t B, int64_t T, bool stats,
+                bool attention_only = false) {
   const int64_t C = c.emb_dim;
   plan_norm(c, t, arena, a.ln1, B, T);
   if (c.qk_norm) {
@@ -311,6 +351,7 @@ void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64
   a.attn.qkv = arena.alloc({B, T, c.qkv_width()}, t);
   a.attn.stats = stats ? arena.alloc({B, c.n_heads, T, 2}, t) : Tensor();
   a.attn.y = arena.alloc({B, T, c.q_width()}, t);
+  if (attention_only) return;
   a.attn.proj = arena.alloc({B, T, C}, t);
   a.res2 = arena.alloc({B, T, C}, t);
   plan_norm(c, t, arena, a.ln2, B, T);
@@ -335,13 +376,38 @@ void plan_batch(const ModelConfig& c, const AdapterPlan& plan, DType t, BatchWor
   ws.tokens = arena.alloc({BT}, DType::I32);
   ws.targets = arena.alloc({classifier ? B : BT}, DType::I32);
   ws.encoded = arena.alloc({B, T, C}, t);
+  // A classifier reading one row per sequence runs its last block after the attention, and the
+  // final norm, on those rows (PooledTail), unless dropout is on while training.
+  PooledTail& tail = ws.tail;
+  tail = PooledTail{};
+  tail.on = classifier && c.pooling != Pooling::Mean && c.n_layers > 0 &&
+            !(training && (c.drop_rate > 0 || plan.dropout > 0));
   const int64_t stored = training ? c.n_layers : std::min<int64_t>(c.n_layers, 1);
   ws.blocks.assign(static_cast<size_t>(c.n_layers), BlockActs{});
-  for (int64_t l = 0; l < stored; ++l) plan_block(c, t, arena, ws.blocks[static_cast<size_t>(l)], B, T, /*stats=*/true);
+  for (int64_t l = 0; l < stored; ++l)
+    plan_block(c, t, arena, ws.blocks[static_cast<size_t>(l)], B, T, /*stats=*/true,
+               /*attention_only=*/training && tail.on && l == c.n_layers - 1);
   // Evaluation: every block reuses block 0's buffers, except the residual stream, which alternates
   // between res3 of block 0 and encoded (each block reads its input before writing its output).
   for (int64_t l = stored; l < c.n_layers; ++l) ws.blocks[static_cast<size_t>(l)] = ws.blocks[0];
-  plan_norm(c, t, arena, ws.lnf, B, T);
+  if (tail.on) {
+    for (Tensor* x : {&tail.x, &tail.proj, &tail.res2, &tail.res3}) *x = arena.alloc({B, 1, C}, t);
+    tail.y = arena.alloc({B, 1, c.q_width()}, t);
+    plan_norm(c, t, arena, tail.ln2, B, 1);
+    plan_norm(c, t, arena, tail.lnf, B, 1);
+    tail.mlp.hidden = arena.alloc({B, 1, mlp_hidden(c)}, t);
+    tail.mlp.act = arena.alloc({B, 1, c.mlp_width()}, t);
+    tail.mlp.proj = arena.alloc({B, 1, C}, t);
+    if (training) {
+      for (Tensor* x : {&tail.dres, &tail.dnorm}) *x = arena.alloc({B, 1, C}, t);
+      tail.dy = arena.alloc({B, 1, c.q_width()}, t);
+      tail.dhidden = arena.alloc({B, 1, mlp_hidden(c)}, t);
+      tail.dact = c.mlp == MlpKind::SwiGLU ? arena.alloc({B, 1, c.mlp_width()}, t) : Tensor();
+    }
+    ws.lnf = NormActs{};
+  } else {
+    plan_norm(c, t, arena, ws.lnf, B, T);
+  }
   if (c.positions == PositionKind::Rotary) {
     ws.rope_cos = arena.alloc({BT, c.head_size() / 2}, t);
     ws.rope_sin = arena.alloc({BT, c.head_size() / 2}, t);
@@ -354,7 +420,7 @@ void plan_batch(const ModelConfig& c, const AdapterPlan& plan, DType t, BatchWor
   ws.lse = arena.alloc({classifier ? B : BT}, t);
   if (training) {
     ws.dresidual = arena.alloc({B, T, C}, t);
-    ws.dlnf = arena.alloc({B, T, C}, t);
+    ws.dlnf = tail.on ? Tensor() : arena.alloc({B, T, C}, t);
     ws.dpooled = arena.alloc({B, C}, t);
     ws.grads.dbranch = arena.alloc({B, T, C}, t);
     ws.grads.dnorm = arena.alloc({B, T, C}, t);
@@ -421,10 +487,21 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   Tensor residual = ws.encoded;
   for (const Block& b : blocks_) {
     const BlockActs& a = ws.blocks[static_cast<size_t>(b.layer)];
+    if (ws.tail.on && b.layer == config_.n_layers - 1) {
+      tail_forward(b, a, residual, ws.tail, pass);
+      residual = ws.tail.res3;
+      break;
+    }
     // Evaluation shares block 0's buffers: write the block output where the next block reads it.
     const Tensor& out = keep ? a.res3 : (residual.raw() == ws.encoded.raw() ? a.res3 : ws.encoded);
     block_forward(b, a, residual, out, pass);
     residual = out;
+  }
+  if (ws.tail.on) {  // the pooled rows alone: the final norm and the head
+    ln_f_.forward(params_, ws.tail.lnf, residual);
+    head_.forward(params_, ws.logits, ws.tail.lnf.out.reshape({B, config_.emb_dim}), pass);
+    ws.output = ws.logits;
+    return ws.output;
   }
   ln_f_.forward(params_, ws.lnf, residual);
   if (config_.head == HeadType::Classifier) {
@@ -478,6 +555,21 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   const bool lnf_trainable = (ln_f_.weight >= 0 && params_[ln_f_.weight].trainable) ||
                              (ln_f_.bias >= 0 && params_[ln_f_.bias].trainable);
   const bool need_lnf_grad = lowest < L || lnf_trainable;
+  if (ws.tail.on) {
+    const PooledTail& t = ws.tail;
+    const int64_t B = ws.B, C = config_.emb_dim;
+    head_.backward(params_, need_lnf_grad ? ws.dpooled : Tensor(), ws.logits, t.lnf.out.reshape({B, C}),
+                   InputGrad::Write, pass);
+    if (!need_lnf_grad) return;
+    ln_f_.backward(params_, lowest < L ? t.dres : Tensor(), ws.dpooled.reshape({B, 1, C}), t.res3, t.lnf,
+                   InputGrad::Write);
+    if (lowest >= L) return;
+    const Tensor x_last = L > 1 ? ws.blocks[static_cast<size_t>(L - 2)].res3 : ws.encoded;
+    tail_backward(blocks_[static_cast<size_t>(L - 1)], ws.blocks[static_cast<size_t>(L - 1)], x_last, t,
+                  ws.dresidual, L - 1 > lowest, ws.grads, pass);
+    backward_below(ws, L - 2, lowest, pass);
+    return;
+  }
   if (config_.head == HeadType::Classifier) {
     head_.backward(params_, need_lnf_grad ? ws.dpooled : Tensor(), ws.logits, ws.pooled, InputGrad::Write, pass);
     if (need_lnf_grad) ops::pool_backward(ws.dlnf, ws.dpooled, pool_mode(config_.pooling), InputGrad::Write);
@@ -488,7 +580,11 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
 
   const Tensor top = L > 0 ? ws.blocks[static_cast<size_t>(L - 1)].res3 : ws.encoded;
   ln_f_.backward(params_, lowest < L ? ws.dresidual : Tensor(), ws.dlnf, top, ws.lnf, InputGrad::Write);
-  for (int64_t l = L - 1; l >= 0 && l >= lowest; --l) {
+  backward_below(ws, L - 1, lowest, pass);
+}
+
+void Transformer::backward_below(BatchWorkspace& ws, int64_t top, int64_t lowest, const Pass& pass) {
+  for (int64_t l = top; l >= 0 && l >= lowest; --l) {
     const Tensor x = l > 0 ? ws.blocks[static_cast<size_t>(l - 1)].res3 : ws.encoded;
     // Does anything under this block need its input gradient?
     block_backward(blocks_[static_cast<size_t>(l)], ws.blocks[static_cast<size_t>(l)], x, ws.dresidual, l > lowest,

@@ -44,6 +44,20 @@ struct BlockActs {
   Tensor res3;  // res2 + dropout(mlp): the block's output
 };
 
+// A classifier that reads one row per sequence (last or first pooling) needs its last block's
+// output at those rows alone. After the attention (which reads every row's keys and values), the
+// output projection, the residuals, the MLP and the final norm run on the B pooled rows; backward
+// runs them back and hands the attention a gradient that is zero on the other rows, as it is.
+// The book's chapter 6 head reads one row of 120: a twelfth of the products and all their
+// gradient work skipped. Off while training with dropout (its masks cover every row).
+struct PooledTail {
+  bool on = false;
+  Tensor x, y, proj, res2, res3;  // [B,1,C]: the block's input and the heads' outputs at the pooled rows, ...
+  NormActs ln2, lnf;
+  MlpActs mlp;
+  Tensor dres, dnorm, dy, dhidden, dact;  // their gradients
+};
+
 // The activations of one batch pass, planned once per (B, T, training) shape: a step allocates
 // nothing. Training keeps every block's; evaluation shares one block's across layers.
 struct BatchWorkspace {
@@ -58,6 +72,7 @@ struct BatchWorkspace {
   Tensor pooled, logits, losses, lse, output;
   BlockGrads grads;
   Tensor dresidual, dlnf, dpooled;
+  PooledTail tail;
   Tensor lora_x, lora_dx;  // LoRA dropout's scratch (training with adapter dropout only)
   ForwardOptions options;
   bool have_loss = false;
@@ -175,6 +190,13 @@ class Transformer {
   // dres holds d(out) and receives d(x) when need_dx (accumulated over the residual stream).
   void block_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres, bool need_dx,
                       const BlockGrads& g, const Pass& pass);
+  // The last block of a classifier on its pooled rows (PooledTail): forward into t.res3, and
+  // backward from t.dres (d(t.res3)) into dres (the block input's gradient, when need_dx).
+  void tail_forward(const Block& b, const BlockActs& a, const Tensor& x, const PooledTail& t, const Pass& pass) const;
+  void tail_backward(const Block& b, const BlockActs& a, const Tensor& x, const PooledTail& t, const Tensor& dres,
+                     bool need_dx, const BlockGrads& g, const Pass& pass);
+  // Blocks top..lowest (and the embeddings when they train), from ws.dresidual = d(block top's output).
+  void backward_below(BatchWorkspace& ws, int64_t top, int64_t lowest, const Pass& pass);
   Pass pass_for(const ForwardOptions& options) const;
   void init_where(uint64_t seed, bool adapters_only);
 
