@@ -362,7 +362,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
       fmt::print("peak memory per rank (MB){}: {}\n", zero ? ", optimizer state sharded (--zero 1)" : "", list);
       const Tensor g = model.params().flat_grads();
       if (steps_this_run > 0 && g.defined())
-        fmt::print("gradient exchange ({}): {:.1f} MB per step, {:.1f} ms per step ({:.1f}% of the steps' time)\n",
+        fmt::print("gradient exchange ({}): {:.4g} MB per step, {:.1f} ms per step ({:.1f}% of the steps' time)\n",
                    zero ? "reduce-scatter + all-gather of the weights" : "all-reduce",
                    static_cast<double>(g.numel()) * 4 / 1e6, exchange_seconds / steps_this_run * 1e3,
                    step_seconds > 0 ? 100 * exchange_seconds / step_seconds : 0.0);
