@@ -45,6 +45,13 @@ class Communicator {
   // root's `bytes` bytes at `data` copied to every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // root's string to every rank (its length, then its bytes). Host memory: not for NCCL.
+  void broadcast_string(std::string& s, int root) {
+    int64_t length = static_cast<int64_t>(s.size());
+    broadcast(&length, sizeof length, root);
+    s.resize(static_cast<size_t>(length));
+    broadcast(s.data(), s.size(), root);
+  }
   // send [size * count]: rank r receives in recv [count] the sum over ranks of send's r-th block.
   virtual void reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
   // send [count] from every rank; recv [size * count] holds them in rank order.

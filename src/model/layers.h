@@ -151,8 +151,8 @@ struct Attention {
   void backward(ParameterSet& P, const Tensor& dx, const Tensor& dproj, const Tensor& x, const AttentionActs& a,
                 const BlockGrads& g, const Pass& pass, int64_t layer) const;
   // The two halves: acts.y (the heads' outputs) from x, and dx (written) from g.dy = d(acts.y).
-  // The output projection is `proj`, applied by forward/backward or, on a subset of rows, by the
-  // caller (a classifier's last block: model/transformer.h, PooledTail).
+  // The output projection `proj` is then the caller's (the block's, on a subset of rows for a
+  // classifier's last block: model/transformer.h, PooledTail).
   void attend(const ParameterSet& P, const AttentionActs& a, const Tensor& x, const Pass& pass, int64_t layer) const;
   void attend_backward(ParameterSet& P, const Tensor& dx, const Tensor& x, const AttentionActs& a,
                        const BlockGrads& g, const Pass& pass, int64_t layer) const;

@@ -289,6 +289,13 @@ void Transformer::tail_backward(const Block& b, const BlockActs& a, const Tensor
   ops::pool_backward(g.dy.reshape({B, T, a.attn.y.dim(2)}), t.dy.reshape({B, a.attn.y.dim(2)}), mode,
                      InputGrad::Write);
   if (need_dx) ops::pool_backward(dres, t.dres.reshape({B, C}), mode, InputGrad::Write);
+  attend_ln1_backward(b, a, x, dres, need_dx, g, pass);
+}
+
+void Transformer::attend_ln1_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres,
+                                      bool need_dx, const BlockGrads& g, const Pass& pass) {
+  // The lowest block (LoRA, --trainable last-N) wants no input gradient: unless its ln1 trains,
+  // nothing reads d(ln1 out), so the qkv product's input gradient is skipped.
   const bool ln1_trains = (b.ln1.weight >= 0 && params_[b.ln1.weight].trainable) ||
                           (b.ln1.bias >= 0 && params_[b.ln1.bias].trainable);
   if (!need_dx && !ln1_trains) {
@@ -312,16 +319,8 @@ void Transformer::block_backward(const Block& b, const BlockActs& a, const Tenso
   const Tensor dattn = pass.dropout_p > 0 ? g.dbranch : dres;
   ops::dropout_backward(dattn, dres, pass.dropout_p, pass.site_seed(b.layer, 1), InputGrad::Write,
                         pass.mask_offset(x));
-  // The lowest block (LoRA, --trainable last-N) wants no input gradient: unless its ln1 trains,
-  // nothing reads d(ln1 out), so the qkv product's input gradient is skipped.
-  const bool ln1_trains = (b.ln1.weight >= 0 && params_[b.ln1.weight].trainable) ||
-                          (b.ln1.bias >= 0 && params_[b.ln1.bias].trainable);
-  if (!need_dx && !ln1_trains) {
-    b.attn.backward(params_, Tensor(), dattn, a.ln1.out, a.attn, g, pass, b.layer);
-    return;
-  }
-  b.attn.backward(params_, g.dnorm, dattn, a.ln1.out, a.attn, g, pass, b.layer);
-  b.ln1.backward(params_, need_dx ? dres : Tensor(), g.dnorm, x, a.ln1, InputGrad::Accumulate);
+  b.attn.proj.backward(params_, g.dy, dattn, a.attn.y, InputGrad::Write, pass);
+  attend_ln1_backward(b, a, x, dres, need_dx, g, pass);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,6 +335,12 @@ void plan_norm(const ModelConfig& c, DType t, Arena& arena, NormActs& a, int64_t
 }
 
 int64_t mlp_hidden(const ModelConfig& c) { return c.mlp == MlpKind::SwiGLU ? 2 * c.mlp_width() : c.mlp_width(); }
+
+void plan_mlp(const ModelConfig& c, DType t, Arena& arena, MlpActs& a, int64_t B, int64_t T) {
+  a.hidden = arena.alloc({B, T, mlp_hidden(c)}, t);
+  a.act = arena.alloc({B, T, c.mlp_width()}, t);
+  a.proj = arena.alloc({B, T, c.emb_dim}, t);
+}
 
 // attention_only: the block runs its output projection and MLP elsewhere (PooledTail).
 void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64_t B, int64_t T, bool stats,
@@ -355,9 +360,7 @@ void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64
   a.attn.proj = arena.alloc({B, T, C}, t);
   a.res2 = arena.alloc({B, T, C}, t);
   plan_norm(c, t, arena, a.ln2, B, T);
-  a.mlp.hidden = arena.alloc({B, T, mlp_hidden(c)}, t);
-  a.mlp.act = arena.alloc({B, T, c.mlp_width()}, t);
-  a.mlp.proj = arena.alloc({B, T, C}, t);
+  plan_mlp(c, t, arena, a.mlp, B, T);
   a.res3 = arena.alloc({B, T, C}, t);
 }
 
@@ -395,9 +398,7 @@ void plan_batch(const ModelConfig& c, const AdapterPlan& plan, DType t, BatchWor
     tail.y = arena.alloc({B, 1, c.q_width()}, t);
     plan_norm(c, t, arena, tail.ln2, B, 1);
     plan_norm(c, t, arena, tail.lnf, B, 1);
-    tail.mlp.hidden = arena.alloc({B, 1, mlp_hidden(c)}, t);
-    tail.mlp.act = arena.alloc({B, 1, c.mlp_width()}, t);
-    tail.mlp.proj = arena.alloc({B, 1, C}, t);
+    plan_mlp(c, t, arena, tail.mlp, B, 1);
     if (training) {
       for (Tensor* x : {&tail.dres, &tail.dnorm}) *x = arena.alloc({B, 1, C}, t);
       tail.dy = arena.alloc({B, 1, c.q_width()}, t);

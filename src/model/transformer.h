@@ -195,6 +195,9 @@ class Transformer {
   void tail_forward(const Block& b, const BlockActs& a, const Tensor& x, const PooledTail& t, const Pass& pass) const;
   void tail_backward(const Block& b, const BlockActs& a, const Tensor& x, const PooledTail& t, const Tensor& dres,
                      bool need_dx, const BlockGrads& g, const Pass& pass);
+  // A block's attention from g.dy (d of its heads' outputs), then ln1; dres gets d(x) when need_dx.
+  void attend_ln1_backward(const Block& b, const BlockActs& a, const Tensor& x, const Tensor& dres, bool need_dx,
+                           const BlockGrads& g, const Pass& pass);
   // Blocks top..lowest (and the embeddings when they train), from ws.dresidual = d(block top's output).
   void backward_below(BatchWorkspace& ws, int64_t top, int64_t lowest, const Pass& pass);
   Pass pass_for(const ForwardOptions& options) const;

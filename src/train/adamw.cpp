@@ -23,12 +23,10 @@ AdamW::AdamW(ParameterSet& params, const AdamWOptions& options) : params_(params
     block_ = (n + options.shards - 1) / options.shards;
     begin_ = std::min(n, options.shard * block_);
     end_ = std::min(n, begin_ + block_);
-    m_ = Tensor::zeros({std::max<int64_t>(end_ - begin_, 1)});
-    v_ = Tensor::zeros({std::max<int64_t>(end_ - begin_, 1)});
-    if (!sharded()) {  // the whole buffer, in its shape
-      m_ = Tensor::zeros(grads.shape());
-      v_ = Tensor::zeros(grads.shape());
-    }
+    // The whole buffer in its shape, or this shard's block (at least one element).
+    const Shape shape = sharded() ? Shape{std::max<int64_t>(end_ - begin_, 1)} : grads.shape();
+    m_ = Tensor::zeros(shape);
+    v_ = Tensor::zeros(shape);
   }
 }
 

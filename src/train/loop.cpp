@@ -356,9 +356,9 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     const float mine_mb = static_cast<float>(peak_rss_mb());
     std::vector<float> all(static_cast<size_t>(comm.size()));
     comm.gather(&mine_mb, all.data(), 1, 0);
-    std::string list;
-    for (float mb : all) list += fmt::format("{}{:.0f}", list.empty() ? "" : ", ", mb);
     if (comm.is_main()) {
+      std::string list;
+      for (float mb : all) list += fmt::format("{}{:.0f}", list.empty() ? "" : ", ", mb);
       fmt::print("peak memory per rank (MB){}: {}\n", zero ? ", optimizer state sharded (--zero 1)" : "", list);
       const Tensor g = model.params().flat_grads();
       if (steps_this_run > 0 && g.defined())

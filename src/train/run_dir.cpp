@@ -110,10 +110,7 @@ RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, b
   }
   comm.broadcast(&ok, sizeof ok, 0);
   if (!ok) fail("rank {}: the main rank could not prepare --out-dir {} (its error says why)", comm.rank(), dir.string());
-  int64_t length = static_cast<int64_t>(resume_from.size());
-  comm.broadcast(&length, sizeof length, 0);
-  resume_from.resize(static_cast<size_t>(length));
-  comm.broadcast(resume_from.data(), resume_from.size(), 0);
+  comm.broadcast_string(resume_from, 0);
   if (!comm.is_main()) {
     plan.dir = dir;
     if (!resume_from.empty()) {

@@ -180,10 +180,7 @@ class DataParallel : public ::testing::Test {
       char name[] = "/tmp/gptrain-dp-XXXXXX";
       dir = mkdtemp(name);
     }
-    int64_t length = static_cast<int64_t>(dir.size());
-    dist::world().broadcast(&length, sizeof length, 0);
-    dir.resize(static_cast<size_t>(length));
-    dist::world().broadcast(dir.data(), dir.size(), 0);
+    dist::world().broadcast_string(dir, 0);
     dir_ = dir;
   }
   void TearDown() override {
