@@ -53,10 +53,12 @@ int main(int argc, char** argv) {
   } catch (const gptrain::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "{}: error: {}\n", who, e.what());
+    gptrain::dist::abandon_world();
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     fmt::print(stderr, "{}: unexpected error: {}\n", who, e.what());
+    gptrain::dist::abandon_world();
     return 1;
   }
   return 0;

@@ -105,22 +105,37 @@ LaunchInfo detect_launch(const std::map<std::string, std::string>* env) {
   return LaunchInfo{};
 }
 
+int bootstrap_port(int offset) {
+  const char* v = std::getenv("MASTER_PORT");
+  if (!v || !*v) fail("torchrun-style launch without MASTER_PORT (and MASTER_ADDR): set both, or start with mpirun");
+  char* end = nullptr;
+  const long port = std::strtol(v, &end, 10);
+  if (*end != '\0' || port < 1 || port + offset > 65535)
+    fail("MASTER_PORT={} is not a TCP port gptrain can use (it needs MASTER_PORT + {} too)", v, offset);
+  return static_cast<int>(port + offset);
+}
+
 std::unique_ptr<Communicator> make_single_process() { return std::make_unique<SingleProcess>(); }
+
+namespace {
+Communicator* created_world = nullptr;
+}
+
+void abandon_world() {
+  if (created_world) created_world->abandon();
+}
 
 Communicator& world() {
   static std::unique_ptr<Communicator> comm = [] {
     const LaunchInfo info = detect_launch();
     if (info.size == 1) return make_single_process();
-    if (info.launcher == "torchrun")
-      fail("launched torchrun-style (RANK={}, WORLD_SIZE={}): gptrain's ranks talk through MPI, so start them "
-           "with mpirun or srun (e.g. mpirun -np {} gptrain ...)",
-           info.rank, info.size, info.size);
     if (!have_mpi())
       fail("launched as rank {} of {} by {}, but this gptrain was built without MPI (install libopenmpi-dev and "
            "rebuild)",
            info.rank, info.size, info.launcher);
     return make_mpi();
   }();
+  created_world = comm.get();
   return *comm;
 }
 

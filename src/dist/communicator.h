@@ -26,6 +26,11 @@ struct LaunchInfo {
 // naming it. `env` maps names to values (tests); the process environment when null.
 LaunchInfo detect_launch(const std::map<std::string, std::string>* env = nullptr);
 
+// Under torchrun-style variables, gptrain's own bootstraps meet at MASTER_ADDR on MASTER_PORT +
+// offset (torchrun's agent holds MASTER_PORT itself, for its TCPStore): offset 1 for the MPI
+// rendezvous (CPU ranks), 2 for NCCL's. An error naming MASTER_PORT when it is missing or not a port.
+int bootstrap_port(int offset);
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -45,6 +50,9 @@ class Communicator {
   // root's `bytes` bytes at `data` copied to every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // This rank failed and is leaving: make sure the others end too (ranks joined torchrun-style
+  // exit at once, so their peers see it; mpirun ends a job by itself when a rank exits non-zero).
+  virtual void abandon() {}
   // root's string to every rank (its length, then its bytes). Host memory: not for NCCL.
   void broadcast_string(std::string& s, int root) {
     int64_t length = static_cast<int64_t>(s.size());
@@ -88,6 +96,8 @@ bool have_nccl();  // built with NCCL (and CUDA)
 // The communicator of this process: MPI when a launcher started more than one rank, else the
 // single process. Created on first use; the same object after.
 Communicator& world();
+// A failing process's last call: world().abandon() if the world was created, else nothing.
+void abandon_world();
 
 // The CPU threads a rank gets by default: the node's cores divided among its local ranks, no more
 // than the cores the launcher bound it to, at least 1; 0 (all cores) for a rank alone on its node.

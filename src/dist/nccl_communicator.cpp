@@ -2,7 +2,7 @@
 // collectives is device memory of this rank's GPU). Sums are reduce-scatter + all-gather, as the
 // MPI communicator's, so every rank holds the same bits. Bootstrap: under mpirun/srun, rank 0's
 // ncclUniqueId goes to the others over MPI; under torchrun-style variables, NCCL_COMM_ID =
-// MASTER_ADDR:MASTER_PORT gives every rank the same id and rank 0 serves NCCL's own bootstrap
+// MASTER_ADDR:(MASTER_PORT + 2) gives every rank the same id and rank 0 serves NCCL's own bootstrap
 // there (NCCL's mechanism; nothing of ours on the wire). The rank takes GPU local_rank.
 #include <cuda_runtime_api.h>
 #include <nccl.h>
@@ -162,9 +162,9 @@ std::unique_ptr<Communicator> make_nccl() {
   ncclUniqueId id{};
   if (info.launcher == "torchrun" && info.size > 1) {
     const char* addr = std::getenv("MASTER_ADDR");
-    const char* port = std::getenv("MASTER_PORT");
-    if (!addr || !port) fail("torchrun-style launch of {} ranks without MASTER_ADDR and MASTER_PORT", info.size);
-    setenv("NCCL_COMM_ID", (std::string(addr) + ":" + port).c_str(), 1);  // the same id on every rank
+    if (!addr) fail("torchrun-style launch of {} ranks without MASTER_ADDR", info.size);
+    const int port = bootstrap_port(2);  // torchrun's agent holds MASTER_PORT
+    setenv("NCCL_COMM_ID", fmt::format("{}:{}", addr, port).c_str(), 1);  // the same id on every rank
     check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
   } else if (info.size > 1) {  // mpirun / srun: rank 0's id over MPI
     Communicator& host = world();

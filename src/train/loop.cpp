@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
+#include <string>
 #include <cmath>
 #include <optional>
 
@@ -89,7 +91,12 @@ class ZeroShards {
   ParameterSet& params_;
 };
 
+// This process image's peak resident memory: VmHWM, which starts afresh at exec (ru_maxrss keeps
+// the peak of the launcher that forked it, e.g. torchrun's Python).
 double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) / 1024.0;

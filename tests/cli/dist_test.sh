@@ -14,7 +14,10 @@
 #      element is one addition, as in the all-reduce), a checkpoint with the whole state that a
 #      single process resumes, each rank's peak memory printed;
 #   4. finetune-cls and finetune-instruct run on 2 ranks and write their final/ once;
-#   5. torchrun-style variables without an MPI launcher: a clear error.
+#   5. torchrun-style variables without mpirun: the ranks join through ompi-server and equal the
+#      mpirun run bit for bit; kill -9 of rank 1 ends rank 0 within seconds, naming rank 1, and
+#      the last checkpoint resumes; a rank with another WORLD_SIZE is refused; real torchrun too
+#      where PyTorch is installed.
 # Usage: dist_test.sh GPTRAIN_BINARY MPIRUN   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
 mpirun=$2
@@ -131,9 +134,59 @@ expect_in "$work/cls.log" "Test accuracy:"
 [ -s "$work/ins/final/model.safetensors" ] || fail "finetune-instruct on 2 ranks wrote no final/"
 [ -s "$work/ins/test-responses.json" ] || fail "finetune-instruct on 2 ranks wrote no test answers"
 
-# 5. torchrun-style variables need an MPI launcher
-out=$(RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$gptrain" pretrain "${tiny[@]}" \
-  --max-steps 1 --out-dir "$work/t" 2>&1)
-echo "$out" | grep -q "start them with mpirun or srun" || fail "torchrun-style launch: $(echo "$out" | tail -2)"
+# 5. torchrun-style variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) without mpirun: the
+#    ranks join through ompi-server at MASTER_PORT + 1; the run equals mpirun's bit for bit
+port=$((20000 + RANDOM % 20000))
+torchrun_style() {  # torchrun_style PORT RANK WORLD_SIZE ARGS...: one rank started as torchrun would
+  local p=$1 r=$2 n=$3
+  shift 3
+  RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$p \
+    GPTRAIN_RENDEZVOUS_TIMEOUT=60 "$gptrain" "$@"
+}
+torchrun_style "$port" 1 2 pretrain "${tiny[@]}" --max-steps 12 --out-dir "$work/t" > "$work/t1.log" 2>&1 &
+rank1=$!
+torchrun_style "$port" 0 2 pretrain "${tiny[@]}" --max-steps 12 --out-dir "$work/t" > "$work/t0.log" 2>&1 ||
+  fail "torchrun-style rank 0 exited $?: $(tail -2 "$work/t0.log")"
+wait "$rank1" || fail "torchrun-style rank 1 exited $?: $(tail -2 "$work/t1.log")"
+expect_in "$work/t0.log" "2 ranks (mpi) x 1 micro-batch(es) of 1 per step"
+cmp "$work/t/final/model.safetensors" "$work/m/final/model.safetensors" ||
+  fail "torchrun-style: the weights differ from mpirun's"
+pgrep -x ompi-server > /dev/null && sleep 1 && pgrep -x ompi-server > /dev/null && fail "ompi-server outlived the run"
+# kill -9 of rank 1: rank 0 ends within seconds, naming it; the last checkpoint resumes
+port=$((port + 10))
+torchrun_style "$port" 1 2 pretrain "${tiny[@]}" --max-steps 400 --out-dir "$work/tk" > "$work/tk1.log" 2>&1 &
+rank1=$!
+torchrun_style "$port" 0 2 pretrain "${tiny[@]}" --max-steps 400 --out-dir "$work/tk" > "$work/tk0.log" 2>&1 &
+rank0=$!
+wait_records "$work/tk" 13 || fail "torchrun-style kill -9: the run did not start"
+victim=""
+for p in $(pgrep -f "pretrain.*$work/tk"); do
+  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "RANK=1" && victim=$p
+done
+[ -n "$victim" ] || fail "torchrun-style kill -9: rank 1 not found"
+kill -9 "$victim"
+start=$SECONDS
+wait "$rank0"
+rc=$?
+[ "$rc" -ne 0 ] || fail "torchrun-style kill -9 of rank 1: rank 0 exited 0"
+[ $((SECONDS - start)) -le 10 ] || fail "torchrun-style kill -9 of rank 1: rank 0 took $((SECONDS - start)) s to end"
+wait "$rank1"
+expect_in "$work/tk0.log" "rank 1 of 2 ended without finishing"
+"$gptrain" pretrain "${tiny[@]}" --max-steps 14 --grad-accum 2 --resume --out-dir "$work/tk" >> "$work/tk0.log" 2>&1 ||
+  fail "the last checkpoint after a torchrun-style kill -9 did not resume: exit $?"
+# a rank with another WORLD_SIZE is refused by name
+port=$((port + 10))
+torchrun_style "$port" 1 3 pretrain "${tiny[@]}" --max-steps 1 --out-dir "$work/tw" > "$work/tw1.log" 2>&1 &
+rank1=$!
+out=$(torchrun_style "$port" 0 2 pretrain "${tiny[@]}" --max-steps 1 --out-dir "$work/tw" 2>&1)
+wait "$rank1"
+echo "$out" | grep -q "a different WORLD_SIZE" || fail "WORLD_SIZE mismatch: $(echo "$out" | tail -2)"
+# real torchrun, where PyTorch is installed (not in CI): its agent holds MASTER_PORT itself
+if command -v torchrun > /dev/null && python3 -c "import torch" 2> /dev/null; then
+  torchrun --nproc_per_node 2 --master_port $((port + 10)) --no-python "$gptrain" pretrain "${tiny[@]}" \
+    --max-steps 12 --out-dir "$work/tr" > "$work/tr.log" 2>&1 || fail "torchrun exited $?: $(tail -3 "$work/tr.log")"
+  cmp "$work/tr/final/model.safetensors" "$work/m/final/model.safetensors" || fail "torchrun: the weights differ"
+  echo "torchrun --nproc_per_node 2: the weights equal mpirun's"
+fi
 
 finish "data-parallel end-to-end"

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -59,6 +60,22 @@ TEST(Launch, bad_variables_are_errors_naming_them) {
   expect_error([&] { detect_launch(&too_big); }, "RANK=4 is not below WORLD_SIZE=4");
   const Env zero{{"WORLD_SIZE", "0"}, {"RANK", "0"}};
   expect_error([&] { detect_launch(&zero); }, "WORLD_SIZE=\"0\"");
+}
+
+TEST(Launch, torchrun_bootstraps_meet_beside_master_port) {
+  const char* saved = std::getenv("MASTER_PORT");
+  const std::string keep = saved ? saved : "";
+  setenv("MASTER_PORT", "29500", 1);
+  EXPECT_EQ(bootstrap_port(1), 29501);  // torchrun's agent holds 29500 itself
+  EXPECT_EQ(bootstrap_port(2), 29502);
+  for (const char* bad : {"", "x29500", "0", "65535"}) {
+    setenv("MASTER_PORT", bad, 1);
+    EXPECT_THROW(bootstrap_port(1), Error) << bad;
+  }
+  if (saved)
+    setenv("MASTER_PORT", keep.c_str(), 1);
+  else
+    unsetenv("MASTER_PORT");
 }
 
 TEST(SingleProcess, collectives_are_identities) {
