@@ -11,6 +11,7 @@ packages=(
   libicu-dev                  # NFC for Qwen's tokenizer.json (src/tokenizer/nfc.cpp)
   libcurl4-openssl-dev libssl-dev zlib1g-dev ca-certificates  # downloads (libcurl, HTTPS roots), sha256, zip data sets
   libopenmpi-dev openmpi-bin  # data-parallel training across processes (src/dist/); mpirun for its tests
+  libcpp-httplib-dev          # gptrain serve (src/serve/): HTTP/1.1 server, chunked streaming
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -22,5 +22,7 @@ Command register_finetune_cls(CLI::App& app);
 Command register_classify(CLI::App& app);
 Command register_merge_lora(CLI::App& app);
 Command register_export_gguf(CLI::App& app);
+Command register_serve(CLI::App& app);
+Command register_judge(CLI::App& app);
 
 }  // namespace gptrain::cli

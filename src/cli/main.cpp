@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   add(gptrain::cli::register_classify);
   add(gptrain::cli::register_merge_lora);
   add(gptrain::cli::register_export_gguf);
+  add(gptrain::cli::register_serve);
+  add(gptrain::cli::register_judge);
 
   try {
     app.parse(argc, argv);

@@ -27,13 +27,11 @@ std::string extract_response(std::string_view generated_text) {
   return strip_unicode_whitespace(text);
 }
 
-namespace {
-
-// A token's bytes; U+FFFD for an id past the tokenizer's (a model's vocabulary may be padded, as
-// Qwen3's 151936 rows over 151669 tokens, and a barely trained model can pick one).
 std::string token_text(const Tokenizer& tokenizer, int32_t id) {
   return id >= 0 && id < tokenizer.vocab_size() ? tokenizer.decode_token(id) : std::string("\xEF\xBF\xBD");
 }
+
+namespace {
 
 data::ChatRenderOptions render_options(const AnswerOptions& options) {
   data::ChatRenderOptions o;

@@ -77,6 +77,10 @@ std::vector<std::string> answer_entries(const Transformer& model, const Tokenize
                                         const AnswerOptions& options, AnswerStats& stats,
                                         const std::function<void(const std::string&)>& log = {});
 
+// A token's bytes; U+FFFD for an id past the tokenizer's (a model's vocabulary may be padded, as
+// Qwen3's 151936 rows over 151669 tokens, and a barely trained model can pick one).
+std::string token_text(const Tokenizer& tokenizer, int32_t id);
+
 // The text of generated ids (lossy UTF-8); an id past the tokenizer's vocabulary reads as U+FFFD.
 std::string decode_text(const Tokenizer& tokenizer, const std::vector<int32_t>& ids);
 

@@ -4,12 +4,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 
 namespace gptrain {
 
 namespace {
 
 std::atomic<int> g_signal{0};
+const char* g_message = "\ngptrain: stop requested; finishing the current step and saving a checkpoint "
+                        "(signal again to abort)\n";
 
 void on_signal(int sig) {
   if (g_signal.exchange(sig) != 0) {
@@ -18,14 +21,13 @@ void on_signal(int sig) {
     ::raise(sig);
     return;
   }
-  static const char msg[] = "\ngptrain: stop requested; finishing the current step and saving a checkpoint "
-                            "(signal again to abort)\n";
-  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, g_message, std::strlen(g_message));
 }
 
 }  // namespace
 
-void install_stop_handlers() {
+void install_stop_handlers(const char* message) {
+  if (message) g_message = message;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);

@@ -5,7 +5,8 @@
 
 namespace gptrain {
 
-void install_stop_handlers();
+// message: what the first signal prints (a static string); the training loops' by default.
+void install_stop_handlers(const char* message = nullptr);
 bool stop_requested();
 int stop_signal();  // the signal number received, 0 if none
 void reset_stop_request();
