@@ -40,6 +40,7 @@ struct GenerateCliOptions {
   uint64_t seed = 123;
   bool no_kv_cache = false;
   bool ignore_eos = false;
+  std::string weights_dtype = "f32";
   bool no_echo = false;
   bool print_ids = false;
   int threads = 0;
@@ -59,6 +60,7 @@ int run_generate(const GenerateCliOptions& o_in) {
   if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1], got {}", o.top_p);
   ops::set_num_threads(o.threads);
   std::unique_ptr<Transformer> model = load_model_dir(model_dir, load_options(o.choice));
+  apply_weights_dtype(*model, o.weights_dtype);
   const ModelConfig& config = model->config();
   const Tokenizer tokenizer = load_tokenizer_for_model(model_dir, config.family, o.data_dir);
 
@@ -149,6 +151,7 @@ Command register_generate(CLI::App& app) {
   s->add_flag("--no-echo", o->no_echo, "Print only the generated text, not the prompt before it");
   s->add_flag("--print-ids", o->print_ids, "Also print the generated token ids on standard error");
   s->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_weights_dtype_option(s, o->weights_dtype);
   s->add_option("--data-dir", o->data_dir, "Data directory with gpt2_tokenizer/, used when the model dir has no "
                                            "vocab.json + merges.txt [default: $GPTRAIN_DATA_DIR or ../shared/data]");
   return [o] { return run_generate(*o); };

@@ -33,6 +33,7 @@ struct ServeOptions {
   serve::ServerOptions server;
   serve::SchedulerOptions scheduler;
   int64_t max_tokens = 4096;
+  std::string weights_dtype = "f32";
   int threads = 0;
 };
 
@@ -53,6 +54,7 @@ int run_serve(ServeOptions o) {
   ops::set_num_threads(o.threads);
   resolve_model_choice(o.choice);
   const std::unique_ptr<Transformer> model = load_model_dir(o.choice.model, load_options(o.choice));
+  apply_weights_dtype(*model, o.weights_dtype);
   if (model->config().head != HeadType::LanguageModel)
     fail("--model {}: a classifier model; serve needs a language-model head", o.choice.model);
   const Tokenizer tokenizer = load_tokenizer_for_model(o.choice.model, model->config().family, o.data_dir);
@@ -68,9 +70,9 @@ int run_serve(ServeOptions o) {
   served.context_length = model->config().context_length;
   served.max_tokens_limit = o.max_tokens;
   served.family = model->config().family;
-  served.dtype = "F32";
+  served.dtype = o.weights_dtype == "f32" ? "F32" : o.weights_dtype == "f16" ? "F16" : "BF16";
   served.parameters = model->params().numel();
-  served.file_bytes = served.parameters * 4;
+  served.file_bytes = served.parameters * (o.weights_dtype == "f32" ? 4 : 2);
 
   serve::Scheduler scheduler(*model, [&tokenizer](int32_t id) { return token_text(tokenizer, id); }, o.scheduler);
   serve::Server server(served, scheduler, o.server);
@@ -80,11 +82,11 @@ int run_serve(ServeOptions o) {
     while (!stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     server.stop();
   });
-  fmt::print("gptrain serve: {} as '{}' ({} parameters, context {}; {}); {} sequences decoded together, {} more may wait\n"
+  fmt::print("gptrain serve: {} as '{}' ({} parameters, {} weights, context {}; {}); {} sequences decoded together, {} more may wait\n"
              "listening on http://{}:{} (OpenAI /v1/chat/completions, /v1/completions; Ollama /api/chat, /api/generate; "
              "chat page at /){}\n",
              o.choice.adapter.empty() ? o.choice.model : o.choice.model + " + adapter " + o.choice.adapter,
-             fmt::join(served.names, "', '"), served.parameters, served.context_length, prompt_line,
+             fmt::join(served.names, "', '"), served.parameters, o.weights_dtype, served.context_length, prompt_line,
              o.scheduler.parallel, o.scheduler.max_queue, o.server.host, server.port(),
              o.server.api_key.empty() ? "" : "; API key required");
   std::fflush(stdout);
@@ -124,6 +126,7 @@ Command register_serve(CLI::App& app) {
   add_prompt_options(s, o->prompt);
   s->add_option("--data-dir", o->data_dir, "Data directory, for the vocabulary when the model dir has none");
   s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
+  add_weights_dtype_option(s, o->weights_dtype);
   return [o] { return run_serve(*o); };
 }
 

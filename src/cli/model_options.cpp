@@ -50,4 +50,17 @@ fs::path prompt_dir(const ModelChoice& c) {
   return c.model;
 }
 
+void add_weights_dtype_option(CLI::App* s, std::string& dtype) {
+  s->add_option("--weights-dtype", dtype,
+                "Weights of the decode steps: f32, or f16 / bf16 (half the memory read per token; the model is rounded "
+                "to that type)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+}
+
+void apply_weights_dtype(Transformer& model, const std::string& dtype) {
+  if (dtype == "f16") model.set_decode_weights(DType::F16);
+  if (dtype == "bf16") model.set_decode_weights(DType::BF16);
+}
+
 }  // namespace gptrain::cli

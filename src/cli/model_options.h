@@ -25,6 +25,11 @@ void resolve_model_choice(ModelChoice& c);
 
 ModelLoadOptions load_options(const ModelChoice& c);
 
+// --weights-dtype f32|f16|bf16 of the decoding commands: decode rows read the weights in that type
+// (Transformer::set_decode_weights; the model becomes its rounding).
+void add_weights_dtype_option(CLI::App* s, std::string& dtype);
+void apply_weights_dtype(Transformer& model, const std::string& dtype);
+
 // The dir whose prompt format (tokenizer_config.json) and generation_config.json describe the
 // model as trained: the adapter's when it has them (finetune-instruct writes them there), else the
 // model's.

@@ -38,6 +38,11 @@ class Backend {
                               const MatmulParams& p) const = 0;
   virtual void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                                const void* weight, const MatmulParams& p) const = 0;
+  // The batch-invariant forward with weight[OC, IC] stored as `weight_type` (F16 or BF16): each
+  // output equals matmul_forward's batch-invariant one on the weight converted to this backend's
+  // type, bit for bit (decoding reads half the bytes).
+  virtual void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type,
+                                   const void* bias, const MatmulParams& p) const = 0;
   virtual void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const = 0;
   virtual void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A,
                              const void* B, const LoraParams& p) const = 0;

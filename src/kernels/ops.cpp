@@ -251,6 +251,28 @@ void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
   be.matmul_forward(out.raw(), inp.raw(), weight.raw(), cptr(bias), p);
 }
 
+void matmul_forward_half(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+  const OpTimer timer("matmul_forward_half");
+  require_defined(out, "matmul_forward_half", "out");
+  require_defined(inp, "matmul_forward_half", "inp");
+  require_defined(weight, "matmul_forward_half", "weight");
+  GPTRAIN_CHECK(weight.dtype() == DType::F16 || weight.dtype() == DType::BF16,
+                "matmul_forward_half: the weight is {}, not f16 or bf16", dtype_name(weight.dtype()));
+  GPTRAIN_CHECK(weight.device() == out.device(), "matmul_forward_half: the weight is on {}, the output on {}",
+                device_name(weight.device()), device_name(out.device()));
+  const Backend& be = select("matmul_forward_half", {&out, &inp, &bias});
+  GPTRAIN_CHECK(weight.ndim() == 2, "matmul_forward_half: weight shape {}", shape_string(weight.shape()));
+  const int64_t OC = weight.dim(0), IC = weight.dim(1);
+  GPTRAIN_CHECK(inp.dim(-1) == IC, "matmul_forward_half: input {} against weight {}", shape_string(inp.shape()),
+                shape_string(weight.shape()));
+  const int64_t N = inp.numel() / IC;
+  require_numel(out, N * OC, "matmul_forward_half", "out");
+  require_numel(bias, OC, "matmul_forward_half", "bias");
+  MatmulParams p{N, IC, OC};
+  p.batch_invariant = true;
+  be.matmul_forward_half(out.raw(), inp.raw(), static_cast<const uint16_t*>(weight.raw()), weight.dtype(), cptr(bias), p);
+}
+
 void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight, InputGrad mode) {
   const OpTimer timer("matmul_backward");

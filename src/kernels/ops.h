@@ -58,6 +58,9 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
 // out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC]; batch_invariant: see MatmulParams.
 void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
                     bool batch_invariant = false);
+// The decode product with weight [OC, IC] in F16 or BF16 (out, inp, bias f32): batch-invariant,
+// each output equal bit for bit to matmul_forward(batch_invariant) on the weight converted to f32.
+void matmul_forward_half(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
 void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight, InputGrad mode = InputGrad::Accumulate);
 

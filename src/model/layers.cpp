@@ -61,7 +61,12 @@ Tensor scratch_like(const Tensor& buffer, const Tensor& like) {
 }  // namespace
 
 void Linear::forward(const ParameterSet& P, const Tensor& y, const Tensor& x, const Pass& pass) const {
-  ops::matmul_forward(y, x, value(P, weight), value(P, bias), pass.batch_invariant);
+  const bool half = pass.batch_invariant && pass.half_weights && weight < static_cast<int>(pass.half_weights->size()) &&
+                    (*pass.half_weights)[static_cast<size_t>(weight)].defined();
+  if (half)
+    ops::matmul_forward_half(y, x, (*pass.half_weights)[static_cast<size_t>(weight)], value(P, bias));
+  else
+    ops::matmul_forward(y, x, value(P, weight), value(P, bias), pass.batch_invariant);
   if (lora_a < 0) return;
   Tensor input = x;
   if (pass.lora_dropout > 0) {

@@ -53,6 +53,9 @@ struct Pass {
   // optimizer step): every dropout mask is that batch's, so accumulation and data-parallel ranks
   // drop what one pass over the whole batch would.
   int64_t seqs = 1, seq_offset = 0;
+  // Batch-invariant passes: weights read from these f16 / bf16 copies (by parameter index; an
+  // undefined entry reads the f32 value). Transformer::set_decode_weights.
+  const std::vector<Tensor>* half_weights = nullptr;
 
   // The seed of dropout site `site` of `layer` (-1: the embeddings).
   uint64_t site_seed(int64_t layer, int site) const;

@@ -207,6 +207,37 @@ void Transformer::init_where(uint64_t seed, bool adapters_only) {
   }
 }
 
+void Transformer::set_decode_weights(DType dtype) {
+  if (dtype == decode_dtype_) return;
+  if (dtype != DType::F16 && dtype != DType::BF16)
+    fail("decode weights: {} is not f16 or bf16", dtype_name(dtype));
+  if (decode_dtype_ != DType::F32)
+    fail("decode weights are {} already; a model is rounded once", dtype_name(decode_dtype_));
+  if (params_[0].value.dtype() != DType::F32) fail("decode weights need an f32 model, this one is {}",
+                                                   dtype_name(params_[0].value.dtype()));
+  const bool bf16 = dtype == DType::BF16;
+  std::vector<int> weights;
+  for (const Block& b : blocks_)
+    for (const Linear* l : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj}) weights.push_back(l->weight);
+  weights.push_back(head_.weight);  // a tied head's is the token embedding: rounded with it
+  half_weights_.assign(static_cast<size_t>(params_.size()), Tensor());
+  for (const int w : weights) {
+    Tensor& half = half_weights_[static_cast<size_t>(w)];
+    if (half.defined()) continue;
+    const Tensor& value = params_[w].value;
+    half = Tensor::empty(value.shape(), dtype);
+    float* v = value.data<float>();
+    auto* h = static_cast<uint16_t*>(half.raw());
+    const int64_t n = value.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      h[i] = bf16 ? float_to_bf16(v[i]) : float_to_f16(v[i]);
+      v[i] = bf16 ? bf16_to_float(h[i]) : f16_to_float(h[i]);
+    }
+  }
+  decode_dtype_ = dtype;
+}
+
 void Transformer::merge_adapters() {
   std::vector<const Linear*> linears;
   for (const Block& b : blocks_)
@@ -681,6 +712,7 @@ const Tensor& Transformer::decode(DecodeWorkspace& ws, DecodeBatch& batch) const
   Pass pass;
   pass.kind = Pass::Kind::Decode;
   pass.batch_invariant = batch.batch_invariant;
+  if (!half_weights_.empty()) pass.half_weights = &half_weights_;
   pass.decode = batch.slots;
   if (rope_inv_freq_.defined()) {
     ops::rope_table(ws.rope_cos, ws.rope_sin, rope_inv_freq_, ws.positions, 1);

@@ -134,6 +134,12 @@ class Transformer {
   // B, so the model computes the same function with the adapter now inert. Refuses an adapter on
   // a tied head (merging it would change the token embedding too).
   void merge_adapters();
+  // Decoding reads every Linear's weight (the output head's too) from a copy in `dtype` (F16 or
+  // BF16): half the bytes per token. The f32 values are rounded to that type as well, so a prefill
+  // (BLAS on the f32 values) and the decode rows compute with the same weights: the model becomes
+  // its f16 / bf16 rounding. F32 leaves the weights as they are (only before any other call).
+  void set_decode_weights(DType dtype);
+  DType decode_weights() const { return decode_dtype_; }
 
   // Freezing. set_trainable_all(false) then thaw what should learn; call before training (it
   // rebuilds the gradient buffer). Parameter names: tok_emb.weight, pos_emb.weight,
@@ -212,6 +218,8 @@ class Transformer {
   Linear head_;
   Tensor rope_inv_freq_;  // [head_dim / 2], rotary models
   BatchWorkspace own_;
+  std::vector<Tensor> half_weights_;  // by parameter index: the decode copies (set_decode_weights)
+  DType decode_dtype_ = DType::F32;
 };
 
 // The parameters a model of `config` has, with names, shapes and layers but no memory (for counts

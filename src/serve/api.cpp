@@ -173,7 +173,7 @@ ParsedRequest parse_request(Api api, std::string_view body, const ServedModel& m
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers beyond a double (out_of_range)
     throw ApiError(400, fmt::format("the body is not JSON: {}", e.what()));
   }
   if (!j.is_object()) throw ApiError(400, fmt::format("the body must be a JSON object, got {}", type_name(j)));

@@ -24,6 +24,15 @@ struct JsonValue {
   std::vector<JsonValue> items;
   std::vector<std::pair<std::string, JsonValue>> members;  // in file order
 
+  // Defined in the .cpp, where JsonValue is complete: a vector of pairs holding the type being
+  // defined cannot instantiate its destructor here (clang with libstdc++ refuses).
+  JsonValue();
+  ~JsonValue();
+  JsonValue(const JsonValue&);
+  JsonValue(JsonValue&&) noexcept;
+  JsonValue& operator=(const JsonValue&);
+  JsonValue& operator=(JsonValue&&) noexcept;
+
   // The member named `key`, or nullptr (the last one when a key repeats, as serde keeps it).
   const JsonValue* find(std::string_view key) const;
   static const char* kind_name(Kind kind);

@@ -127,6 +127,18 @@ assert "".join(l["response"] for l in lines) == want
 print("/api/generate (JSON lines): the same text")
 PY
 
+# --weights-dtype f16 / bf16: the server's greedy text equals generate's with the same weights
+for dt in f16 bf16; do
+  "$gptrain" generate --model "$work/base/final" --data-dir "$data" --prompt "Every effort moves you" --max-new-tokens 12 \
+    --ignore-eos --no-echo --threads 1 --weights-dtype $dt > "$work/gen-$dt.txt" 2> /dev/null || fail "generate $dt exited $?"
+  start_server "$work/serve-$dt.log" --model "$work/base/final" --weights-dtype $dt || exit 1
+  out=$($clients post "$url" /v1/completions '{"prompt":"Every effort moves you","max_tokens":12,"temperature":0,"ignore_eos":true}')
+  python3 -c "import json, sys; t = json.loads(sys.argv[1].split(' ', 1)[1])['choices'][0]['text']; w = open(sys.argv[2]).read().rstrip('\n'); assert t == w, (t, w)" \
+    "$out" "$work/gen-$dt.txt" || fail "--weights-dtype $dt: serve against generate: $out"
+  expect_in "$work/serve-$dt.log" "$dt weights"
+done
+url=$base_url
+
 # 3. bad requests: 4xx JSON errors, and the server keeps serving
 expect_status 400 '"type":"invalid_request_error"' /v1/chat/completions '{"messages": [ {"role": "user"'
 expect_status 400 "must be a number" /v1/chat/completions '{"messages":[{"role":"user","content":"a"}],"temperature":"hot"}'
@@ -142,6 +154,7 @@ expect_status 400 "max_tokens' must be an integer" /v1/completions '{"prompt":"a
 expect_status 400 "context_length_exceeded" /v1/completions "{\"prompt\":\"$(printf 'word %.0s' $(seq 1 600))\"}"
 expect_status 413 "larger than the server's limit" /v1/completions "@big:2000000"
 expect_status 400 "body must be a JSON object" /api/chat '[1,2]'
+expect_status 400 "not JSON" /v1/completions '{"prompt":"a","max_tokens":1e999}'  # found by the fuzzer
 expect_status 404 "no such endpoint" /v1/nothing '{}'
 raw=$($clients raw "$url" 'GARBAGE\r\n\r\n')
 case "$raw" in "HTTP/1.1 4"*|closed) ;; *) fail "malformed HTTP: $raw" ;; esac

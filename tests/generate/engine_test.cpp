@@ -2,6 +2,7 @@
 // strings with held-back text, cancellation between tokens, the sliding window, and memory.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -102,6 +103,50 @@ TEST(Engine, eight_sequences_together_give_exactly_what_each_gives_alone) {
   EXPECT_EQ(solo[0].generated.size(), 6u);
   EXPECT_EQ(solo[7].generated.size(), 40u);
   for (int32_t t : solo[4].generated) EXPECT_TRUE(t != 3 && t != 17);
+}
+
+// --weights-dtype: a model whose decode rows read f16 / bf16 copies of its weights computes exactly
+// what the same model with its f32 weights rounded to that type computes (prefill through BLAS on
+// the rounded f32 values, decode rows through the half kernel = the f32 kernel on those values):
+// the eight requests, together and alone, give the same tokens and text.
+TEST(Engine, half_decode_weights_are_the_rounded_model_exactly) {
+  for (const DType half : {DType::F16, DType::BF16}) {
+   for (const bool tied : {false, true}) {
+    SCOPED_TRACE(std::string(dtype_name(half)) + (tied ? " tied head" : ""));
+    ModelConfig c = engine_config();
+    c.tie_weights = tied;
+    Transformer with_copies(c, 21), rounded(c, 21);
+    with_copies.set_decode_weights(half);
+    EXPECT_EQ(with_copies.decode_weights(), half);
+    for (int i = 0; i < rounded.params().size(); ++i) {
+      const Parameter& p = rounded.params()[i];
+      const bool linear = p.kind == ParamKind::LinearWeight || (tied && p.name == "tok_emb.weight");
+      if (!linear) continue;
+      float* w = p.value.data<float>();
+      for (int64_t k = 0; k < p.value.numel(); ++k)
+        w[k] = half == DType::F16 ? f16_to_float(float_to_f16(w[k])) : bf16_to_float(float_to_bf16(w[k]));
+    }
+    for (int i = 0; i < rounded.params().size(); ++i) {  // the rounding the copies made is the same
+      const Tensor& a = with_copies.params()[i].value;
+      const Tensor& b = rounded.params()[i].value;
+      ASSERT_EQ(0, std::memcmp(a.raw(), b.raw(), static_cast<size_t>(a.numel()) * 4)) << rounded.params()[i].name;
+    }
+    const std::vector<SequenceRequest> requests = eight_requests();
+    DecodeEngine together(with_copies, letter);
+    std::vector<int64_t> ids;
+    for (const SequenceRequest& r : requests) ids.push_back(together.add(r));
+    together.run();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      SCOPED_TRACE("sequence " + std::to_string(i));
+      const SequenceResult want = alone(rounded, requests[i]);
+      EXPECT_EQ(together.result(ids[i]).generated, want.generated);
+      EXPECT_EQ(alone(with_copies, requests[i]).generated, want.generated);
+    }
+   }
+  }
+  Transformer m(engine_config(), 21);
+  m.set_decode_weights(DType::F16);
+  EXPECT_THROW(m.set_decode_weights(DType::BF16), Error);  // rounded once
 }
 
 TEST(Engine, a_sequence_alone_equals_the_generate_loop_with_and_without_cache) {

@@ -308,6 +308,48 @@ TEST(Backend, matmul) {
   }
 }
 
+// The decode product with f16 / bf16 weights: equal bit for bit to the batch-invariant f32 product
+// on the weights converted to f32 (the same instructions on the same values), for every remainder
+// of the kernel and both thread counts; and to the double reference on those weights within
+// gamma_IC * sum |x w| (float32 sums of IC products).
+TEST(Backend, matmul_half_weights_are_the_f32_product_of_their_values) {
+  struct Shape { int64_t IC, OC; };
+  for (const Backend* be : f32_cpu_backends()) {
+    SCOPED_TRACE(trace(be));
+    for (const DType half : {DType::F16, DType::BF16})
+      for (const Shape& s : {Shape{1, 1}, Shape{13, 7}, Shape{70, 9}, Shape{37, 30}, Shape{129, 5}})
+        for (int threads : {1, 2})
+          for (int64_t N : {1, 2, 5}) {
+            SCOPED_TRACE(std::string(dtype_name(half)) + " IC " + std::to_string(s.IC) + " OC " + std::to_string(s.OC) +
+                         " N " + std::to_string(N) + " threads " + std::to_string(threads));
+            const ScopedThreads scoped(threads);
+            const auto w = randf(s.OC * s.IC, 2), b = randf(s.OC, 3), x = randf(N * s.IC, 4);
+            std::vector<uint16_t> h(w.size());
+            std::vector<float> wf(w.size());
+            for (size_t i = 0; i < w.size(); ++i) {
+              h[i] = half == DType::F16 ? float_to_f16(w[i]) : float_to_bf16(w[i]);
+              wf[i] = half == DType::F16 ? f16_to_float(h[i]) : bf16_to_float(h[i]);
+            }
+            MatmulParams p{N, s.IC, s.OC};
+            p.batch_invariant = true;
+            std::vector<float> got = garbage<float>(N * s.OC), want = garbage<float>(N * s.OC);
+            be->matmul_forward_half(got.data(), x.data(), h.data(), half, b.data(), p);
+            be->matmul_forward(want.data(), x.data(), wf.data(), b.data(), p);
+            expect_same_bits("half weights vs their f32 values", got, want);
+            const double u = std::ldexp(1.0, -24), gamma = s.IC * u / (1 - s.IC * u);
+            for (int64_t n = 0; n < N; ++n)
+              for (int64_t o = 0; o < s.OC; ++o) {
+                double exact = b[o], scale = std::fabs(b[o]);
+                for (int64_t k = 0; k < s.IC; ++k) {
+                  exact += static_cast<double>(x[n * s.IC + k]) * wf[o * s.IC + k];
+                  scale += std::fabs(static_cast<double>(x[n * s.IC + k]) * wf[o * s.IC + k]);
+                }
+                EXPECT_LE(std::fabs(got[n * s.OC + o] - exact), (gamma + u) * scale + 1e-30) << n << "," << o;
+              }
+          }
+  }
+}
+
 // MatmulParams.batch_invariant: every row of a batch of N gets exactly the bits it gets alone
 // (N = 1) and at another position in the batch, for shapes that exercise every remainder of the
 // kernel (IC not a multiple of the eight lanes, OC not a multiple of the four outputs per block,

@@ -26,6 +26,10 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* inp, const float* weight, const float* mean, const float* rstd,
                         const LayerNormParams& p);
 
+// The batch-invariant product with F16 (bf16 false) or BF16 weights, equal bit for bit to
+// matmul_forward's on the weights converted to f32.
+void matmul_forward_half(float* out, const float* inp, const uint16_t* weight, bool bf16, const float* bias,
+                         const MatmulParams& p);
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                     const MatmulParams& p);
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -37,6 +37,10 @@ class CpuBackend final : public Backend {
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
     cpu::layernorm_backward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), p);
   }
+  void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type, const void* bias,
+                           const MatmulParams& p) const override {
+    cpu::matmul_forward_half(f(out), f(inp), weight, weight_type == DType::BF16, f(bias), p);
+  }
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
                       const MatmulParams& p) const override {
     cpu::matmul_forward(f(out), f(inp), f(weight), f(bias), p);

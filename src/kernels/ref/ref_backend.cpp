@@ -3,6 +3,10 @@
 #include "kernels/backend.h"
 #include "kernels/ref/ref.h"
 
+#include <vector>
+
+#include "tensor/dtype.h"
+
 namespace gptrain::kernels {
 
 namespace {
@@ -38,6 +42,13 @@ class RefBackend final : public Backend {
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
     ref::layernorm_backward(d(dinp), d(dweight), d(dbias), d(dout), d(inp), d(weight), d(mean), d(rstd), p);
+  }
+  void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type, const void* bias,
+                           const MatmulParams& p) const override {
+    std::vector<T> w(static_cast<size_t>(p.OC * p.IC));
+    for (size_t i = 0; i < w.size(); ++i)
+      w[i] = static_cast<T>(weight_type == DType::BF16 ? bf16_to_float(weight[i]) : f16_to_float(weight[i]));
+    ref::matmul_forward(d(out), d(inp), w.data(), d(bias), p);
   }
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
                       const MatmulParams& p) const override {
