@@ -2,6 +2,7 @@
 // printed as ollama_evaluate.py prints it, every entry's score written to a JSON file.
 #include <fmt/core.h>
 
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -67,7 +68,7 @@ int run_judge(const JudgeCommandOptions& o) {
       }
     }
     per_entry.push_back(record);
-    progress.update(static_cast<int64_t>(i + 1), 0.0, 0.0);
+    progress.update(static_cast<int64_t>(i + 1), std::nan(""), 0.0);
   }
   progress.finish();
   double sum = 0;

@@ -1,5 +1,7 @@
 #include "util/progress.h"
 
+#include <cmath>
+
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -31,8 +33,11 @@ void Progress::update(int64_t step, double loss, double tokens_per_s) {
   const double elapsed = since_start_.seconds();
   const int64_t done = step - first_step_;
   const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - step) : -1;
-  const std::string line = fmt::format("step {}/{} | loss {:.3f} | {:.0f} tok/s | elapsed {} | ETA {}", step, total_,
-                                       loss, tokens_per_s, format_duration(elapsed), format_duration(eta));
+  // A NaN loss (a job without one, e.g. judge) leaves out loss and speed.
+  const std::string line =
+      std::isnan(loss) ? fmt::format("{}/{} | elapsed {} | ETA {}", step, total_, format_duration(elapsed), format_duration(eta))
+                       : fmt::format("step {}/{} | loss {:.3f} | {:.0f} tok/s | elapsed {} | ETA {}", step, total_, loss,
+                                     tokens_per_s, format_duration(elapsed), format_duration(eta));
   if (tty_) {
     fmt::print("\r\033[2K{}", line);
     std::fflush(stdout);

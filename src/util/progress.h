@@ -14,7 +14,8 @@ namespace gptrain {
 class Progress {
  public:
   explicit Progress(int64_t total_steps, double plain_interval = 30.0);
-  // After step `step` (1-based count of steps done in total), at `loss`, `tokens_per_s` recently.
+  // After step `step` (1-based count of steps done in total), at `loss`, `tokens_per_s` recently
+  // (a NaN loss: a job without one; the line shows the count and the times only).
   void update(int64_t step, double loss, double tokens_per_s);
   void print(const std::string& line);  // a normal line (newline appended)
   void finish();                        // leaves the terminal on a fresh line
