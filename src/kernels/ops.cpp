@@ -232,6 +232,23 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
                         rstd.raw(), p);
 }
 
+namespace {
+
+// The shape checks both forwards share: weight [OC, IC], inp [..., IC], out [N, OC], bias [OC].
+MatmulParams matmul_forward_shape(const char* op, const Tensor& out, const Tensor& inp, const Tensor& weight,
+                                  const Tensor& bias) {
+  GPTRAIN_CHECK(weight.ndim() == 2, "{}: weight shape {}", op, shape_string(weight.shape()));
+  const int64_t OC = weight.dim(0), IC = weight.dim(1);
+  GPTRAIN_CHECK(inp.dim(-1) == IC, "{}: input {} against weight {}", op, shape_string(inp.shape()),
+                shape_string(weight.shape()));
+  const int64_t N = inp.numel() / IC;
+  require_numel(out, N * OC, op, "out");
+  require_numel(bias, OC, op, "bias");
+  return MatmulParams{N, IC, OC};
+}
+
+}  // namespace
+
 void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
                     bool batch_invariant) {
   const OpTimer timer("matmul_forward");
@@ -239,14 +256,7 @@ void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
   require_defined(inp, "matmul_forward", "inp");
   require_defined(weight, "matmul_forward", "weight");
   const Backend& be = select("matmul_forward", {&out, &inp, &weight, &bias});
-  GPTRAIN_CHECK(weight.ndim() == 2, "matmul_forward: weight shape {}", shape_string(weight.shape()));
-  const int64_t OC = weight.dim(0), IC = weight.dim(1);
-  GPTRAIN_CHECK(inp.dim(-1) == IC, "matmul_forward: input {} against weight {}", shape_string(inp.shape()),
-                shape_string(weight.shape()));
-  const int64_t N = inp.numel() / IC;
-  require_numel(out, N * OC, "matmul_forward", "out");
-  require_numel(bias, OC, "matmul_forward", "bias");
-  MatmulParams p{N, IC, OC};
+  MatmulParams p = matmul_forward_shape("matmul_forward", out, inp, weight, bias);
   p.batch_invariant = batch_invariant;
   be.matmul_forward(out.raw(), inp.raw(), weight.raw(), cptr(bias), p);
 }
@@ -261,14 +271,7 @@ void matmul_forward_half(const Tensor& out, const Tensor& inp, const Tensor& wei
   GPTRAIN_CHECK(weight.device() == out.device(), "matmul_forward_half: the weight is on {}, the output on {}",
                 device_name(weight.device()), device_name(out.device()));
   const Backend& be = select("matmul_forward_half", {&out, &inp, &bias});
-  GPTRAIN_CHECK(weight.ndim() == 2, "matmul_forward_half: weight shape {}", shape_string(weight.shape()));
-  const int64_t OC = weight.dim(0), IC = weight.dim(1);
-  GPTRAIN_CHECK(inp.dim(-1) == IC, "matmul_forward_half: input {} against weight {}", shape_string(inp.shape()),
-                shape_string(weight.shape()));
-  const int64_t N = inp.numel() / IC;
-  require_numel(out, N * OC, "matmul_forward_half", "out");
-  require_numel(bias, OC, "matmul_forward_half", "bias");
-  MatmulParams p{N, IC, OC};
+  MatmulParams p = matmul_forward_shape("matmul_forward_half", out, inp, weight, bias);
   p.batch_invariant = true;
   be.matmul_forward_half(out.raw(), inp.raw(), static_cast<const uint16_t*>(weight.raw()), weight.dtype(), cptr(bias), p);
 }

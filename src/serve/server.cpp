@@ -224,22 +224,19 @@ struct Server::Impl {
       return;
     }
 
-    struct State {
-      bool first = true, closed = false;
-    };
-    auto state = std::make_shared<State>();
+    auto first = std::make_shared<bool>(true);  // OpenAI's chat stream opens with the role
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     const char* type = ollama ? "application/x-ndjson" : "text/event-stream";
     res.set_chunked_content_provider(
         type,
-        [this, r, id, created, stream, state, deadline](size_t, httplib::DataSink& sink) {
+        [this, r, id, created, stream, first, deadline](size_t, httplib::DataSink& sink) {
           std::vector<StreamEvent> events;
           stream->wait(events, std::chrono::milliseconds(100));
           std::string out;
-          if (state->first && r.api == Api::OpenAIChat) {  // OpenAI opens with the role
+          if (*first && r.api == Api::OpenAIChat) {
             out += chunk(r, id, created, "", nullptr, true);
-            state->first = false;
+            *first = false;
           }
           FinishReason finish = FinishReason::None;
           for (const StreamEvent& e : events) {
@@ -259,7 +256,6 @@ struct Server::Impl {
             return false;
           }
           if (finish != FinishReason::None) {
-            state->closed = true;
             sink.done();
             return true;
           }

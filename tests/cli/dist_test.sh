@@ -88,16 +88,18 @@ fi
 "$gptrain" pretrain "${tiny[@]}" --max-steps 60 --grad-accum 2 --resume --out-dir "$work/i" >> "$work/i.log" 2>&1 ||
   fail "resume of the interrupted 2-rank run by 1 process exited $?"
 expect_close "$work/i" "$work/long" "2 ranks stopped by SIGINT, resumed by 1 process"
+kill_rank() {  # kill_rank DIR VAR=VALUE: kill -9 the pretrain process of DIR whose environment has VAR=VALUE
+  local p victim=""
+  for p in $(pgrep -f "pretrain.*$1"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "$2" && victim=$p
+  done
+  [ -n "$victim" ] && kill -9 "$victim"
+}
 # kill -9 of rank 1: rank 0 must not hang
 "${ranks2[@]}" pretrain "${tiny[@]}" --max-steps 400 --out-dir "$work/k" > "$work/k.log" 2>&1 &
 launcher=$!
 wait_records "$work/k" 13 || fail "kill -9: the run did not start"
-victim=""
-for p in $(pgrep -f "pretrain.*$work/k"); do
-  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-done
-[ -n "$victim" ] || fail "kill -9: rank 1 not found"
-kill -9 "$victim"
+kill_rank "$work/k" OMPI_COMM_WORLD_RANK=1 || fail "kill -9: rank 1 not found"
 start=$SECONDS
 wait "$launcher"
 rc=$?
@@ -159,12 +161,7 @@ rank1=$!
 torchrun_style "$port" 0 2 pretrain "${tiny[@]}" --max-steps 400 --out-dir "$work/tk" > "$work/tk0.log" 2>&1 &
 rank0=$!
 wait_records "$work/tk" 13 || fail "torchrun-style kill -9: the run did not start"
-victim=""
-for p in $(pgrep -f "pretrain.*$work/tk"); do
-  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "RANK=1" && victim=$p
-done
-[ -n "$victim" ] || fail "torchrun-style kill -9: rank 1 not found"
-kill -9 "$victim"
+kill_rank "$work/tk" RANK=1 || fail "torchrun-style kill -9: rank 1 not found"
 start=$SECONDS
 wait "$rank0"
 rc=$?
