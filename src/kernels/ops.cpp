@@ -686,6 +686,21 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   be.cross_entropy_backward(dlogits.raw(), logits.raw(), lse.raw(), ids(targets), nullptr, p);
 }
 
+void cross_entropy_backward_rows(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
+                                 const Tensor& targets, const Tensor& row_dloss, int32_t ignore_index) {
+  const OpTimer timer("cross_entropy_backward");
+  require_defined(dlogits, "cross_entropy_backward_rows", "dlogits");
+  require_defined(logits, "cross_entropy_backward_rows", "logits");
+  require_defined(lse, "cross_entropy_backward_rows", "lse");
+  require_defined(targets, "cross_entropy_backward_rows", "targets");
+  require_defined(row_dloss, "cross_entropy_backward_rows", "row_dloss");
+  const Backend& be = select("cross_entropy_backward_rows", {&dlogits, &logits, &lse, &row_dloss}, {&targets});
+  const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
+  require_numel(dlogits, logits.numel(), "cross_entropy_backward_rows", "dlogits");
+  require_numel(row_dloss, p.N, "cross_entropy_backward_rows", "row_dloss");
+  be.cross_entropy_backward(dlogits.raw(), logits.raw(), lse.raw(), ids(targets), row_dloss.raw(), p);
+}
+
 void pool_forward(const Tensor& out, const Tensor& inp, PoolMode mode) {
   const OpTimer timer("pool_forward");
   require_defined(out, "pool_forward", "out");

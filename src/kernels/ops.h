@@ -155,6 +155,11 @@ CrossEntropyResult cross_entropy_forward(const Tensor& losses, const Tensor& lse
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse, const Tensor& targets,
                             float dloss = 1.0f, int32_t ignore_index = -100);
 
+// The gradient of sum_r row_dloss[r] * losses[r] (row_dloss: one weight per row, any sign; a DPO
+// objective's per-token weights) into dlogits, which may be logits itself. Ignored rows get zeros.
+void cross_entropy_backward_rows(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
+                                 const Tensor& targets, const Tensor& row_dloss, int32_t ignore_index = -100);
+
 // out[B,C] from inp[B,T,C] at the last / first position or the mean over T.
 void pool_forward(const Tensor& out, const Tensor& inp, kernels::PoolMode mode);
 void pool_backward(const Tensor& dinp, const Tensor& dout, kernels::PoolMode mode,

@@ -67,7 +67,7 @@ void Linear::forward(const ParameterSet& P, const Tensor& y, const Tensor& x, co
     ops::matmul_forward_half(y, x, (*pass.half_weights)[static_cast<size_t>(weight)], value(P, bias));
   else
     ops::matmul_forward(y, x, value(P, weight), value(P, bias), pass.batch_invariant);
-  if (lora_a < 0) return;
+  if (lora_a < 0 || pass.without_adapters) return;
   Tensor input = x;
   if (pass.lora_dropout > 0) {
     input = scratch_like(pass.lora_x, x);

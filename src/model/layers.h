@@ -49,6 +49,7 @@ struct Pass {
   // for [N, the widest adapted input]; the masks are recomputed in backward.
   float lora_dropout = 0.0f;
   Tensor lora_x, lora_dx;
+  bool without_adapters = false;  // the base model alone (ForwardOptions::without_adapters)
   // The pass's `seqs` sequences are sequences seq_offset.. of a larger batch (a micro-batch of an
   // optimizer step): every dropout mask is that batch's, so accumulation and data-parallel ranks
   // drop what one pass over the whole batch would.

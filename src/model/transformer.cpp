@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -274,6 +275,7 @@ Pass Transformer::pass_for(const ForwardOptions& options) const {
   pass.lora_dropout = options.training ? adapters_.dropout : 0.0f;
   pass.dropout_seed = options.dropout_seed;
   pass.seq_offset = options.seq_offset;
+  pass.without_adapters = options.without_adapters;
   return pass;
 }
 
@@ -566,8 +568,24 @@ double Transformer::forward_loss(BatchWorkspace& ws, std::span<const int32_t> to
   return r.loss;
 }
 
-void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
+void Transformer::backward(BatchWorkspace& ws, float loss_scale) { backward_from_loss(ws, loss_scale, Tensor()); }
+
+void Transformer::backward_rows(BatchWorkspace& ws, std::span<const double> row_weights) {
+  if (static_cast<int64_t>(row_weights.size()) != ws.targets.numel())
+    fail("backward_rows: {} row weights for {} target rows", row_weights.size(), ws.targets.numel());
+  Tensor w = Tensor::empty({static_cast<int64_t>(row_weights.size())}, dtype());
+  if (dtype() == DType::F64)
+    std::copy(row_weights.begin(), row_weights.end(), w.data<double>());
+  else
+    std::transform(row_weights.begin(), row_weights.end(), w.data<float>(),
+                   [](double x) { return static_cast<float>(x); });
+  backward_from_loss(ws, 1.0f, w);
+}
+
+void Transformer::backward_from_loss(BatchWorkspace& ws, float loss_scale, const Tensor& row_dloss) {
   if (!ws.have_loss) fail("backward() needs a preceding forward_loss()");
+  if (ws.options.without_adapters && !adapters_.empty())
+    fail("backward() of a pass without the adapters: that pass is for evaluation only");
   if (!ws.training) fail("backward() needs a forward pass with training=true (activations were not kept)");
   params_.ensure_grads();
   if (!params_.flat_grads().defined()) return;  // nothing trainable
@@ -583,7 +601,10 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) {
   const int64_t lowest = params_.lowest_trainable_layer();
 
   // Head and loss: dlogits overwrites the logits.
-  ops::cross_entropy_backward(ws.logits, ws.logits, ws.lse, ws.targets, loss_scale);
+  if (row_dloss.defined())
+    ops::cross_entropy_backward_rows(ws.logits, ws.logits, ws.lse, ws.targets, row_dloss);
+  else
+    ops::cross_entropy_backward(ws.logits, ws.logits, ws.lse, ws.targets, loss_scale);
   const bool lnf_trainable = (ln_f_.weight >= 0 && params_[ln_f_.weight].trainable) ||
                              (ln_f_.bias >= 0 && params_[ln_f_.bias].trainable);
   const bool need_lnf_grad = lowest < L || lnf_trainable;

@@ -33,6 +33,9 @@ struct ForwardOptions {
   // The batch is sequences seq_offset.. of a larger one (a micro-batch of an optimizer step, on
   // this rank or another): its dropout masks are that larger batch's (layers.h, Pass).
   int64_t seq_offset = 0;
+  // The base model alone: every LoRA adapter left out (a DPO reference that is the base of the
+  // adapters being trained). Evaluation only: a training pass needs the adapters it trains.
+  bool without_adapters = false;
 };
 
 struct BlockActs {
@@ -161,6 +164,10 @@ class Transformer {
   // forward_loss(), times loss_scale (1/n when accumulating n micro-batches). Stops below the
   // lowest trainable layer.
   void backward(BatchWorkspace& ws, float loss_scale = 1.0f);
+  // The same for the loss sum_r row_weights[r] * loss_r, where loss_r is each target row's
+  // cross-entropy of that forward_loss() (0 where the target is -100), with any weights of any
+  // sign: an objective of the rows' log-probabilities, such as DPO's. One weight per target row.
+  void backward_rows(BatchWorkspace& ws, std::span<const double> row_weights);
 
   // The same on the model's own workspace.
   const Tensor& forward(std::span<const int32_t> tokens, int64_t B, int64_t T, const ForwardOptions& options) {
@@ -206,6 +213,8 @@ class Transformer {
                            const BlockGrads& g, const Pass& pass);
   // Blocks top..lowest (and the embeddings when they train), from ws.dresidual = d(block top's output).
   void backward_below(BatchWorkspace& ws, int64_t top, int64_t lowest, const Pass& pass);
+  // backward() from the loss's gradient: loss_scale on the mean, or row_dloss per row when defined.
+  void backward_from_loss(BatchWorkspace& ws, float loss_scale, const Tensor& row_dloss);
   Pass pass_for(const ForwardOptions& options) const;
   void init_where(uint64_t seed, bool adapters_only);
 
