@@ -191,15 +191,19 @@ std::string format_prompt(const InstructionEntry& entry) { return format_input(e
 
 std::string format_training_text(const InstructionEntry& entry) { return format_prompt(entry) + entry.output; }
 
-InstructionSplit split_instruction_data(const std::vector<InstructionEntry>& entries, double train_fraction,
-                                        double test_fraction) {
+SplitRanges split_ranges(size_t entries, double train_fraction, double test_fraction) {
   if (!(train_fraction >= 0 && test_fraction >= 0 && train_fraction + test_fraction <= 1))
     fail("the split fractions must be non-negative with a sum of at most 1; got train {} and test {}", train_fraction,
          test_fraction);
-  const double n = static_cast<double>(entries.size());
+  const double n = static_cast<double>(entries);
   // Python's int(len(data) * 0.85): truncation of the same double product.
   const size_t train_end = static_cast<size_t>(n * train_fraction);
-  const size_t test_end = std::min(entries.size(), train_end + static_cast<size_t>(n * test_fraction));
+  return {train_end, std::min(entries, train_end + static_cast<size_t>(n * test_fraction))};
+}
+
+InstructionSplit split_instruction_data(const std::vector<InstructionEntry>& entries, double train_fraction,
+                                        double test_fraction) {
+  const auto [train_end, test_end] = split_ranges(entries.size(), train_fraction, test_fraction);
   InstructionSplit s;
   s.train.assign(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(train_end));
   s.test.assign(entries.begin() + static_cast<ptrdiff_t>(train_end), entries.begin() + static_cast<ptrdiff_t>(test_end));
@@ -260,21 +264,18 @@ void collate(std::span<const TokenizedExample* const> examples, const CollateOpt
   }
 }
 
-InstructionLoader::InstructionLoader(const std::vector<TokenizedExample>& examples, int64_t batch_size, bool shuffle,
-                                     bool drop_last, uint64_t seed, const CollateOptions& collate_options)
-    : examples_(examples), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed),
-      collate_(collate_options) {
+BatchOrder::BatchOrder(int64_t examples, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed)
+    : examples_(examples), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed) {
   if (batch_size <= 0) fail("--batch-size must be positive, got {}", batch_size);
 }
 
-int64_t InstructionLoader::num_batches() const {
-  const int64_t n = static_cast<int64_t>(examples_.size());
-  return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
+int64_t BatchOrder::num_batches() const {
+  return drop_last_ ? examples_ / batch_size_ : (examples_ + batch_size_ - 1) / batch_size_;
 }
 
-const std::vector<int64_t>& InstructionLoader::order(int64_t epoch) const {
+const std::vector<int64_t>& BatchOrder::order(int64_t epoch) const {
   if (epoch == cached_epoch_) return cached_order_;
-  std::vector<int64_t> idx(examples_.size());
+  std::vector<int64_t> idx(static_cast<size_t>(examples_));
   std::iota(idx.begin(), idx.end(), 0);
   if (shuffle_) {
     // Fisher-Yates from the end, one counter per position: the same order for the same (seed, epoch).
@@ -287,14 +288,22 @@ const std::vector<int64_t>& InstructionLoader::order(int64_t epoch) const {
   return cached_order_;
 }
 
-void InstructionLoader::get(int64_t epoch, int64_t batch, CollatedBatch& out) const {
+std::span<const int64_t> BatchOrder::batch(int64_t epoch, int64_t batch) const {
   GPTRAIN_CHECK(batch >= 0 && batch < num_batches(), "batch {} of {}", batch, num_batches());
   const std::vector<int64_t>& idx = order(epoch);
   const int64_t begin = batch * batch_size_;
   const int64_t end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(idx.size()));
+  return std::span<const int64_t>(idx).subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin));
+}
+
+InstructionLoader::InstructionLoader(const std::vector<TokenizedExample>& examples, int64_t batch_size, bool shuffle,
+                                     bool drop_last, uint64_t seed, const CollateOptions& collate_options)
+    : examples_(examples), order_(static_cast<int64_t>(examples.size()), batch_size, shuffle, drop_last, seed),
+      collate_(collate_options) {}
+
+void InstructionLoader::get(int64_t epoch, int64_t batch, CollatedBatch& out) const {
   std::vector<const TokenizedExample*> rows;
-  rows.reserve(static_cast<size_t>(end - begin));
-  for (int64_t i = begin; i < end; ++i) rows.push_back(&examples_[static_cast<size_t>(idx[static_cast<size_t>(i)])]);
+  for (int64_t i : order_.batch(epoch, batch)) rows.push_back(&examples_[static_cast<size_t>(i)]);
   collate(rows, collate_, out);
 }
 

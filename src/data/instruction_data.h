@@ -41,6 +41,11 @@ std::string format_training_text(const InstructionEntry& entry);
 
 // The book's split in file order: train = [0, int(n * train_fraction)), test = the next
 // int(n * test_fraction), val = the rest (1100 entries: 935 / 110 / 55).
+// The same split as positions: train [0, train_end), test [train_end, test_end), val the rest.
+struct SplitRanges {
+  size_t train_end = 0, test_end = 0;
+};
+SplitRanges split_ranges(size_t entries, double train_fraction, double test_fraction);
 struct InstructionSplit {
   std::vector<InstructionEntry> train, test, val;
 };
@@ -79,25 +84,37 @@ struct CollatedBatch {
 };
 void collate(std::span<const TokenizedExample* const> examples, const CollateOptions& options, CollatedBatch& out);
 
-// Batches of examples in the book's DataLoader manner: batch_size per batch, shuffled per epoch
-// (a permutation that depends only on (seed, epoch), so a resumed run sees the same batches) or in
-// order, the last partial batch dropped or kept.
+// Which examples each batch holds, in the book's DataLoader manner: batch_size per batch, shuffled
+// per epoch (a permutation that depends only on (seed, epoch), so a resumed run sees the same
+// batches) or in order, the last partial batch dropped or kept.
+class BatchOrder {
+ public:
+  BatchOrder(int64_t examples, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed);
+  int64_t num_batches() const;
+  // The example indices of one batch (valid until a call for another epoch).
+  std::span<const int64_t> batch(int64_t epoch, int64_t batch) const;
+
+ private:
+  const std::vector<int64_t>& order(int64_t epoch) const;
+  int64_t examples_, batch_size_;
+  bool shuffle_, drop_last_;
+  uint64_t seed_;
+  mutable int64_t cached_epoch_ = -1;
+  mutable std::vector<int64_t> cached_order_;
+};
+
+// Collated batches of examples in a BatchOrder.
 class InstructionLoader {
  public:
   InstructionLoader(const std::vector<TokenizedExample>& examples, int64_t batch_size, bool shuffle, bool drop_last,
                     uint64_t seed, const CollateOptions& collate_options);
-  int64_t num_batches() const;
+  int64_t num_batches() const { return order_.num_batches(); }
   void get(int64_t epoch, int64_t batch, CollatedBatch& out) const;
 
  private:
-  const std::vector<int64_t>& order(int64_t epoch) const;
   const std::vector<TokenizedExample>& examples_;
-  int64_t batch_size_;
-  bool shuffle_, drop_last_;
-  uint64_t seed_;
+  BatchOrder order_;
   CollateOptions collate_;
-  mutable int64_t cached_epoch_ = -1;
-  mutable std::vector<int64_t> cached_order_;
 };
 
 // How a split fares under max_length: entries longer than max_length tokens lose their end
