@@ -131,7 +131,7 @@ class ClassifierTask : public TrainTask {
     const data::ClassificationLoader train_eval(train_set_, o_.batch_size, true, true,
                                                 derive_seed(o_.seed, 0x4556414cULL, static_cast<uint64_t>(step)));
     return {score(model_, train_eval, 0, o_.eval_iters, train_set_.max_length).loss,
-            score(model_, val_, 0, o_.eval_iters, train_set_.max_length).loss, std::nullopt, std::nullopt};
+            score(model_, val_, 0, o_.eval_iters, train_set_.max_length).loss};
   }
 
   std::optional<EpochAccuracy> epoch_accuracy(int64_t epoch) override {

@@ -86,7 +86,7 @@ class InstructTask : public TrainTask {
     const data::InstructionLoader train_eval(train_examples_, o_.batch_size, true, true,
                                              derive_seed(o_.seed, 0x4556414cULL, static_cast<uint64_t>(step)),
                                              collate_);
-    return {loader_loss(train_eval), loader_loss(val_), std::nullopt, std::nullopt};
+    return {loader_loss(train_eval), loader_loss(val_)};
   }
 
   // The book prints the model's continuation of the first validation prompt after every epoch.

@@ -104,6 +104,17 @@ double peak_rss_mb() {
 
 }  // namespace
 
+BatchCounts TrainTask::counts(const Batch& b) const {
+  const int64_t graded = std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t != -100; });
+  return {graded, b.B, b.B * b.T};
+}
+
+double TrainTask::forward_backward(Transformer& model, const Batch& b, const ForwardOptions& fo, float share) {
+  const double loss = model.forward_loss(b.inputs, b.targets, b.B, b.T, fo);
+  model.backward(share);
+  return loss;
+}
+
 LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
   LoopOptions lo;
   lo.epochs = o.epochs;
@@ -182,7 +193,8 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
   struct MicroBatch {
     Batch batch;
     int64_t m = 0;        // its place in the step
-    int64_t counted = 0;  // its targets that are not -100
+    int64_t counted = 0;  // its loss's terms (LM: targets that are not -100)
+    BatchCounts counts;
   };
   std::vector<MicroBatch> mine;
   double recent_tokens_per_s = 0;
@@ -204,6 +216,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     const Evaluation ev = task.evaluate(step);
     MetricRecord r;
     r.step = step;
+    if (step < 0) r.kind = "initial";
     r.epoch = static_cast<double>(state.epoch) + static_cast<double>(state.batch) / static_cast<double>(nb);
     r.tokens_seen = state.tokens_seen;
     r.examples_seen = state.examples_seen;
@@ -212,15 +225,33 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     r.step_loss = last_loss;
     r.train_accuracy = ev.train_accuracy;
     r.val_accuracy = ev.val_accuracy;
+    if (ev.train_rewards) {
+      r.train_chosen_reward = ev.train_rewards->chosen;
+      r.train_rejected_reward = ev.train_rewards->rejected;
+    }
+    if (ev.val_rewards) {
+      r.val_chosen_reward = ev.val_rewards->chosen;
+      r.val_rejected_reward = ev.val_rewards->rejected;
+    }
     r.lr = last_lr;
     r.tokens_per_s = recent_tokens_per_s;
     metrics.append(r);
     metrics.write_plots(o.examples_axis);
     // After an epoch's last batch the loop has moved on to the next epoch: name the one that ended.
     const int64_t shown_epoch = state.batch == 0 && state.epoch > 0 ? state.epoch : state.epoch + 1;
-    progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}", shown_epoch, step,
-                               ev.train_loss, ev.val_loss));
+    std::string margins;
+    if (ev.train_rewards && ev.val_rewards)
+      margins = step < 0 ? fmt::format(", Train reward margin {}, Val reward margin {}", ev.train_rewards->margin(),
+                                       ev.val_rewards->margin())
+                         : fmt::format(", Train reward margins {:.3f}, Val reward margins {:.3f}",
+                                       ev.train_rewards->margin(), ev.val_rewards->margin());
+    if (step < 0)  // the book's cell before training prints the exact values
+      progress.print(fmt::format("Before training: Train loss {}, Val loss {}{}", ev.train_loss, ev.val_loss, margins));
+    else
+      progress.print(fmt::format("Ep {} (Step {:06d}): Train loss {:.3f}, Val loss {:.3f}{}", shown_epoch, step,
+                                 ev.train_loss, ev.val_loss, margins));
   };
+  if (o.evaluate_first && state.step == 0 && state.batch == 0 && state.epoch == 0) evaluate(-1);
   bool stop = false;
   while (!stop && state.epoch < o.epochs && (o.max_steps <= 0 || state.step < o.max_steps)) {
     while (state.batch < nb) {
@@ -234,7 +265,8 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
         MicroBatch& mb = mine.emplace_back();
         mb.m = m;
         task.train_batch(state.epoch, state.batch + m, mb.batch);
-        mb.counted = std::count_if(mb.batch.targets.begin(), mb.batch.targets.end(), [](int32_t t) { return t != -100; });
+        mb.counts = task.counts(mb.batch);
+        mb.counted = mb.counts.terms;
         counted += mb.counted;
       }
       // The loss is the mean over the step's targets, wherever they are: each micro-batch's mean
@@ -250,15 +282,14 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
         // accumulation and any number of ranks draw the masks of one pass over the whole step.
         ForwardOptions fo{true, derive_seed(o.seed, static_cast<uint64_t>(state.step), 0)};
         fo.seq_offset = mb.m * (o.batch_size > 0 ? o.batch_size : b.B);
-        const double mb_loss = model.forward_loss(b.inputs, b.targets, b.B, b.T, fo);
         const float share = total_counted > 0
                                 ? static_cast<float>(mb.counted) / static_cast<float>(total_counted)
                                 : 0.0f;
-        model.backward(share);
+        const double mb_loss = task.forward_backward(model, b, fo, share);
         single_loss = mb_loss;
         step_sums[0] += mb_loss * static_cast<double>(mb.counted);
-        step_sums[1] += static_cast<double>(b.B * b.T);
-        step_sums[2] += static_cast<double>(b.B);
+        step_sums[1] += static_cast<double>(mb.counts.tokens);
+        step_sums[2] += static_cast<double>(mb.counts.examples);
       }
       Timer exchange;
       if (zero) {

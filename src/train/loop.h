@@ -25,11 +25,29 @@ namespace gptrain {
 struct Batch {
   std::vector<int32_t> inputs, targets;  // B*T inputs; B*T targets (LM) or B labels (classifier)
   int64_t B = 0, T = 0;
+  std::vector<double> row_values;  // what a task's own objective reads per row (DPO: reference log-probabilities)
+  std::vector<int64_t> examples;   // the task's example indices (DPO: the pairs)
+};
+
+// What one micro-batch counts for in its step.
+struct BatchCounts {
+  int64_t terms = 0;     // the terms its loss is the mean of; its share of the step is terms / the step's terms
+  int64_t examples = 0;  // examples seen
+  int64_t tokens = 0;    // tokens seen
+};
+
+// DPO's tracked rewards: the batch means of (policy - reference) log-probabilities of the chosen
+// and the rejected responses (the book's, without beta); their difference is the reward margin.
+struct PairRewards {
+  double chosen = 0, rejected = 0;
+  double margin() const { return chosen - rejected; }
 };
 
 struct Evaluation {
+  Evaluation(double train = 0, double val = 0) : train_loss(train), val_loss(val) {}
   double train_loss = 0, val_loss = 0;
   std::optional<double> train_accuracy, val_accuracy;
+  std::optional<PairRewards> train_rewards, val_rewards;
 };
 
 // Classifiers' accuracy after an epoch (the book's ch06: over the first eval_iters batches).
@@ -42,6 +60,12 @@ class TrainTask {
   virtual ~TrainTask() = default;
   virtual int64_t batches_per_epoch() const = 0;
   virtual void train_batch(int64_t epoch, int64_t index, Batch& batch) = 0;
+  // A micro-batch's counts. Default: the targets that are not -100 (the token-mean cross-entropy),
+  // B examples, B*T tokens.
+  virtual BatchCounts counts(const Batch& batch) const;
+  // One micro-batch's loss (the mean over its terms), and its gradient times `share` accumulated into
+  // the model's trainable parameters. Default: the cross-entropy of the targets (forward_loss, backward).
+  virtual double forward_backward(Transformer& model, const Batch& batch, const ForwardOptions& options, float share);
   // Mean train and val losses over the first eval_iters batches (the book's evaluate_model); the
   // model is in eval mode (no dropout) while this runs. `step` seeds the train-loader reshuffle.
   virtual Evaluation evaluate(int64_t step) = 0;
@@ -73,6 +97,9 @@ struct LoopOptions {
   int keep_last = 2;
   uint64_t seed = 123;
   bool examples_axis = false;  // plots' top axis: examples seen instead of tokens seen
+  // A fresh run evaluates once before its first step (DPO: the loss is ln 2 there), printed and
+  // recorded as kind "initial" at step -1.
+  bool evaluate_first = false;
 };
 
 struct LoopResult {

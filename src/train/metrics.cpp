@@ -1,5 +1,7 @@
 #include "train/metrics.h"
 
+#include <array>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -15,6 +17,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+template <class R>
+auto reward_fields(R& r) {
+  return std::array{std::pair{"train_chosen_reward", &r.train_chosen_reward},
+                    std::pair{"train_rejected_reward", &r.train_rejected_reward},
+                    std::pair{"val_chosen_reward", &r.val_chosen_reward},
+                    std::pair{"val_rejected_reward", &r.val_rejected_reward}};
+}
+
 nlohmann::json to_json(const MetricRecord& r) {
   nlohmann::json j = {{"step", r.step},           {"epoch", r.epoch},           {"tokens_seen", r.tokens_seen},
                       {"examples_seen", r.examples_seen}, {"train_loss", r.train_loss}, {"val_loss", r.val_loss},
@@ -25,6 +35,8 @@ nlohmann::json to_json(const MetricRecord& r) {
   if (!r.kind.empty()) j["kind"] = r.kind;
   if (r.test_accuracy) j["test_accuracy"] = *r.test_accuracy;
   if (r.test_loss) j["test_loss"] = *r.test_loss;
+  for (const auto& [name, value] : reward_fields(r))
+    if (*value) j[name] = **value;
   return j;
 }
 
@@ -36,14 +48,20 @@ MetricRecord from_json(const nlohmann::json& j) {
   r.examples_seen = j.value("examples_seen", int64_t{0});
   r.train_loss = j.at("train_loss").is_number() ? j.at("train_loss").get<double>() : NAN;
   r.val_loss = j.at("val_loss").is_number() ? j.at("val_loss").get<double>() : NAN;
-  r.step_loss = j.value("step_loss", 0.0);
-  r.lr = j.value("lr", 0.0);
-  r.tokens_per_s = j.value("tokens_per_s", 0.0);
+  // NaN is written as null (a DPO run's record before its first step has no step loss).
+  const auto number = [&](const char* key) {
+    return !j.contains(key) ? 0.0 : j[key].is_number() ? j[key].get<double>() : NAN;
+  };
+  r.step_loss = number("step_loss");
+  r.lr = number("lr");
+  r.tokens_per_s = number("tokens_per_s");
   if (j.contains("train_accuracy")) r.train_accuracy = j["train_accuracy"].get<double>();
   if (j.contains("val_accuracy")) r.val_accuracy = j["val_accuracy"].get<double>();
   r.kind = j.value("kind", std::string());
   if (j.contains("test_accuracy")) r.test_accuracy = j["test_accuracy"].get<double>();
   if (j.contains("test_loss") && j["test_loss"].is_number()) r.test_loss = j["test_loss"].get<double>();
+  for (const auto& [name, value] : reward_fields(r))
+    if (j.contains(name)) *value = j[name].is_number() ? j[name].get<double>() : NAN;
   return r;
 }
 
@@ -94,10 +112,16 @@ void MetricsLog::write_plots(bool examples) const {
   if (records_.empty() || !write_files_) return;
   PlotSeries train{"Training loss", {}, {}, "", ""}, val{"Validation loss", {}, {}, "8,4,2,4", ""};
   PlotSeries train_acc{"Training accuracy", {}, {}, "", ""}, val_acc{"Validation accuracy", {}, {}, "8,4,2,4", ""};
+  PlotSeries reward_series[4] = {{"Training chosen reward", {}, {}, "", ""},
+                                 {"Training rejected reward", {}, {}, "", ""},
+                                 {"Validation chosen reward", {}, {}, "8,4,2,4", ""},
+                                 {"Validation rejected reward", {}, {}, "8,4,2,4", ""}};
+  PlotSeries train_margin{"Training reward margins", {}, {}, "", ""},
+      val_margin{"Validation reward margins", {}, {}, "8,4,2,4", ""};
   std::vector<double> at, top;
   for (const MetricRecord& r : records_) {
     if (r.kind == "final") continue;
-    if (r.kind.empty()) {  // per-epoch accuracy records carry no loss
+    if (r.kind.empty() || r.kind == "initial") {  // per-epoch accuracy records carry no loss
       train.x.push_back(r.epoch);
       train.y.push_back(r.train_loss);
       val.x.push_back(r.epoch);
@@ -113,6 +137,18 @@ void MetricsLog::write_plots(bool examples) const {
       val_acc.x.push_back(r.epoch);
       val_acc.y.push_back(*r.val_accuracy);
     }
+    if (r.train_chosen_reward && r.train_rejected_reward && r.val_chosen_reward && r.val_rejected_reward) {
+      const double rewards[4] = {*r.train_chosen_reward, *r.train_rejected_reward, *r.val_chosen_reward,
+                                 *r.val_rejected_reward};
+      for (int i = 0; i < 4; ++i) {
+        reward_series[i].x.push_back(r.epoch);
+        reward_series[i].y.push_back(rewards[i]);
+      }
+      train_margin.x.push_back(r.epoch);
+      train_margin.y.push_back(rewards[0] - rewards[1]);
+      val_margin.x.push_back(r.epoch);
+      val_margin.y.push_back(rewards[2] - rewards[3]);
+    }
   }
   const std::string top_label = examples ? "Examples seen" : "Tokens seen";
   PlotSpec loss{"", "Epochs", "Loss", {train, val}, top_label, at, top, true};
@@ -120,6 +156,13 @@ void MetricsLog::write_plots(bool examples) const {
   if (!train_acc.x.empty() || !val_acc.x.empty()) {
     PlotSpec acc{"", "Epochs", "Accuracy", {train_acc, val_acc}, top_label, at, top, true};
     io::write_file_atomic(run_dir_ / "accuracy.svg", render_svg(acc));
+  }
+  if (!train_margin.x.empty()) {
+    PlotSpec rewards{"", "Epochs", "Rewards", {reward_series[0], reward_series[1], reward_series[2], reward_series[3]},
+                     top_label, at, top, true};
+    io::write_file_atomic(run_dir_ / "rewards.svg", render_svg(rewards));
+    PlotSpec margins{"", "Epochs", "Reward margins", {train_margin, val_margin}, top_label, at, top, true};
+    io::write_file_atomic(run_dir_ / "reward-margins.svg", render_svg(margins));
   }
 }
 

@@ -1,6 +1,7 @@
 // metrics.jsonl (one JSON record per evaluation) and the plots drawn from it: loss.svg (train
 // solid, val dash-dot, against epochs, tokens seen on the top axis, as the book's plot) and, for
-// classifiers, accuracy.svg (examples seen on the top axis).
+// classifiers, accuracy.svg (examples seen on the top axis); for DPO, rewards.svg (chosen and
+// rejected rewards) and reward-margins.svg.
 #pragma once
 
 #include <cstdint>
@@ -22,11 +23,14 @@ struct MetricRecord {
   std::optional<double> train_accuracy, val_accuracy;
   double lr = 0;
   double tokens_per_s = 0;
-  // "" : an evaluation during training (the loss plot's points); "epoch": classifiers' accuracies
+  // "" : an evaluation during training (the loss plot's points); "initial": one before the first
+  // step (DPO; a point at epoch 0 of the plots); "epoch": classifiers' accuracies
   // after an epoch (the accuracy plot's points; no losses); "final": the accuracies (and losses)
   // over the full train, validation and test sets at the end (in no plot).
   std::string kind;
   std::optional<double> test_accuracy, test_loss;
+  // DPO (PairRewards): the evaluation means of the chosen and rejected rewards.
+  std::optional<double> train_chosen_reward, train_rejected_reward, val_chosen_reward, val_rejected_reward;
 };
 
 class MetricsLog {
@@ -40,8 +44,8 @@ class MetricsLog {
   // Removes the records `which` selects and rewrites the file.
   void drop(const std::function<bool(const MetricRecord&)>& which);
   const std::vector<MetricRecord>& records() const { return records_; }
-  // Rewrites loss.svg (and accuracy.svg when accuracies exist); `examples` labels the top axis
-  // "Examples seen" instead of "Tokens seen".
+  // Rewrites loss.svg (and accuracy.svg when accuracies exist, rewards.svg and reward-margins.svg
+  // when rewards do); `examples` labels the top axis "Examples seen" instead of "Tokens seen".
   void write_plots(bool examples = false) const;
 
  private:

@@ -84,7 +84,7 @@ class PretrainTask : public TrainTask {
     // seed derived from the step, so a resumed run evaluates on the same batches.
     const data::BatchLoader train_eval(train_windows_, o_.batch_size, !o_.no_shuffle, true,
                                        derive_seed(o_.seed, 0x4556414cULL, static_cast<uint64_t>(step)));
-    return {loader_loss(train_eval), loader_loss(val_), std::nullopt, std::nullopt};
+    return {loader_loss(train_eval), loader_loss(val_)};
   }
 
   void end_of_epoch(int64_t, Progress& progress) override {

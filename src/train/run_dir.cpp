@@ -18,7 +18,8 @@ namespace {
 
 // The files and directories a training run writes; --overwrite removes these and nothing else.
 const char* const kRunOutputs[] = {"run.json", "metrics.jsonl", "loss.svg", "accuracy.svg", "checkpoints", "final",
-                                   "train.csv", "validation.csv", "test.csv", "test-responses.json"};
+                                   "train.csv", "validation.csv", "test.csv", "test-responses.json",
+                                   "rewards.svg", "reward-margins.svg", "reference-logprobs.json"};
 
 void check_writable(const fs::path& dir) {
   std::error_code ec;

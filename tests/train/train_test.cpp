@@ -196,5 +196,43 @@ TEST(Metrics, resumed_log_drops_records_after_the_checkpoint) {
   fs::remove_all(run);
 }
 
+// NaN is written as null (a record before the first step has no step loss); reading it back
+// gives NaN, and the DPO rewards survive the round trip, so a resumed DPO run keeps its log.
+TEST(Metrics, null_reads_back_as_nan_and_rewards_round_trip) {
+  const fs::path run = temp_dir("metrics_nan");
+  {
+    MetricsLog log(run, -1);
+    MetricRecord first;
+    first.step = -1;
+    first.kind = "initial";
+    first.step_loss = NAN;
+    first.train_loss = first.val_loss = std::log(2.0);
+    first.train_chosen_reward = first.train_rejected_reward = 0.0;
+    first.val_chosen_reward = 0.25;
+    first.val_rejected_reward = -0.125;
+    log.append(first);
+    MetricRecord second = first;
+    second.step = 0;
+    second.kind = "";
+    second.step_loss = 0.5;
+    log.append(second);
+    log.write_plots();
+  }
+  EXPECT_TRUE(fs::exists(run / "rewards.svg"));
+  EXPECT_TRUE(fs::exists(run / "reward-margins.svg"));
+  MetricsLog resumed(run, 0);
+  ASSERT_EQ(resumed.records().size(), 2u);
+  const MetricRecord& r = resumed.records()[0];
+  EXPECT_EQ(r.kind, "initial");
+  EXPECT_TRUE(std::isnan(r.step_loss));
+  EXPECT_EQ(r.train_loss, std::log(2.0));
+  ASSERT_TRUE(r.val_chosen_reward && r.val_rejected_reward && r.train_chosen_reward);
+  EXPECT_EQ(*r.val_chosen_reward, 0.25);
+  EXPECT_EQ(*r.val_rejected_reward, -0.125);
+  EXPECT_EQ(*r.train_chosen_reward, 0.0);
+  EXPECT_EQ(resumed.records()[1].step_loss, 0.5);
+  fs::remove_all(run);
+}
+
 }  // namespace
 }  // namespace gptrain
