@@ -14,6 +14,7 @@ Command register_info(CLI::App& app);
 Command register_pretrain(CLI::App& app);
 Command register_tokenize(CLI::App& app);
 Command register_finetune_instruct(CLI::App& app);
+Command register_finetune_dpo(CLI::App& app);
 Command register_answer(CLI::App& app);
 Command register_chat(CLI::App& app);
 Command register_generate(CLI::App& app);

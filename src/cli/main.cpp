@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   add(gptrain::cli::register_info);
   add(gptrain::cli::register_tokenize);
   add(gptrain::cli::register_finetune_instruct);
+  add(gptrain::cli::register_finetune_dpo);
   add(gptrain::cli::register_answer);
   add(gptrain::cli::register_chat);
   add(gptrain::cli::register_generate);
