@@ -72,13 +72,14 @@ namespace {
 
 class ModelReference : public Reference {
  public:
-  ModelReference(const Transformer& model, std::string description, bool without_adapters)
-      : model_(model), description_(std::move(description)), without_adapters_(without_adapters) {}
+  ModelReference(const Transformer& model, std::string description, bool without_adapters, BatchWorkspace* workspace)
+      : model_(model), description_(std::move(description)), without_adapters_(without_adapters),
+        ws_(workspace ? workspace : &own_) {}
   RowSums sums(const Batch& b, const std::string&) override {
     ForwardOptions fo;
     fo.without_adapters = without_adapters_;
-    model_.forward_loss(ws_, b.inputs, b.targets, b.B, b.T, fo);
-    return row_sums(ws_.losses, b.targets, b.B, b.T);
+    model_.forward_loss(*ws_, b.inputs, b.targets, b.B, b.T, fo);
+    return row_sums(ws_->losses, b.targets, b.B, b.T);
   }
   std::string describe() const override { return description_; }
 
@@ -86,13 +87,15 @@ class ModelReference : public Reference {
   const Transformer& model_;
   std::string description_;
   bool without_adapters_;
-  BatchWorkspace ws_;
+  BatchWorkspace own_;
+  BatchWorkspace* ws_;
 };
 
 class FrozenReference : public ModelReference {
  public:
-  FrozenReference(std::unique_ptr<Transformer> model, std::string source)
-      : ModelReference(*model, "a frozen copy of " + source + " (no gradient work)", false), owned_(std::move(model)) {
+  FrozenReference(std::unique_ptr<Transformer> model, std::string source, BatchWorkspace* workspace)
+      : ModelReference(*model, "a frozen copy of " + source + " (no gradient work)", false, workspace),
+        owned_(std::move(model)) {
     owned_->set_trainable_all(false);  // no gradient buffer
   }
 
@@ -121,11 +124,13 @@ class TableReference : public Reference {
 
 }  // namespace
 
-std::unique_ptr<Reference> model_reference(const Transformer& model, std::string description, bool without_adapters) {
-  return std::make_unique<ModelReference>(model, std::move(description), without_adapters);
+std::unique_ptr<Reference> model_reference(const Transformer& model, std::string description, bool without_adapters,
+                                           BatchWorkspace* workspace) {
+  return std::make_unique<ModelReference>(model, std::move(description), without_adapters, workspace);
 }
-std::unique_ptr<Reference> frozen_reference(std::unique_ptr<Transformer> model, std::string source) {
-  return std::make_unique<FrozenReference>(std::move(model), std::move(source));
+std::unique_ptr<Reference> frozen_reference(std::unique_ptr<Transformer> model, std::string source,
+                                            BatchWorkspace* workspace) {
+  return std::make_unique<FrozenReference>(std::move(model), std::move(source), workspace);
 }
 std::unique_ptr<Reference> precomputed_reference(ReferenceTable table) {
   return std::make_unique<TableReference>(std::move(table));

@@ -57,10 +57,12 @@ class Reference {
 
 // A model's evaluation pass over the batch (the book's reference_model under no_grad): a frozen
 // copy (its gradient buffers dropped), or the policy's base with its LoRA adapters left out (no
-// second copy of the weights).
+// second copy of the weights). `workspace`: where its activations go (shared with the policy's
+// passes, which never overlap with it, when the two models have the same shape); null: its own.
 std::unique_ptr<Reference> model_reference(const Transformer& model, std::string description,
-                                           bool without_adapters = false);
-std::unique_ptr<Reference> frozen_reference(std::unique_ptr<Transformer> model, std::string source);
+                                           bool without_adapters = false, BatchWorkspace* workspace = nullptr);
+std::unique_ptr<Reference> frozen_reference(std::unique_ptr<Transformer> model, std::string source,
+                                            BatchWorkspace* workspace = nullptr);
 
 // Precomputed: the reference's sums of every batch the run will use, computed once before training
 // by batch key. Each batch is computed exactly as it is used (the same rows and padding), so a

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "train/run_dir.h"
 #include "util/error.h"
 #include "util/format.h"
+#include "util/progress.h"
 #include "util/rng.h"
 #include "util/timer.h"
 
@@ -139,8 +141,13 @@ class DpoTask : public TrainTask {
   }
 
   double forward_backward(Transformer& model, const Batch& b, const ForwardOptions& fo, float share) override {
-    return dpo::policy_pass(model, train_ws_, b, b.row_values, o_.beta, reduction_, fo, true, share).loss;
+    return dpo::policy_pass(model, ws_, b, b.row_values, o_.beta, reduction_, fo, true, share).loss;
   }
+
+  // One workspace for every pass (the reference's, training's, evaluation's): they never overlap
+  // (a step's reference passes come before its forward and backward), so the activations and
+  // logits are held once.
+  BatchWorkspace& workspace() { return ws_; }
 
   Evaluation evaluate(int64_t step) override {
     const data::BatchOrder train_eval = train_eval_order(step);
@@ -158,7 +165,7 @@ class DpoTask : public TrainTask {
       for (int64_t i = 0; i < n; ++i) {
         const Batch b = batch_of(split, orders[split]->batch(0, i), split == kVal ? val_key(i) : eval_key(step, i));
         const dpo::BatchResult r =
-            dpo::policy_pass(policy_, eval_ws_, b, b.row_values, o_.beta, reduction_, ForwardOptions{}, false, 0);
+            dpo::policy_pass(policy_, ws_, b, b.row_values, o_.beta, reduction_, ForwardOptions{}, false, 0);
         loss += r.loss;
         chosen += r.rewards.chosen;
         rejected += r.rewards.rejected;
@@ -211,7 +218,7 @@ class DpoTask : public TrainTask {
   AnswerOptions answer_;
   data::BatchOrder train_, val_;
   data::PreferenceBatch collated_;
-  BatchWorkspace train_ws_, eval_ws_;
+  BatchWorkspace ws_;
 };
 
 std::string describe_lengths(const char* name, const Split& s, int64_t max_length) {
@@ -355,11 +362,14 @@ int run_finetune_dpo(const DpoOptions& o_in) {
     if (frozen->config().vocab_size != cfg.vocab_size)
       fail("--reference {}: its vocabulary ({}) is not the policy's ({})", source, frozen->config().vocab_size,
            cfg.vocab_size);
-    return dpo::frozen_reference(std::move(frozen), source);
+    // A workspace is planned for one model's shape: shared only with a model of the policy's.
+    const bool same = frozen->config().same_model(cfg) && policy->adapters().empty();
+    return dpo::frozen_reference(std::move(frozen), source, same ? &task.workspace() : nullptr);
   };
   std::unique_ptr<dpo::Reference> reference;
   if (o.lora.enabled())
-    reference = dpo::model_reference(*policy, "the base model without the LoRA adapters (no second copy)", true);
+    reference = dpo::model_reference(*policy, "the base model without the LoRA adapters (no second copy)", true,
+                                     &task.workspace());
   else if (!o.precompute_reference)
     reference = frozen_copy();
   if (o.precompute_reference) {
@@ -378,12 +388,19 @@ int run_finetune_dpo(const DpoOptions& o_in) {
       // A fresh run's policy is still the reference; a resumed one reads --init again, for now.
       std::unique_ptr<dpo::Reference> source;
       if (!reference)
-        source = plan.resume_from ? frozen_copy() : dpo::model_reference(*policy, "the initial policy");
+        source = plan.resume_from ? frozen_copy()
+                                  : dpo::model_reference(*policy, "the initial policy", false, &task.workspace());
       dpo::Reference& from = reference ? *reference : *source;
+      fmt::print("reference: precomputing the log-probabilities of {} batches ({})\n", missing.size(), from.describe());
+      std::fflush(stdout);
+      Progress progress(computed);  // batches done, ETA (a NaN loss: no loss shown)
+      int64_t done = 0;
       for (const DpoTask::Planned& p : missing) {
         const Batch b = task.batch_of(p.split, p.indices);
         table.emplace(p.key, from.sums(b, p.key));
+        progress.update(++done, NAN, 0);
       }
+      progress.finish();
     }
     fmt::print("reference: {} batches precomputed in {:.1f} s{}\n", computed, timer.seconds(),
                table.size() > static_cast<size_t>(computed)

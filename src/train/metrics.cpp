@@ -112,12 +112,12 @@ void MetricsLog::write_plots(bool examples) const {
   if (records_.empty() || !write_files_) return;
   PlotSeries train{"Training loss", {}, {}, "", ""}, val{"Validation loss", {}, {}, "8,4,2,4", ""};
   PlotSeries train_acc{"Training accuracy", {}, {}, "", ""}, val_acc{"Validation accuracy", {}, {}, "8,4,2,4", ""};
-  PlotSeries reward_series[4] = {{"Training chosen reward", {}, {}, "", ""},
-                                 {"Training rejected reward", {}, {}, "", ""},
-                                 {"Validation chosen reward", {}, {}, "8,4,2,4", ""},
-                                 {"Validation rejected reward", {}, {}, "8,4,2,4", ""}};
-  PlotSeries train_margin{"Training reward margins", {}, {}, "", ""},
-      val_margin{"Validation reward margins", {}, {}, "8,4,2,4", ""};
+  // (short labels: the legend has 110 pixels)
+  PlotSeries reward_series[4] = {{"Train chosen", {}, {}, "", ""},
+                                 {"Train rejected", {}, {}, "", ""},
+                                 {"Val chosen", {}, {}, "8,4,2,4", ""},
+                                 {"Val rejected", {}, {}, "8,4,2,4", ""}};
+  PlotSeries train_margin{"Train margins", {}, {}, "", ""}, val_margin{"Val margins", {}, {}, "8,4,2,4", ""};
   std::vector<double> at, top;
   for (const MetricRecord& r : records_) {
     if (r.kind == "final") continue;
