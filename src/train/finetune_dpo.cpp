@@ -20,6 +20,7 @@
 #include "tokenizer/bpe.h"
 #include "train/classifier_model.h"
 #include "train/dpo.h"
+#include "train/finetune_instruct.h"
 #include "train/loop.h"
 #include "train/run_dir.h"
 #include "util/error.h"
@@ -188,13 +189,8 @@ class DpoTask : public TrainTask {
     const data::InstructionEntry& entry = val[std::min<size_t>(2, val.size() - 1)].entry;
     AnswerOptions a = answer_;
     a.max_new_tokens = o_.sample_tokens;
-    const Answer answer = answer_entry(policy_, tokenizer_, entry, a);
-    const std::string prompt = a.chat ? data::render_chat(*a.chat, data::entry_messages(entry, a.system, false)).text
-                                      : data::format_prompt(entry);
-    std::string text = prompt + decode_text(tokenizer_, answer.generated);
-    std::replace(text.begin(), text.end(), '\n', ' ');
     progress.print(fmt::format("Ep {} sample (validation entry {}): {}", epoch + 1, std::min<size_t>(2, val.size() - 1),
-                               text));
+                               answer_sample(policy_, tokenizer_, entry, a)));
   }
 
  private:
@@ -425,10 +421,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
   if (r.interrupted) return report_interrupted(r, plan.dir);
   if (!dist::world().is_main()) return 0;
   const fs::path final_dir = plan.dir / "final";
-  save_trained_model(*policy, final_dir, o.init);
-  copy_tokenizer_files(tokenizer_dir, final_dir);
-  if (chat || fs::exists(tokenizer_dir / "tokenizer_config.json"))
-    data::write_prompt_format(tokenizer_dir, final_dir, chat ? "chat" : "alpaca", chat ? &*chat : nullptr);
+  save_instruction_model(*policy, final_dir, o.init, tokenizer_dir, answer);
   fmt::print("done: {} steps, {} pairs and {} tokens seen, {:.1f} s; model in {}, plots in {} (loss.svg, "
              "rewards.svg, reward-margins.svg)\n",
              r.state.step, r.state.examples_seen, r.state.tokens_seen, r.seconds, final_dir.string(),
@@ -439,13 +432,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
     for (const data::PreferenceEntry& e : test) entries.push_back(e.entry);
     AnswerOptions a = answer;
     a.max_new_tokens = o.answer_tokens;
-    AnswerStats stats;
-    fmt::print("answering the {} test entries (greedy, up to {} new tokens)\n", entries.size(), a.max_new_tokens);
-    const std::vector<std::string> responses = answer_entries(
-        *policy, tokenizer, entries, a, stats, [](const std::string& line) { fmt::print("  {}\n", line); });
-    const fs::path out = plan.dir / "test-responses.json";
-    data::write_entries_with_responses(out, entries, responses);
-    fmt::print("test responses in {}\n", out.string());
+    answer_test_entries(*policy, tokenizer, entries, a, plan.dir / "test-responses.json");
   }
   return 0;
 }

@@ -94,13 +94,8 @@ class InstructTask : public TrainTask {
     if (o_.sample_tokens <= 0 || !sample_entry_) return;
     AnswerOptions a = answer_;
     a.max_new_tokens = o_.sample_tokens;
-    const Answer answer = answer_entry(model_, tokenizer_, *sample_entry_, a);
-    const std::string prompt =
-        a.chat ? data::render_chat(*a.chat, data::entry_messages(*sample_entry_, a.system, false)).text
-               : data::format_prompt(*sample_entry_);
-    std::string text = prompt + decode_text(tokenizer_, answer.generated);
-    std::replace(text.begin(), text.end(), '\n', ' ');
-    progress.print(fmt::format("Ep {} sample (first validation entry): {}", epoch + 1, text));
+    progress.print(fmt::format("Ep {} sample (first validation entry): {}", epoch + 1,
+                               answer_sample(model_, tokenizer_, *sample_entry_, a)));
   }
 
  private:
@@ -144,6 +139,37 @@ void report_lengths(const char* name, const std::vector<data::TokenizedExample>&
 }
 
 }  // namespace
+
+std::string answer_sample(const Transformer& model, const Tokenizer& tokenizer, const data::InstructionEntry& entry,
+                          const AnswerOptions& a) {
+  const Answer answer = answer_entry(model, tokenizer, entry, a);
+  const std::string prompt = a.chat ? data::render_chat(*a.chat, data::entry_messages(entry, a.system, false)).text
+                                    : data::format_prompt(entry);
+  std::string text = prompt + decode_text(tokenizer, answer.generated);
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
+}
+
+void save_instruction_model(const Transformer& model, const fs::path& final_dir, const std::string& init,
+                            const fs::path& tokenizer_dir, const AnswerOptions& answer) {
+  save_trained_model(model, final_dir, init);
+  copy_tokenizer_files(tokenizer_dir, final_dir);
+  if (answer.chat || fs::exists(tokenizer_dir / "tokenizer_config.json"))
+    data::write_prompt_format(tokenizer_dir, final_dir, answer.chat ? "chat" : "alpaca",
+                              answer.chat ? &*answer.chat : nullptr);
+}
+
+void answer_test_entries(const Transformer& model, const Tokenizer& tokenizer,
+                         const std::vector<data::InstructionEntry>& entries, const AnswerOptions& a,
+                         const fs::path& out) {
+  AnswerStats stats;
+  fmt::print("answering the {} test entries (greedy, up to {} new tokens)\n", entries.size(), a.max_new_tokens);
+  const std::vector<std::string> responses =
+      answer_entries(model, tokenizer, entries, a, stats, [](const std::string& line) { fmt::print("  {}\n", line); });
+  data::write_entries_with_responses(out, entries, responses);
+  fmt::print("test responses in {} ({} of {} stopped at --answer-tokens {})\n", out.string(), stats.hit_max_new_tokens,
+             stats.entries, a.max_new_tokens);
+}
 
 int run_finetune_instruct(const InstructOptions& o_in) {
   InstructOptions o = o_in;
@@ -260,29 +286,15 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   if (r.interrupted) return report_interrupted(r, plan.dir);
   if (!dist::world().is_main()) return 0;  // the main rank writes the model and answers the test set
   const fs::path final_dir = plan.dir / "final";
-  save_trained_model(*model, final_dir, o.init);
-  copy_tokenizer_files(tokenizer_dir, final_dir);
-  // How `chat` and `answer` prompt this model: recorded where a tokenizer_config.json exists or a
-  // chat template was used (a GPT-2 dir without one is Alpaca anyway).
-  if (answer.chat || fs::exists(tokenizer_dir / "tokenizer_config.json"))
-    data::write_prompt_format(tokenizer_dir, final_dir, answer.chat ? "chat" : "alpaca",
-                              answer.chat ? &*answer.chat : nullptr);
+  save_instruction_model(*model, final_dir, o.init, tokenizer_dir, answer);
   const double tps = r.seconds > 0 ? static_cast<double>(r.tokens_trained) / r.seconds : 0;
   fmt::print("done: {} steps, {} tokens seen, {:.1f} s ({:.0f} tokens/s); model in {}, plot in {}\n", r.state.step,
              r.state.tokens_seen, r.seconds, tps, final_dir.string(), (plan.dir / "loss.svg").string());
 
   if (o.answer_test && !split.test.empty()) {
-    // The book's last step: the model's answer to every test entry, saved with the entries.
     AnswerOptions a = answer;
     a.max_new_tokens = o.answer_tokens;
-    AnswerStats stats;
-    fmt::print("answering the {} test entries (greedy, up to {} new tokens)\n", split.test.size(), a.max_new_tokens);
-    const std::vector<std::string> responses = answer_entries(
-        *model, tokenizer, split.test, a, stats, [](const std::string& line) { fmt::print("  {}\n", line); });
-    const fs::path out = plan.dir / "test-responses.json";
-    data::write_entries_with_responses(out, split.test, responses);
-    fmt::print("test responses in {} ({} of {} stopped at --answer-tokens {})\n", out.string(),
-               stats.hit_max_new_tokens, stats.entries, a.max_new_tokens);
+    answer_test_entries(*model, tokenizer, split.test, a, plan.dir / "test-responses.json");
   }
   return 0;
 }

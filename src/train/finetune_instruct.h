@@ -4,8 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
+#include <vector>
 
+#include "data/instruction_data.h"
+#include "generate/instruct.h"
+#include "model/transformer.h"
+#include "tokenizer/bpe.h"
 #include "train/train_options.h"
 
 namespace gptrain {
@@ -41,5 +47,20 @@ struct InstructOptions : TrainOptions {
 // Returns the process exit code: 0 when done, 128 + signal when stopped by SIGINT/SIGTERM (after
 // writing a checkpoint).
 int run_finetune_instruct(const InstructOptions& options);
+
+// What finetune-instruct and finetune-dpo share.
+// The sample after an epoch: the entry's prompt and the model's answer to it (max_new_tokens),
+// on one line (newlines as spaces).
+std::string answer_sample(const Transformer& model, const Tokenizer& tokenizer, const data::InstructionEntry& entry,
+                          const AnswerOptions& answer);
+// final/: the trained model (or its adapter), the tokenizer files, and how it was prompted
+// (recorded where a tokenizer_config.json exists or a chat template was used; a GPT-2 dir without
+// one is Alpaca anyway).
+void save_instruction_model(const Transformer& model, const std::filesystem::path& final_dir, const std::string& init,
+                            const std::filesystem::path& tokenizer_dir, const AnswerOptions& answer);
+// The book's last step: the model's answer to every test entry, saved with the entries as `out`.
+void answer_test_entries(const Transformer& model, const Tokenizer& tokenizer,
+                         const std::vector<data::InstructionEntry>& entries, const AnswerOptions& answer,
+                         const std::filesystem::path& out);
 
 }  // namespace gptrain

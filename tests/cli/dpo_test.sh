@@ -54,9 +54,12 @@ expect_in "$work/lr0-frozen.log" "data: 1100 pairs in .*: train 22, val 968, tes
 for mode in frozen precompute; do
   extra=()
   [ $mode = precompute ] && extra=(--precompute-reference)
+  [ $mode = frozen ] && extra=(--answer-test --answer-tokens 2)
   "$gptrain" "${dpo[@]}" --lr 1e-3 "${extra[@]}" --out-dir "$work/dpo-$mode" > "$work/dpo-$mode.log" 2>&1 ||
     fail "finetune-dpo ($mode) exited $?"
 done
+[ "$(grep -c '"model_response": ' "$work/dpo-frozen/test-responses.json")" -eq 110 ] ||
+  fail "test-responses.json: expected the 110 test entries"
 last_loss=$(tail -1 "$work/dpo-frozen/metrics.jsonl" | grep -o '"train_loss":[^,]*' | cut -d: -f2)
 awk -v l="$last_loss" -v z="$ln2" 'BEGIN { exit !(l < z - 0.001) }' || fail "the train loss did not fall below ln 2: $last_loss"
 margin=$(tail -1 "$work/dpo-frozen/metrics.jsonl" | sed -E 's/.*"train_chosen_reward":([^,]*).*"train_rejected_reward":([^,}]*).*/\1 \2/')

@@ -52,31 +52,15 @@ import tiktoken
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from tiktoken.load import load_tiktoken_bpe
 
 sys.path.insert(0, os.path.dirname(__file__))
 from gen_gpt2_parity import GPTModel, grad_of, our_names  # noqa: E402  the book's model
+from gen_instruct_fixtures import format_input, gpt2_encoding  # noqa: E402  the book's format_input
 
 ENTRY_INDICES = [50, 999, 0, 1]  # the book's two printed examples (with and without input) and data[:2]
 BETA = 0.1
 POLICY_SEED, REFERENCE_SEED = 123, 321
 CUT = 6  # the "cut" variant keeps the common padded length minus CUT tokens
-
-
-def gpt2_encoding(data_dir):
-    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-    ranks = load_tiktoken_bpe(os.path.join(data_dir, "gpt2_tokenizer", "r50k_base.tiktoken"))
-    return tiktoken.Encoding(name="gpt2", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
-
-
-def format_input(entry):  # the book's, verbatim
-    instruction_text = (
-        f"Below is an instruction that describes a task. "
-        f"Write a response that appropriately completes the request."
-        f"\n\n### Instruction:\n{entry['instruction']}"
-    )
-    input_text = f"\n\n### Input:\n{entry['input']}" if entry["input"] else ""
-    return instruction_text + input_text
 
 
 def preference_dataset(data, tokenizer):
