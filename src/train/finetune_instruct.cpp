@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 
@@ -164,6 +165,7 @@ void answer_test_entries(const Transformer& model, const Tokenizer& tokenizer,
                          const fs::path& out) {
   AnswerStats stats;
   fmt::print("answering the {} test entries (greedy, up to {} new tokens)\n", entries.size(), a.max_new_tokens);
+  std::fflush(stdout);  // seen now, also through a pipe: this can take a while
   const std::vector<std::string> responses =
       answer_entries(model, tokenizer, entries, a, stats, [](const std::string& line) { fmt::print("  {}\n", line); });
   data::write_entries_with_responses(out, entries, responses);
@@ -201,9 +203,6 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   const std::string trainable_what = apply_trainable(*model, o.trainable);
 
   const nlohmann::json opts = options_json(o);
-  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
-                                          options_json(InstructOptions{}));
-
   fmt::print("gptrain finetune-instruct\n");
   print_run_options(opts);
   fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
@@ -271,6 +270,10 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   if (task.batches_per_epoch() == 0)
     fail("{} training entries are fewer than one batch of --batch-size {}: lower --batch-size or give more data",
          train.size(), o.batch_size);
+  // The run dir once the data is known to be good: a refused file leaves no run.json behind
+  // (review F9), so the retry needs no --overwrite.
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
+                                          options_json(InstructOptions{}));
   fmt::print("batches: train {} of {} per epoch (the last partial batch dropped), val {}; targets: {}\n",
              task.batches_per_epoch(), o.batch_size, task.val_batches(),
              o.mask_prompt ? "the response and its end-of-text (prompt and padding are -100)"

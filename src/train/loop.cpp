@@ -116,6 +116,22 @@ double TrainTask::forward_backward(Transformer& model, const Batch& b, const For
 }
 
 LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch) {
+  // Ranges (review F17): a value outside them used to be taken silently (a negative
+  // --save-interval turned checkpoints off, a negative --max-steps meant no limit).
+  if (o.epochs < 1) fail("--epochs must be at least 1, got {}", o.epochs);
+  if (o.max_steps < 0) fail("--max-steps must be 0 (no limit) or positive, got {}", o.max_steps);
+  if (o.save_interval < 0) fail("--save-interval must be 0 (after every epoch) or positive, got {}", o.save_interval);
+  if (o.keep_last < 1) fail("--keep-last must be at least 1, got {}", o.keep_last);
+  if (o.warmup_steps < 0) fail("--warmup-steps must not be negative, got {}", o.warmup_steps);
+  if (o.grad_clip < 0) fail("--grad-clip must be 0 (off) or positive, got {}", o.grad_clip);
+  if (!(o.lr >= 0) || !std::isfinite(o.lr)) fail("--lr must be a finite number of at least 0, got {}", o.lr);
+  if (o.weight_decay < 0) fail("--weight-decay must not be negative, got {}", o.weight_decay);
+  // Options that do nothing in this combination: said, not silently dropped.
+  const bool main = dist::world().is_main();
+  if (o.min_lr != 0 && o.lr_schedule != "cosine" && main)
+    fmt::print("warning: --min-lr {} has no effect without --lr-schedule cosine\n", o.min_lr);
+  if (o.initial_lr != 0 && o.warmup_steps == 0 && main)
+    fmt::print("warning: --initial-lr {} has no effect without --warmup-steps\n", o.initial_lr);
   LoopOptions lo;
   lo.epochs = o.epochs;
   lo.max_steps = o.max_steps;
@@ -162,6 +178,9 @@ TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& ta
                        : "");
   install_stop_handlers();
   LoopResult result = run_training(model, optimizer, task, lo, state, plan.dir, metrics);
+  // What the job does after the loop (scoring, test answers) has no step to finish: Ctrl-C ends
+  // it at once, with 128 + signal, instead of being noted and ignored (review F10).
+  restore_default_stop_handlers();
   return {std::move(result), std::move(metrics)};
 }
 
@@ -389,6 +408,9 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
     if ((state.step - 1) % o.eval_interval != 0) evaluate(state.step - 1);
     if (state.batch > 0 && state.batch < nb) task.end_of_epoch(state.epoch, progress);
   }
+  // A signal during that last evaluation or sample: the checkpoint below, then the exit code says
+  // so (review F10), where it used to be noted and ignored.
+  if (!stop && comm.all_reduce_max(stop_requested() ? 1 : 0) > 0) stop = true;
   progress.finish();
   if (comm.size() > 1) {  // each rank's peak memory, printed by the main one
     const float mine_mb = static_cast<float>(peak_rss_mb());
@@ -406,12 +428,10 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
                    step_seconds > 0 ? 100 * exchange_seconds / step_seconds : 0.0);
     }
   }
+  checkpoint();
   if (stop) {
-    checkpoint();
     result.interrupted = true;
     result.signal = stop_signal() ? stop_signal() : SIGINT;  // a rank stopped by another's signal
-  } else {
-    checkpoint();
   }
   result.state = state;
   result.seconds = wall.seconds();

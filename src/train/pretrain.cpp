@@ -174,11 +174,7 @@ int run_pretrain(const PretrainOptions& o_in) {
     model = std::make_unique<Transformer>(cfg, o.seed);
   }
 
-  // Run dir before the heavy work, so a clobbering mistake fails fast.
   const nlohmann::json opts = options_json(o, o.files);
-  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
-                                          options_json(PretrainOptions{}, o.files));
-
   fmt::print("gptrain pretrain\n");
   print_run_options(opts);
   fmt::print("  --out-dir {}\n  --data-dir {}\n", o.out_dir, data_dir.string());
@@ -243,6 +239,10 @@ int run_pretrain(const PretrainOptions& o_in) {
     fail("the training data gives {} windows, fewer than one batch of --batch-size {}; lower --batch-size or "
          "--context-length, or give more text",
          train_windows.size(), o.batch_size);
+  // The run dir once the data is known to be good: a refused file leaves no run.json behind
+  // (review F9), so the retry needs no --overwrite.
+  const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
+                                          options_json(PretrainOptions{}, o.files));
   const std::string trainable_what = apply_trainable(*model, o.trainable);
   const ParameterCounts counts = count_parameters(cfg);
   fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters ({} trainable{})\n", cfg.n_layers,

@@ -1,10 +1,14 @@
 #include "train/run_dir.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "dist/communicator.h"
 #include "io/atomic_file.h"
@@ -20,6 +24,59 @@ namespace {
 const char* const kRunOutputs[] = {"run.json", "metrics.jsonl", "loss.svg", "accuracy.svg", "checkpoints", "final",
                                    "train.csv", "validation.csv", "test.csv", "test-responses.json",
                                    "rewards.svg", "reward-margins.svg", "reference-logprobs.json"};
+
+constexpr const char* kLockFile = ".gptrain.lock";
+
+// Empty but for a lock file left by an earlier process (a run that failed before writing anything).
+bool is_empty_run_dir(const fs::path& dir) {
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename() != kLockFile) return false;
+  return true;
+}
+
+std::string process_description() {
+  std::string cmdline;
+  if (FILE* f = std::fopen("/proc/self/cmdline", "rb")) {
+    char buf[512];
+    const size_t n = std::fread(buf, 1, sizeof buf, f);
+    std::fclose(f);
+    cmdline.assign(buf, n);
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
+  }
+  return fmt::format("process {}{}", ::getpid(), cmdline.empty() ? "" : ": " + cmdline);
+}
+
+// One writer per run dir: an exclusive flock on <dir>/.gptrain.lock, held until the process ends.
+// The kernel drops it when the process dies, however it dies, so a crash leaves nothing to clean
+// up. The file names the holder (pid and command line) for the message the next one gets.
+void lock_run_dir(const fs::path& dir) {
+  static std::map<std::string, int> held;  // this process's locks, by canonical dir (never closed)
+  std::error_code ec;
+  const std::string key = fs::weakly_canonical(dir, ec).string();
+  if (held.count(key)) return;
+  const fs::path path = dir / kLockFile;
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fail("--out-dir {}: cannot open {}: {}", dir.string(), path.string(), std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[600] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string owner(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
+    if (err == EWOULDBLOCK)
+      fail("--out-dir {} is in use by {}: one process writes a run dir at a time. Wait for it to end, or stop it "
+           "(Ctrl-C saves a checkpoint) and then --resume",
+           dir.string(), owner.empty() ? "another process" : owner);
+    fail("--out-dir {}: cannot lock {}: {}", dir.string(), path.string(), std::strerror(err));
+  }
+  const std::string me = process_description() + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size()))
+    fail("--out-dir {}: cannot write {}: {}", dir.string(), path.string(), std::strerror(errno));
+  held[key] = fd;
+}
 
 void check_writable(const fs::path& dir) {
   std::error_code ec;
@@ -40,9 +97,11 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
   std::error_code ec;
   const bool exists = fs::exists(dir, ec);
   if (exists && !fs::is_directory(dir, ec)) fail("--out-dir {}: exists and is not a directory", dir.string());
-  const bool empty = !exists || fs::is_empty(dir, ec);
+  if (resume && !exists) fail("--resume: {} does not exist; start without --resume", dir.string());
+  check_writable(dir);  // creates it
+  lock_run_dir(dir);    // before anything in it is read or changed
+  const bool empty = is_empty_run_dir(dir);
   if (resume) {
-    if (!exists) fail("--resume: {} does not exist; start without --resume", dir.string());
     remove_incomplete_checkpoints(dir);
     plan.resume_from = latest_checkpoint(dir);
     if (!plan.resume_from)
@@ -52,8 +111,11 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
     plan.resume_state = read_trainer_state(*plan.resume_from);
     std::string diffs;
     const nlohmann::json& saved = plan.resume_state.options;
+    // Under the cosine schedule --epochs and --max-steps set its length, so changing them would
+    // change the learning rate of every remaining step (review F1): they must stay.
+    const bool cosine = options.value("lr-schedule", std::string()) == "cosine";
     for (auto it = options.begin(); it != options.end(); ++it) {
-      if (may_change.count(it.key())) continue;
+      if (may_change.count(it.key()) && !(cosine && (it.key() == "epochs" || it.key() == "max-steps"))) continue;
       const nlohmann::json before = saved.contains(it.key())      ? saved[it.key()]
                                     : defaults.contains(it.key()) ? defaults[it.key()]
                                                                   : nlohmann::json();
@@ -74,14 +136,14 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
     }
     if (!diffs.empty())
       fail("--resume: these options contradict the checkpoint {}:{}\nrun with the checkpoint's values, or start a "
-           "new run in another --out-dir",
-           plan.resume_from->string(), diffs);
+           "new run in another --out-dir{}",
+           plan.resume_from->string(), diffs,
+           cosine ? " (with --lr-schedule cosine, --epochs and --max-steps fix the schedule's length)" : "");
   } else if (!empty) {
     if (!overwrite)
       fail("--out-dir {} is not empty; pass --resume to continue its run or --overwrite to replace it", dir.string());
     for (const char* name : kRunOutputs) fs::remove_all(dir / name, ec);
   }
-  check_writable(dir);
   nlohmann::json run = {{"gptrain_version", "0.1.0"}, {"options", options}};
   if (plan.resume_from) run["resumed_from"] = plan.resume_from->string();
   io::write_file_atomic(dir / "run.json", run.dump(2) + "\n");

@@ -57,7 +57,8 @@ nlohmann::json shape_options_json(const ShapeOverrides& s, bool with_tie_weights
 void print_run_options(const nlohmann::json& options);
 
 // Shared options a resumed run may change: they do not alter what the next steps compute, except
-// that --epochs and --max-steps set the cosine schedule's length (review defect F1, not fixed yet).
+// that under --lr-schedule cosine --epochs and --max-steps set the schedule's length, so a resume refuses
+// to change them there (run_dir.cpp; review defect F1).
 const std::set<std::string>& train_options_may_change_on_resume();
 
 }  // namespace gptrain

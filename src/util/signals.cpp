@@ -1,5 +1,7 @@
 #include "util/signals.h"
 
+#include <csignal>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -34,6 +36,11 @@ void install_stop_handlers(const char* message) {
   sa.sa_flags = 0;  // no SA_RESTART: blocking reads return so the loop can notice
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+}
+
+void restore_default_stop_handlers() {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
 }
 
 bool stop_requested() { return g_signal.load(std::memory_order_relaxed) != 0; }

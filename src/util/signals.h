@@ -10,5 +10,8 @@ void install_stop_handlers(const char* message = nullptr);
 bool stop_requested();
 int stop_signal();  // the signal number received, 0 if none
 void reset_stop_request();
+// SIGINT and SIGTERM end the process again (their default), for the work after a training loop
+// (final evaluation, scoring, test answers), which has no step to finish and nothing to save.
+void restore_default_stop_handlers();
 
 }  // namespace gptrain

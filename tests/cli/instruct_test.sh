@@ -47,6 +47,20 @@ losses() { sed -E 's/"tokens_per_s":[^,}]*,?//' "$1/metrics.jsonl"; }
 grep -q "resuming from .*step_00000007" "$work/ft2b.log" || fail "resume did not start from step 7"
 cmp -s <(losses "$work/ft") <(losses "$work/ft2") || fail "the resumed run differs from the run in one go"
 
+# Ctrl-C while the test entries are answered (after the loop, final/ written) ends the job at once
+# with 130, not after answering them all with 0 (review F10)
+"$gptrain" finetune-instruct --data-dir "$data" --init "$work/base/final" --train-split 0.02 --batch-size 3 \
+  --max-steps 1 --eval-interval 10 --eval-iters 1 --max-length 64 --sample-tokens 0 --answer-tokens 256 --threads 1 \
+  --out-dir "$work/ft3" > "$work/ft3.log" 2>&1 &
+ft3=$!
+for _ in $(seq 600); do grep -q "answering the" "$work/ft3.log" && break; sleep 0.05; done
+kill -INT $ft3
+wait $ft3
+rc=$?
+[ $rc -eq 130 ] || fail "Ctrl-C while answering: exit $rc, expected 130"
+[ -s "$work/ft3/final/model.safetensors" ] || fail "Ctrl-C while answering: final/ missing"
+[ ! -e "$work/ft3/test-responses.json" ] || fail "Ctrl-C while answering: the answering went on to the end"
+
 # 2. answer: the book's test split (data[935:1045]), written as json.dump(indent=4)
 "$gptrain" answer --model "$work/ft/final" --data "$data/instruction-data.json" --split test --max-new-tokens 3 \
   --threads 1 --out "$work/responses.json" > "$work/answer.log" 2>&1 || fail "answer exited $?"
@@ -74,5 +88,7 @@ printf '[{"instruction": "A", "input": ""},\n {"instruction": "B"}]\n' > "$work/
 expect_error 'noinput.json:2: entry 1 (counting from 0) has no "input" field' answer --model "$work/ft/final" \
   --data "$work/noinput.json" --out "$work/x.json"
 expect_error "fewer than one batch" "${ft[@]}" --out-dir "$work/e5" --train-split 0.005 --batch-size 8
+# a refused data file leaves no run.json behind, so the retry needs no --overwrite (review F9)
+for d in e1 e2 e3 e5; do [ ! -e "$work/$d/run.json" ] || fail "a refused run left $d/run.json behind"; done
 
 finish "instruct end-to-end" 8

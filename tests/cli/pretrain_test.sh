@@ -5,7 +5,11 @@
 #      of an uninterrupted run, bit for bit;
 #   3. SIGKILL in the middle of a checkpoint write leaves the previous checkpoint loadable and
 #      --resume uses it, again reproducing the uninterrupted run exactly;
-#   4. clear errors, and nothing lost, for bad inputs and bad run directories.
+#   4. clear errors, and nothing lost, for bad inputs and bad run directories;
+#   5. hardening (issue 19): one process per run dir (a second one is refused by name, a killed one
+#      releases the dir); a refused data file leaves no run.json behind (F9); under the cosine
+#      schedule a resume keeps --epochs and --max-steps (F1); loop options out of range are
+#      refused and options without effect are named (F17).
 # Usage: pretrain_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
 source "$(dirname "$0")/common.sh" "$1" the-verdict.txt gpt2_tokenizer/encoder.json
@@ -76,5 +80,41 @@ grep -q no-shuffle "$newest/trainer_state.json" && fail "could not strip no-shuf
 expect_error "--no-shuffle: checkpoint false, now true" pretrain "${tiny[@]}" --out-dir "$work/old" --resume --no-shuffle
 # nothing was lost: the finished run is untouched by the refused commands
 cmp -s <(losses "$work/a") <(losses "$work/a2") || fail "a refused command changed a previous run"
+
+# 5. hardening (issue 19)
+base=(--data-dir "$data" --emb-dim 32 --n-layers 2 --n-heads 2 --context-length 32 --batch-size 2 --eval-iters 1
+      --sample-tokens 0 --threads 1)
+# F9: the refused runs above wrote nothing, so a retry in the same dir needs no --overwrite
+for d in e1 e2 e3; do [ ! -e "$work/$d/run.json" ] || fail "a refused run left $d/run.json behind"; done
+"$gptrain" pretrain "${base[@]}" --max-steps 1 --out-dir "$work/e3" > "$work/e3-retry.log" 2>&1 ||
+  fail "the retry in a refused run's dir exited $?"
+# one process per run dir: while a run holds it, a second one (here resuming) is refused, naming the holder
+"$gptrain" pretrain "${base[@]}" --epochs 1000 --save-interval 5 --out-dir "$work/busy" > "$work/busy.log" 2>&1 &
+busy=$!
+for _ in $(seq 300); do ls "$work/busy/checkpoints"/step_*/DONE > /dev/null 2>&1 && break; sleep 0.1; done
+expect_error "--out-dir .*busy is in use by process $busy: .*gptrain pretrain" pretrain "${base[@]}" --epochs 1000 \
+  --save-interval 5 --out-dir "$work/busy" --resume
+kill -0 $busy 2> /dev/null || fail "the first run died when the second started"
+# a crash releases the dir: after kill -9 the run resumes
+kill -9 $busy
+wait $busy 2> /dev/null
+"$gptrain" pretrain "${base[@]}" --epochs 1000 --max-steps 1 --save-interval 5 --out-dir "$work/busy" --resume \
+  > "$work/busy-resume.log" 2>&1 || fail "resume after a killed run exited $?: $(tail -1 "$work/busy-resume.log")"
+# F1: under the cosine schedule --epochs and --max-steps set its length: a resume keeps them
+"$gptrain" pretrain "${base[@]}" --max-steps 4 --lr-schedule cosine --out-dir "$work/cos" > "$work/cos.log" 2>&1 ||
+  fail "cosine run exited $?"
+expect_error "--max-steps: checkpoint 4, now 8" pretrain "${base[@]}" --max-steps 8 --lr-schedule cosine \
+  --out-dir "$work/cos" --resume
+expect_error "with --lr-schedule cosine, --epochs and --max-steps fix the schedule's length" pretrain "${base[@]}" \
+  --epochs 2 --max-steps 4 --lr-schedule cosine --out-dir "$work/cos" --resume
+# F17: loop options out of range, and options that do nothing
+expect_error "--save-interval must be 0 (after every epoch) or positive, got -1" pretrain "${base[@]}" --max-steps 1 \
+  --save-interval -1 --out-dir "$work/e5"
+expect_error "--keep-last must be at least 1, got 0" pretrain "${base[@]}" --max-steps 1 --keep-last 0 --out-dir "$work/e6"
+expect_error "--max-steps must be 0 (no limit) or positive, got -1" pretrain "${base[@]}" --max-steps -1 --out-dir "$work/e7"
+"$gptrain" pretrain "${base[@]}" --max-steps 1 --min-lr 1e-5 --initial-lr 1e-5 --out-dir "$work/w" > "$work/w.log" 2>&1 ||
+  fail "run with ineffective options exited $?"
+expect_in "$work/w.log" "warning: --min-lr 1e-05 has no effect without --lr-schedule cosine"
+expect_in "$work/w.log" "warning: --initial-lr 1e-05 has no effect without --warmup-steps"
 
 finish "pretrain end-to-end"

@@ -286,7 +286,10 @@ TEST_P(DpoParity, loss_rewards_and_gradients_match_pytorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixture, DpoParity,
-                         ::testing::Combine(::testing::Values("full", "cut"), ::testing::Values("mean", "sum")));
+                         ::testing::Combine(::testing::Values("full", "cut"), ::testing::Values("mean", "sum")),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
+                         });
 
 // The gradient policy_pass accumulates is the derivative of the loss it returns: central finite
 // differences in float64 at parameters of every kind, for both reductions.
