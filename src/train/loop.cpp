@@ -178,9 +178,11 @@ TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& ta
                        : "");
   install_stop_handlers();
   LoopResult result = run_training(model, optimizer, task, lo, state, plan.dir, metrics);
-  // What the job does after the loop (scoring, test answers) has no step to finish: Ctrl-C ends
-  // it at once, with 128 + signal, instead of being noted and ignored (review F10).
-  restore_default_stop_handlers();
+  // What a finished job does after the loop (scoring, test answers) has no step to finish: Ctrl-C
+  // ends it at once, with 128 + signal, instead of being noted and ignored (review F10). A stopped
+  // run keeps the handlers: it only reports and exits, and a launcher's second signal (mpirun's
+  // SIGTERM once a rank has left) must not cut that short.
+  if (!result.interrupted) restore_default_stop_handlers();
   return {std::move(result), std::move(metrics)};
 }
 
