@@ -7,7 +7,6 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
-#include <numeric>
 
 #include "data/chat_template.h"
 #include "data/data_dir.h"
