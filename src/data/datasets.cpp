@@ -93,10 +93,12 @@ fs::path fetch_data_file(const fs::path& data_dir, const DataFileSource& source,
       // The archive's own digest is not published; the extracted member's is checked instead.
       const fs::path zip = dest.parent_path() / (dest.filename().string() + ".download.zip");
       o.label = zip.filename().string();
+      // Its size is not published either: room for the member stored uncompressed, beside small others.
+      o.max_size = 2 * source.size + (1u << 20);
       net::download_file(url, zip, net::Expected{}, o);
       std::string bytes;
       try {
-        bytes = read_zip_member(zip, source.zip_member);
+        bytes = read_zip_member(zip, source.zip_member, source.size);
       } catch (...) {
         fs::remove(zip, ec);
         throw;

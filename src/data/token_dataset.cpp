@@ -58,9 +58,29 @@ std::shared_ptr<TokenSource> TokenSource::map_shard(const std::filesystem::path&
     s->data_ = s->map_;
   }
   ::close(fd);
-  for (int64_t i = 0; i < s->size_; ++i)
-    if ((*s)[i] >= vocab_size)
-      fail("{}: token id {} at position {} is outside the vocabulary of {}", path.string(), (*s)[i], i, vocab_size);
+  // The stored (unsigned) value is checked: after the cast to int32 an id of 2^32 - 100 would read
+  // as -100, the ignored target.
+  const auto check = [&](const auto* ids) {
+    for (int64_t i = 0; i < s->size_; ++i)
+      if (static_cast<uint64_t>(ids[i]) >= static_cast<uint64_t>(vocab_size))
+        fail("{}: token id {} at position {} (byte offset {}) is outside the vocabulary of {}", path.string(),
+             static_cast<uint64_t>(ids[i]), i, i * width, vocab_size);
+  };
+  if (width == 4)
+    check(static_cast<const uint32_t*>(s->data_));
+  else
+    check(static_cast<const uint16_t*>(s->data_));
+  return s;
+}
+
+std::shared_ptr<TokenSource> TokenSource::slice(std::shared_ptr<const TokenSource> whole, int64_t begin, int64_t end) {
+  GPTRAIN_CHECK(0 <= begin && begin <= end && end <= whole->size(), "slice [{}, {}) of {} ids", begin, end,
+                whole->size());
+  std::shared_ptr<TokenSource> s(new TokenSource());
+  s->width_ = whole->width_;
+  s->size_ = end - begin;
+  s->data_ = static_cast<const char*>(whole->data_) + begin * whole->width_;
+  s->whole_ = std::move(whole);
   return s;
 }
 

@@ -21,6 +21,8 @@ class TokenSource {
   // of ids and every id is below vocab_size, naming the file and the offset of a bad id.
   static std::shared_ptr<TokenSource> map_shard(const std::filesystem::path& path, const std::string& format,
                                                 int64_t vocab_size);
+  // Ids [begin, end) of `whole` without a copy (the view keeps `whole`, and its mapping, alive).
+  static std::shared_ptr<TokenSource> slice(std::shared_ptr<const TokenSource> whole, int64_t begin, int64_t end);
   ~TokenSource();
   TokenSource(const TokenSource&) = delete;
   TokenSource& operator=(const TokenSource&) = delete;
@@ -41,6 +43,7 @@ class TokenSource {
   int width_ = 4;
   void* map_ = nullptr;
   size_t map_bytes_ = 0;
+  std::shared_ptr<const TokenSource> whole_;  // what a slice views
 };
 
 // Windows i = 0..count-1 of `max_length` inputs starting at i*stride, targets shifted by one:

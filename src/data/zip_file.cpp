@@ -91,7 +91,8 @@ std::vector<std::string> zip_member_names(const std::filesystem::path& zip) {
   return names;
 }
 
-std::string read_zip_member(const std::filesystem::path& zip, const std::string& name) {
+std::string read_zip_member(const std::filesystem::path& zip, const std::string& name,
+                            std::optional<uint64_t> expected_size) {
   const Archive a = open_archive(zip);
   const Member* found = nullptr;
   for (const Member& m : a.members)
@@ -111,6 +112,16 @@ std::string read_zip_member(const std::filesystem::path& zip, const std::string&
   if (a.u32(m.local_offset) != kLocalHeader) fail("{}: corrupt local header of {}", a.path, m.name);
   const uint64_t data = m.local_offset + 30 + a.u16(m.local_offset + 26) + a.u16(m.local_offset + 28);
   if (data + m.compressed > a.bytes.size()) fail("{}: {} runs past the end of the archive", a.path, m.name);
+  if (expected_size && m.size != *expected_size)
+    fail("{}: {} has {} bytes by the archive's directory, expected {}", a.path, m.name, m.size, *expected_size);
+  // Deflate's densest code (258-byte matches in 2 bits) expands 1032-fold at most.
+  constexpr uint64_t kMaxDeflateRatio = 1032;
+  if (m.method == 8 && m.size > (static_cast<uint64_t>(m.compressed) + 1) * kMaxDeflateRatio)
+    fail("{}: {} claims {} bytes from {} compressed, more than deflate can produce; the archive is corrupt", a.path,
+         m.name, m.size, m.compressed);
+  if (m.method == 0 && m.size != m.compressed)
+    fail("{}: {} is stored with {} bytes, the directory says {}; the archive is corrupt", a.path, m.name,
+         m.compressed, m.size);
   std::string out;
   if (m.method == 0) {
     out = a.bytes.substr(data, m.compressed);

@@ -259,6 +259,10 @@ void load_model_weights(Transformer& model, const fs::path& model_dir, bool incl
   copy_weights(ck, model, include_head);
 }
 
+void check_model_weights(const ModelConfig& config, const fs::path& model_dir, bool include_head) {
+  check_checkpoint(open_checkpoint(model_dir, hf::body_prefix(hf::family_of(config))), config, include_head);
+}
+
 std::unique_ptr<Transformer> load_model_dir(const fs::path& model_dir, const ModelLoadOptions& options) {
   ModelConfig config = read_model_config(model_dir);
   if (options.drop_rate) {

@@ -86,6 +86,9 @@ std::unique_ptr<Transformer> load_model_dir(const std::filesystem::path& model_d
 // blocks, final norm) and leaves the model's output head as it is: a new classifier head over a
 // pretrained language model.
 void load_model_weights(Transformer& model, const std::filesystem::path& model_dir, bool include_head = true);
+// load_model_weights's checks alone, for a model of `config` not built yet: a caller that allocates
+// the model itself checks first, so that a hostile config.json cannot make it allocate.
+void check_model_weights(const ModelConfig& config, const std::filesystem::path& model_dir, bool include_head = true);
 
 // A model dir's weights one parameter (or a row range of one) at a time, straight from its
 // memory-mapped checkpoint, without building the model: an exporter streams a large model this

@@ -92,6 +92,8 @@ struct Transfer {
   bool restarted_from_zero = false;  // the server ignored Range
   std::string error_body;       // the start of an error response's body
   std::string abort_reason;     // why a callback stopped the transfer
+  std::optional<uint64_t> limit;  // the most bytes the whole file may have
+  bool too_big = false;
   // Progress.
   std::string label;
   bool tty = false;
@@ -154,6 +156,11 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
       t->offset = 0;
       t->restarted_from_zero = true;
     }
+  }
+  if (t->limit && t->offset + t->written + n > *t->limit) {
+    t->too_big = true;
+    t->abort_reason = fmt::format("the file is larger than the {} bytes expected; it was not kept", *t->limit);
+    return 0;
   }
   if (!write_all(t->fd, data, n)) {
     t->abort_reason = fmt::format("cannot write the downloaded bytes: {}", std::strerror(errno));
@@ -277,7 +284,8 @@ struct Attempt {
   std::optional<uint64_t> announced_size;  // the whole file's size by Content-Length / Content-Range
 };
 
-Attempt get_into(const std::string& url, const fs::path& part, const DownloadOptions& o, const std::string& label) {
+Attempt get_into(const std::string& url, const fs::path& part, const DownloadOptions& o, const std::string& label,
+                 std::optional<uint64_t> limit) {
   Attempt a;
   const uint64_t offset = file_size_or_zero(part);
   const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -297,6 +305,7 @@ Attempt get_into(const std::string& url, const fs::path& part, const DownloadOpt
   t.fd = fd;
   t.offset = offset;
   t.label = label;
+  t.limit = limit;
   t.tty = ::isatty(2);
   char error[CURL_ERROR_SIZE] = {};
   common_options(h.curl, url, o, t, error);
@@ -328,7 +337,9 @@ Attempt get_into(const std::string& url, const fs::path& part, const DownloadOpt
   }
   if (!t.abort_reason.empty()) {
     a.error = t.abort_reason;
-    a.fatal = t.abort_reason.rfind("cannot", 0) == 0;  // local file trouble; a bad Content-Range is retried
+    // local file trouble or a file too big; a bad Content-Range is retried
+    a.fatal = t.too_big || t.abort_reason.rfind("cannot", 0) == 0;
+    if (t.too_big) fs::remove(part, ec);
     return a;
   }
   if (status == 416 && offset > 0) {  // the .part already holds the whole file (or more)
@@ -439,7 +450,7 @@ DownloadResult download_file(const std::string& url, const fs::path& dest, const
                    failures + 1, o.max_attempts, kept ? fmt::format(", resuming at byte {}", kept) : std::string());
         std::this_thread::sleep_for(std::chrono::duration<double>(delay));
       }
-      const Attempt a = get_into(url, part, o, label);
+      const Attempt a = get_into(url, part, o, label, expected.size ? expected.size : o.max_size);
       ++result.transfers;
       result.bytes_received += a.received;
       result.resumed = result.resumed || a.resumed;

@@ -18,6 +18,8 @@ struct DownloadOptions {
   long stall_timeout_s = 60;     // a transfer that moves less than 1 byte/s for this long is retried
   bool progress = false;         // a progress line on standard error
   std::string label;             // the file's name in progress and messages ("" : the URL's last part)
+  // Without an expected size: the most bytes accepted; a larger file is an error, not a full disk.
+  std::optional<uint64_t> max_size;
 };
 
 // What a server says about a file before it is downloaded (a HEAD request, redirects followed).

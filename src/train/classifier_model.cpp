@@ -46,7 +46,9 @@ std::unique_ptr<Transformer> build_classifier(const ClassifierModelOptions& o, i
   else if (o.pool == "mean") cfg.pooling = Pooling::Mean;
   else fail("--pool '{}': expected last (the book), first or mean", o.pool);
   // Every weight is initialised (the head as torch.nn.Linear, adapters as the book's LoRALayer),
-  // then the body is replaced by the dir's.
+  // then the body is replaced by the dir's, whose names and shapes are checked before anything is
+  // allocated (F8).
+  if (from_dir) check_model_weights(cfg, o.init, /*include_head=*/false);
   auto model = std::make_unique<Transformer>(cfg, o.seed, DType::F32, plan_adapters(cfg, o.lora));
   if (from_dir) load_model_weights(*model, o.init, /*include_head=*/false);
   return model;

@@ -55,11 +55,11 @@ MetricRecord from_json(const nlohmann::json& j) {
   r.step_loss = number("step_loss");
   r.lr = number("lr");
   r.tokens_per_s = number("tokens_per_s");
-  if (j.contains("train_accuracy")) r.train_accuracy = j["train_accuracy"].get<double>();
-  if (j.contains("val_accuracy")) r.val_accuracy = j["val_accuracy"].get<double>();
+  if (j.contains("train_accuracy")) r.train_accuracy = number("train_accuracy");
+  if (j.contains("val_accuracy")) r.val_accuracy = number("val_accuracy");
   r.kind = j.value("kind", std::string());
-  if (j.contains("test_accuracy")) r.test_accuracy = j["test_accuracy"].get<double>();
-  if (j.contains("test_loss") && j["test_loss"].is_number()) r.test_loss = j["test_loss"].get<double>();
+  if (j.contains("test_accuracy")) r.test_accuracy = number("test_accuracy");
+  if (j.contains("test_loss")) r.test_loss = number("test_loss");
   for (const auto& [name, value] : reward_fields(r))
     if (j.contains(name)) *value = j[name].is_number() ? j[name].get<double>() : NAN;
   return r;
@@ -71,17 +71,22 @@ MetricsLog::MetricsLog(const fs::path& run_dir, int64_t keep_up_to_step, bool wr
     : run_dir_(run_dir), write_files_(write_files) {
   const fs::path path = run_dir / "metrics.jsonl";
   if (keep_up_to_step >= 0 && fs::exists(path)) {
-    std::ifstream in(path);
-    std::string line;
-    int64_t number = 0;
-    while (std::getline(in, line)) {
-      ++number;
-      if (line.empty()) continue;
+    std::ifstream in(path, std::ios::binary);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    while (!lines.empty() && lines.back().empty()) lines.pop_back();
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].empty()) continue;
       try {
-        MetricRecord r = from_json(nlohmann::json::parse(line));
+        MetricRecord r = from_json(nlohmann::json::parse(lines[i]));
         if (r.step <= keep_up_to_step) records_.push_back(r);
-      } catch (const std::exception&) {
-        break;  // a line cut by a kill mid-write: everything after it is discarded too
+      } catch (const std::exception& e) {
+        // Only the last line can be cut by a kill mid-write; a bad line before it is damage that
+        // rewriting the file would make permanent.
+        if (i + 1 < lines.size())
+          fail("{}:{}: unreadable metrics record ({}); fix or remove the line to resume", path.string(), i + 1,
+               e.what());
+        fmt::print("warning: {}:{}: skipping a torn last metrics record\n", path.string(), i + 1);
       }
     }
   }

@@ -141,6 +141,8 @@ int run_pretrain(const PretrainOptions& o_in) {
   if (o.eval_iters <= 0) fail("--eval-iters must be positive, got {}", o.eval_iters);
   if (o.lr_schedule != "constant" && o.lr_schedule != "cosine")
     fail("--lr-schedule must be constant or cosine, got '{}'", o.lr_schedule);
+  if (o.val_data.empty() && !(o.train_split > 0 && o.train_split < 1))
+    fail("--train-split must be between 0 and 1 (exclusive), got {}", o.train_split);
   for (const std::string& f : o.files)
     if (!fs::is_regular_file(f)) fail("{}: no such file", f);
 
@@ -149,14 +151,14 @@ int run_pretrain(const PretrainOptions& o_in) {
   ModelConfig cfg;
   const bool from_dir = fs::is_directory(o.init);
   if (from_dir) {
+    if (o.shape.any())
+      fail("{} shape a preset; --init {} is a model dir whose config.json fixes them", o.shape.given(), o.init);
     ModelLoadOptions lo;
     lo.drop_rate = static_cast<float>(o.drop_rate);
     lo.lora = o.lora;
     lo.lora_seed = o.seed;
     model = load_model_dir(o.init, lo);
     cfg = model->config();
-    if (o.shape.any())
-      fail("{} shape a preset; --init {} is a model dir whose config.json fixes them", o.shape.given(), o.init);
     if (o.context_length > cfg.context_length)
       fail("--context-length {} exceeds the context length {} of the model in {}", o.context_length,
            cfg.context_length, o.init);
@@ -198,12 +200,10 @@ int run_pretrain(const PretrainOptions& o_in) {
       train_tokens = all;
     } else {
       // last (1 - split) of the tokens for validation
+      // (views of the mapping: a big shard is never copied into memory)
       const int64_t cut = static_cast<int64_t>(o.train_split * static_cast<double>(all->size()));
-      std::vector<int32_t> a(static_cast<size_t>(cut)), b(static_cast<size_t>(all->size() - cut));
-      all->copy(0, a);
-      all->copy(cut, b);
-      train_tokens = data::TokenSource::from_vector(std::move(a));
-      val_tokens = data::TokenSource::from_vector(std::move(b));
+      train_tokens = data::TokenSource::slice(all, 0, cut);
+      val_tokens = data::TokenSource::slice(all, cut, all->size());
     }
   } else {
     std::string text;

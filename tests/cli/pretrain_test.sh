@@ -107,6 +107,18 @@ expect_error "--max-steps: checkpoint 4, now 8" pretrain "${base[@]}" --max-step
   --out-dir "$work/cos" --resume
 expect_error "with --lr-schedule cosine, --epochs and --max-steps fix the schedule's length" pretrain "${base[@]}" \
   --epochs 2 --max-steps 4 --lr-schedule cosine --out-dir "$work/cos" --resume
+# F2: a model dir's config.json fixes the shape: the shape options are refused, not recorded and ignored
+expect_error "--emb-dim, --n-layers, --n-heads, --qkv-bias, --tie-weights shape a preset; --init .*final is a model dir" \
+  pretrain "${base[@]}" --init "$work/a/final" --qkv-bias --tie-weights --max-steps 1 --out-dir "$work/e8"
+[ ! -e "$work/e8/run.json" ] || fail "the refused --init run left run.json behind"
+# F5: --train-split is checked for a token shard too (it was a "cannot create std::vector" crash), and the
+# shard's split runs from views of the mapping
+"$gptrain" tokenize --data-dir "$data" "$data/the-verdict.txt" --format u16 --output "$work/verdict.u16" \
+  > /dev/null 2>&1 || fail "tokenize to a shard exited $?"
+expect_error "--train-split must be between 0 and 1 (exclusive), got 1.5" pretrain "${base[@]}" --max-steps 1 \
+  --train-split 1.5 --out-dir "$work/e9" "$work/verdict.u16"
+"$gptrain" pretrain "${base[@]}" --max-steps 2 --out-dir "$work/shard" "$work/verdict.u16" > "$work/shard.log" 2>&1 ||
+  fail "pretrain on a shard exited $?: $(tail -1 "$work/shard.log")"
 # F17: loop options out of range, and options that do nothing
 expect_error "--save-interval must be 0 (after every epoch) or positive, got -1" pretrain "${base[@]}" --max-steps 1 \
   --save-interval -1 --out-dir "$work/e5"

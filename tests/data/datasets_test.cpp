@@ -183,12 +183,27 @@ TEST(FetchDataFile, extracts_and_checks_a_zip_member) {
   fetch_data_file(dir.path(), source, fast());
   EXPECT_EQ(read_file(dir / "sms_spam" / "SMSSpamCollection"), sms);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir / "sms_spam"), fs::directory_iterator()), 1);  // zip removed
-  // A zip whose member differs from the expected file.
-  server.set("/other.zip", Route::file(make_zip({{"SMSSpamCollection", "ham\thi\n", true}})));
+  // A zip whose member differs from the expected file (same size, other bytes).
+  std::string altered = sms;
+  altered[5] = 'X';
+  server.set("/other.zip", Route::file(make_zip({{"SMSSpamCollection", altered, true}})));
   const DataFileSource other{"sms2/SMSSpamCollection", "SMS", {server.url("/other.zip")}, "SMSSpamCollection",
                              sms.size(), net::sha256_hex(sms)};
   expect_error([&] { fetch_data_file(dir.path(), other, fast()); }, {"SMSSpamCollection", "sha256", "expected"});
   EXPECT_FALSE(fs::exists(dir / "sms2" / "SMSSpamCollection"));
+  // F7: a member of another size is refused by the directory's size, before it is inflated.
+  server.set("/short.zip", Route::file(make_zip({{"SMSSpamCollection", "ham\thi\n", true}})));
+  const DataFileSource short_member{"sms3/SMSSpamCollection", "SMS", {server.url("/short.zip")}, "SMSSpamCollection",
+                                    sms.size(), net::sha256_hex(sms)};
+  expect_error([&] { fetch_data_file(dir.path(), short_member, fast()); },
+               {"SMSSpamCollection has 7 bytes by the archive's directory, expected " + std::to_string(sms.size())});
+  // F7: the archive's own size is unknown, but bounded: one far larger than its member is not kept.
+  server.set("/huge.zip", Route::file(std::string(2 * sms.size() + (1u << 20) + 1, 'z')));
+  const DataFileSource huge{"sms4/SMSSpamCollection", "SMS", {server.url("/huge.zip")}, "SMSSpamCollection",
+                            sms.size(), net::sha256_hex(sms)};
+  expect_error([&] { fetch_data_file(dir.path(), huge, fast()); }, {"larger than the", "bytes expected"});
+  EXPECT_FALSE(fs::exists(dir / "sms4"/ "SMSSpamCollection.download.zip.part"));
+  EXPECT_FALSE(fs::exists(dir / "sms4"/ "SMSSpamCollection.download.zip"));
 }
 
 TEST(ZipFile, stored_and_deflated_members_and_damage) {
@@ -206,6 +221,23 @@ TEST(ZipFile, stored_and_deflated_members_and_damage) {
   expect_error([&] { read_zip_member(dir / "bad.zip", "a.txt"); }, {"bad.zip", "CRC-32"});
   std::ofstream(dir / "not.zip", std::ios::binary) << "this is no zip archive at all, just text";
   expect_error([&] { read_zip_member(dir / "not.zip", "a.txt"); }, {"not.zip", "not a zip archive"});
+}
+
+// F7: the directory's sizes are unverified; a few hundred bytes claiming 4 GiB are refused before
+// anything is allocated (deflate expands 1032-fold at most; a stored member is its compressed size).
+TEST(ZipFile, sizes_the_archive_cannot_hold_are_refused_before_allocating) {
+  TempDir dir;
+  for (const bool deflated : {true, false}) {
+    std::string zip = make_zip({{"a.txt", "alpha alpha alpha", deflated}});
+    const size_t central = zip.find("PK\x01\x02");
+    ASSERT_NE(central, std::string::npos);
+    for (int i = 0; i < 4; ++i) zip[central + 24 + i] = static_cast<char>(i == 0 ? 0xf0 : 0xff);  // 4 GiB - 16
+    std::ofstream(dir / "big.zip", std::ios::binary) << zip;
+    expect_error([&] { read_zip_member(dir / "big.zip", "a.txt"); },
+                 {"big.zip", "4294967280", deflated ? "more than deflate can produce" : "is stored with 17 bytes"});
+    expect_error([&] { read_zip_member(dir / "big.zip", "a.txt", 17); },
+                 {"big.zip", "a.txt has 4294967280 bytes by the archive's directory, expected 17"});
+  }
 }
 
 TEST(EnsureDataFile, present_files_need_no_network_and_unknown_files_say_where_to_put_them) {

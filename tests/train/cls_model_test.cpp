@@ -17,6 +17,7 @@
 #include <fstream>
 
 #include "data/text_file.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "kernels/ops.h"
 #include "model/config.h"
@@ -154,6 +155,32 @@ TEST(Classifier, book_parameter_counts) {
   EXPECT_EQ(model.params().trainable_numel(), 2 * 768 + 2);
   EXPECT_THROW(apply_trainable(model, "last-13"), Error);
   EXPECT_THROW(apply_trainable(model, "some"), Error);
+}
+
+// F8: a config.json that does not belong to the weights is refused by the weights' shapes before
+// the model is allocated (here the claimed width would need terabytes; before, that allocation was tried).
+TEST(Classifier, a_hostile_config_is_refused_before_allocating) {
+  TempDir dir;
+  ModelConfig cfg;
+  ASSERT_TRUE(preset_config("gpt2-small", cfg));
+  cfg.emb_dim = 16;
+  cfg.n_heads = 2;
+  cfg.n_layers = 1;
+  cfg.context_length = 32;
+  save_model_dir(Transformer(cfg, 7), dir / "base");
+  ModelConfig huge = cfg;
+  huge.emb_dim = 1 << 17;
+  huge.n_layers = 3;
+  huge.n_heads = 1 << 10;
+  io::write_file_atomic(dir / "base" / "config.json", model_config_text(huge));
+  ClassifierModelOptions o;
+  o.init = (dir / "base").string();
+  try {
+    build_classifier(o, 2);
+    FAIL() << "a config.json the weights do not match was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has shape"), std::string::npos) << e.what();
+  }
 }
 
 // Must show 2 (first half): a whole run with the book's freezing leaves every frozen weight

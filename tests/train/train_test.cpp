@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <numeric>
 #include <set>
 
@@ -14,6 +16,7 @@
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/schedule.h"
+#include "util/error.h"
 
 namespace gptrain {
 namespace {
@@ -62,6 +65,32 @@ TEST(Data, sliding_windows_count_like_the_book) {
   w.get(w.size() - 1, x, y);  // the digits notebook's last sample: [996..999] -> [997..1000]
   EXPECT_EQ(x, (std::vector<int32_t>{996, 997, 998, 999}));
   EXPECT_EQ(y, (std::vector<int32_t>{997, 998, 999, 1000}));
+}
+
+// F5, F6: a shard's split is a view of the mapping (nothing copied), and ids are checked as stored:
+// a u32 id of 2^32 - 100 is refused with its position, not read as the ignored target -100.
+TEST(Data, shard_ids_are_checked_unsigned_and_a_split_is_a_view) {
+  const fs::path dir = temp_dir("shards");
+  const auto write = [&](const char* name, const std::vector<uint32_t>& ids) {
+    std::ofstream(dir / name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 4));
+    return dir / name;
+  };
+  try {
+    data::TokenSource::map_shard(write("bad.u32", {1, 2, 0xFFFFFF9Cu, 3}), "", 50257);
+    FAIL() << "an id of 2^32 - 100 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 4294967196 at position 2 (byte offset 8)"), std::string::npos)
+        << e.what();
+  }
+  const auto all = data::TokenSource::map_shard(write("ok.u32", {5, 6, 7, 8, 9}), "", 10);
+  const auto val = data::TokenSource::slice(all, 3, 5);
+  ASSERT_EQ(val->size(), 2);
+  EXPECT_EQ((*val)[0], 8);
+  EXPECT_EQ((*val)[1], 9);
+  const auto empty = data::TokenSource::slice(all, 5, 5);
+  EXPECT_EQ(empty->size(), 0);
+  fs::remove_all(dir);
 }
 
 TEST(Data, loader_shuffles_per_epoch_deterministically_and_drops_the_last_batch) {
@@ -231,6 +260,36 @@ TEST(Metrics, null_reads_back_as_nan_and_rewards_round_trip) {
   EXPECT_EQ(*r.val_rejected_reward, -0.125);
   EXPECT_EQ(*r.train_chosen_reward, 0.0);
   EXPECT_EQ(resumed.records()[1].step_loss, 0.5);
+  fs::remove_all(run);
+}
+
+// F4: a kill mid-write can tear only the last line; that one is skipped. A bad line before it is
+// damage: the resume fails naming the line and the file keeps every record.
+TEST(Metrics, only_a_torn_last_line_is_skipped) {
+  const fs::path run = temp_dir("metrics_torn");
+  const fs::path path = run / "metrics.jsonl";
+  const std::string good0 = R"({"step":0,"epoch":0,"tokens_seen":10,"train_loss":2,"val_loss":3,"train_accuracy":null})";
+  const std::string good1 = R"({"step":1,"epoch":0,"tokens_seen":20,"train_loss":1,"val_loss":2})";
+  {
+    std::ofstream(path) << good0 << "\n" << good1 << "\n" << R"({"step":2,"epo)";
+  }
+  {
+    MetricsLog resumed(run, 10);
+    ASSERT_EQ(resumed.records().size(), 2u);
+    ASSERT_TRUE(resumed.records()[0].train_accuracy.has_value());
+    EXPECT_TRUE(std::isnan(*resumed.records()[0].train_accuracy));
+    EXPECT_EQ(resumed.records()[1].step, 1);
+  }
+  const std::string damaged = good0 + "\n" + "{\"step\":1,garbage\n" + good1 + "\n";
+  { std::ofstream(path) << damaged; }
+  try {
+    MetricsLog resumed(run, 10);
+    FAIL() << "a damaged middle line was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2:"), std::string::npos) << e.what();
+  }
+  std::ifstream in(path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), damaged);
   fs::remove_all(run);
 }
 
