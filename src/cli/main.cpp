@@ -12,11 +12,12 @@
 #include "cli/commands.h"
 #include "dist/communicator.h"
 #include "util/error.h"
+#include "util/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"gptrain: pretrain and finetune GPT-2 models in C++", "gptrain"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("gptrain 0.1.0"));
+  app.set_version_flag("--version", std::string("gptrain ") + gptrain::kVersion);
 
   std::map<CLI::App*, gptrain::cli::Command> commands;
   auto add = [&](gptrain::cli::Command (*registrar)(CLI::App&)) {

@@ -42,6 +42,8 @@ void fsync_directory(const std::filesystem::path& dir, const std::filesystem::pa
 
 }  // namespace
 
+void sync_directory(const std::filesystem::path& dir) { fsync_directory(dir, dir); }
+
 AtomicFile::AtomicFile(const std::filesystem::path& path) : path_(path), temp_(temp_name_for(path)) {
   if (path.filename().empty()) fail("cannot write '{}': the path names a directory, not a file", path.string());
   fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

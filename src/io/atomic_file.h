@@ -38,6 +38,10 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+// fsync a directory, so that the entries created or renamed in it survive a power cut. Errors name
+// the directory (file systems that cannot sync directories, EINVAL/EROFS, are not errors).
+void sync_directory(const std::filesystem::path& dir);
+
 // Writes a whole text (JSON, a marker file) atomically.
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
 

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "util/error.h"
+#include "util/version.h"
 
 namespace gptrain::serve {
 
@@ -313,7 +314,7 @@ struct Server::Impl {
     for (const char* path : {"/v1/models", "/models"})
       http.Get(path, [this, json_reply](const httplib::Request&, httplib::Response& res) { json_reply(res, model_card_openai()); });
     http.Get("/api/tags", [this, json_reply](const httplib::Request&, httplib::Response& res) { json_reply(res, model_card_ollama()); });
-    http.Get("/api/version", [json_reply](const httplib::Request&, httplib::Response& res) { json_reply(res, {{"version", "0.1.0-gptrain"}}); });
+    http.Get("/api/version", [json_reply](const httplib::Request&, httplib::Response& res) { json_reply(res, {{"version", std::string(kVersion) + "-gptrain"}}); });
     const auto post = [this](const char* path, Api api) {
       http.Post(path, [this, api](const httplib::Request& req, httplib::Response& res) { generate(api, req, res); });
     };

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <sstream>
 
@@ -28,14 +29,6 @@ namespace {
 
 constexpr const char* kDone = "DONE";
 constexpr const char* kTempPrefix = ".tmp-";
-
-void fsync_path(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 std::optional<int64_t> step_of(const fs::path& dir) {
   const std::string name = dir.filename().string();
@@ -128,11 +121,11 @@ fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, cons
                        {"options", state.options}};
   io::write_file_atomic(temp / "trainer_state.json", js.dump(2) + "\n");
   io::write_file_atomic(temp / kDone, "");
-  fsync_path(temp);
+  io::sync_directory(temp);  // a failed flush is an error, not a "complete" checkpoint
   fs::remove_all(final_dir, ec);  // an incomplete dir of the same step (no DONE) from a crash
   fs::rename(temp, final_dir, ec);
   if (ec) fail("cannot move checkpoint {} into place: {}", temp.string(), ec.message());
-  fsync_path(final_dir.parent_path());
+  io::sync_directory(final_dir.parent_path());
 
   if (keep_last > 0) {
     auto all = complete_checkpoints(run_dir);
@@ -208,7 +201,13 @@ TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, Ada
   const auto& meta = f.metadata();
   const auto it = meta.find("trainable");
   if (it == meta.end()) fail("{}: missing metadata 'trainable'", opt_path.string());
-  const nlohmann::json saved = nlohmann::json::parse(it->second);
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(it->second);
+  } catch (const std::exception& e) {
+    fail("{}: metadata 'trainable' is not valid JSON ({}); the checkpoint is damaged", opt_path.string(), e.what());
+  }
+  if (!saved.is_array()) fail("{}: metadata 'trainable' is not a list of names; the checkpoint is damaged", opt_path.string());
   const nlohmann::json now = trainable_names(model);
   if (saved != now)
     fail("{}: the checkpoint was trained with a different set of trainable parameters ({} then, {} now); "
@@ -226,7 +225,17 @@ TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, Ada
     f.load_into("adamw.m", optimizer.first_moment());
     f.load_into("adamw.v", optimizer.second_moment());
   }
-  optimizer.set_steps_taken(std::stoll(meta.at("steps_taken")));
+  const auto steps = meta.find("steps_taken");
+  int64_t steps_taken = -1;
+  if (steps != meta.end()) {
+    const std::string& text = steps->second;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), steps_taken);
+    if (error != std::errc() || end != text.data() + text.size()) steps_taken = -1;
+  }
+  if (steps_taken < 0)
+    fail("{}: metadata 'steps_taken' is {}, not a count of steps; the checkpoint is damaged", opt_path.string(),
+         steps == meta.end() ? "missing" : "'" + steps->second + "'");
+  optimizer.set_steps_taken(steps_taken);
   return state;
 }
 

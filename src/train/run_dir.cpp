@@ -13,6 +13,7 @@
 #include "dist/communicator.h"
 #include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/version.h"
 
 namespace gptrain {
 
@@ -144,7 +145,7 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
       fail("--out-dir {} is not empty; pass --resume to continue its run or --overwrite to replace it", dir.string());
     for (const char* name : kRunOutputs) fs::remove_all(dir / name, ec);
   }
-  nlohmann::json run = {{"gptrain_version", "0.1.0"}, {"options", options}};
+  nlohmann::json run = {{"gptrain_version", kVersion}, {"options", options}};
   if (plan.resume_from) run["resumed_from"] = plan.resume_from->string();
   io::write_file_atomic(dir / "run.json", run.dump(2) + "\n");
   return plan;

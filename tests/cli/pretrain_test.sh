@@ -28,6 +28,9 @@ for f in run.json loss.svg final/config.json final/model.safetensors final/vocab
   [ -s "$work/a/$f" ] || fail "missing output $f"
 done
 grep -q "Ep 1 (Step 000000): Train loss" "$work/a.log" || fail "no book-style evaluation line"
+# F14: run.json records the binary's version
+grep -q "\"gptrain_version\": \"$("$gptrain" --version | cut -d' ' -f2)\"" "$work/a/run.json" ||
+  fail "run.json's gptrain_version is not the binary's"
 
 # 2. SIGINT, then resume
 "$gptrain" pretrain "${tiny[@]}" --out-dir "$work/b" > "$work/b.log" 2>&1 &
@@ -119,6 +122,16 @@ expect_error "--train-split must be between 0 and 1 (exclusive), got 1.5" pretra
   --train-split 1.5 --out-dir "$work/e9" "$work/verdict.u16"
 "$gptrain" pretrain "${base[@]}" --max-steps 2 --out-dir "$work/shard" "$work/verdict.u16" > "$work/shard.log" 2>&1 ||
   fail "pretrain on a shard exited $?: $(tail -1 "$work/shard.log")"
+# F11: a failed flush of the checkpoints dir (after the rename) is an error, not a "complete" checkpoint
+# (the sanitizer build's runtime must not insist on coming first in the library list)
+if [ -n "${GPTRAIN_TEST_FSYNC_SHIM:-}" ]; then
+  ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" LD_PRELOAD="$GPTRAIN_TEST_FSYNC_SHIM" \
+    GPTRAIN_TEST_FAIL_FSYNC_OF=checkpoints "$gptrain" pretrain "${base[@]}" --max-steps 2 --out-dir "$work/fsync" \
+    > "$work/fsync.log" 2>&1
+  rc=$?
+  [ "$rc" -eq 1 ] || fail "a failed fsync of the checkpoints dir: exit code $rc, expected 1"
+  expect_in "$work/fsync.log" "cannot flush directory .*fsync/checkpoints: Input/output error"
+fi
 # F17: loop options out of range, and options that do nothing
 expect_error "--save-interval must be 0 (after every epoch) or positive, got -1" pretrain "${base[@]}" --max-steps 1 \
   --save-interval -1 --out-dir "$work/e5"

@@ -6,12 +6,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <numeric>
 #include <set>
 
 #include "data/text_file.h"
 #include "data/token_dataset.h"
 #include "model/transformer.h"
+#include "io/safetensors.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
@@ -201,6 +203,41 @@ TEST(Checkpoint, round_trip_is_bit_exact_and_old_ones_are_pruned) {
   EXPECT_EQ(opt2.steps_taken(), 3);
   remove_incomplete_checkpoints(run);
   EXPECT_FALSE(fs::exists(checkpoint_dir(run, 9)));
+  fs::remove_all(run);
+}
+
+// F11: a damaged optimizer.safetensors (its metadata) is an error naming the file, not a bare
+// "map::at" or a JSON exception.
+TEST(Checkpoint, damaged_optimizer_metadata_names_the_file) {
+  const fs::path run = temp_dir("ckpt_damaged");
+  Transformer model(tiny());
+  AdamW opt(model.params(), AdamWOptions{});
+  TrainerState state;
+  state.step = 1;
+  const fs::path dir = save_checkpoint(run, model, opt, state, 2);
+  const fs::path path = dir / "optimizer.safetensors";
+  const io::SafeTensorsFile good = io::SafeTensorsFile::open(path);
+  const std::vector<std::pair<std::string, Tensor>> moments = {{"adamw.m", good.load("adamw.m")},
+                                                               {"adamw.v", good.load("adamw.v")}};
+  const std::string trainable = good.metadata().at("trainable");
+  const std::vector<std::pair<std::map<std::string, std::string>, std::string>> cases = {
+      {{{"steps_taken", "1"}, {"trainable", "[\"wte.weight\", "}}, "metadata 'trainable' is not valid JSON"},
+      {{{"steps_taken", "1"}, {"trainable", "{}"}}, "metadata 'trainable' is not a list of names"},
+      {{{"trainable", trainable}}, "metadata 'steps_taken' is missing"},
+      {{{"steps_taken", "1x"}, {"trainable", trainable}}, "metadata 'steps_taken' is '1x'"},
+  };
+  for (const auto& [metadata, message] : cases) {
+    io::save_safetensors(path, moments, metadata);
+    Transformer restored(tiny(), 999);
+    AdamW opt2(restored.params(), AdamWOptions{});
+    try {
+      load_checkpoint(dir, restored, opt2);
+      ADD_FAILURE() << "accepted: " << message;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path.string() + ": " + message), std::string::npos) << what;
+    }
+  }
   fs::remove_all(run);
 }
 
