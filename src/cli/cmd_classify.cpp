@@ -13,7 +13,9 @@ Command register_classify(CLI::App& app) {
   s->add_option("--model", o->model, "Classifier model dir (finetune-cls's <out-dir>/final)")->required();
   s->add_option("--adapter", o->adapter, "LoRA adapter dir applied to --model [default: the adapter in the model dir "
                                          "(a LoRA run's final/), if any]");
-  s->add_option("--input", o->input, "File of texts: one per line, or a .csv/.tsv with a header (see --text-column)");
+  CLI::Option* input =
+      s->add_option("--input", o->input, "File of texts: one per line, or a .csv/.tsv with a header (see --text-column)");
+  s->add_option("--data", o->input, "The same as --input")->excludes(input);
   s->add_option("--text-column", o->text_column, "Text column of a .csv/.tsv --input [default: Text]");
   s->add_option("--max-length", o->max_length, "Pad/truncate to this length [default: the length the model was "
                                                "trained with]");

@@ -12,9 +12,10 @@ Command register_finetune_dpo(CLI::App& app) {
   auto o = std::make_shared<DpoOptions>();
   CLI::App* s = app.add_subcommand(
       "finetune-dpo", "Align an instruction model with preference pairs by DPO (the book's chapter 7 bonus)");
-  s->add_option("file", o->data, "Preference JSON array or JSON Lines with instruction, input, chosen, rejected "
-                                 "[default: instruction-data-with-preference.json from the data dir]");
-  s->add_option("--data", o->data, "The same as the positional FILE");
+  CLI::Option* positional =
+      s->add_option("file", o->data, "Preference JSON array or JSON Lines with instruction, input, chosen, rejected "
+                                     "[default: instruction-data-with-preference.json from the data dir]");
+  s->add_option("--data", o->data, "The same as the positional FILE")->excludes(positional);
   s->add_option("--train-split", o->train_split, "Fraction of the pairs for training (in file order)")
       ->capture_default_str();
   s->add_option("--test-split", o->test_split, "Fraction for testing, after the training part; the rest validates")

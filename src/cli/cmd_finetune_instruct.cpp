@@ -12,8 +12,9 @@ Command register_finetune_instruct(CLI::App& app) {
   auto o = std::make_shared<InstructOptions>();
   CLI::App* s = app.add_subcommand("finetune-instruct",
                                    "Instruction-finetune a model on Alpaca-format JSON/JSONL (the book's chapter 7)");
-  s->add_option("data", o->data, "Alpaca JSON array or JSON Lines with instruction, input, output "
-                                 "[default: instruction-data.json from the data dir]");
+  CLI::Option* positional = s->add_option("data", o->data, "Alpaca JSON array or JSON Lines with instruction, input, "
+                                                           "output [default: instruction-data.json from the data dir]");
+  s->add_option("--data", o->data, "The same as the positional DATA")->excludes(positional);
   s->add_option("--val-data", o->val_data, "Validation entries [default: the last part of the split]");
   s->add_option("--test-data", o->test_data, "Test entries [default: the part of the split after training]");
   s->add_option("--train-split", o->train_split, "Fraction of the entries for training (in file order)")

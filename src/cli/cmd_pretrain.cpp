@@ -10,8 +10,10 @@ namespace gptrain::cli {
 Command register_pretrain(CLI::App& app) {
   auto o = std::make_shared<PretrainOptions>();
   CLI::App* s = app.add_subcommand("pretrain", "Pretrain a model on text (default: the book's chapter 5 run, GPT-2 124M)");
-  s->add_option("files", o->files, "Text files (joined with <|endoftext|>), or one token shard (.u16/.u32) "
-                                   "[default: the-verdict.txt from the data dir]");
+  CLI::Option* positional =
+      s->add_option("files", o->files, "Text files (joined with <|endoftext|>), or one token shard (.u16/.u32) "
+                                       "[default: the-verdict.txt from the data dir]");
+  s->add_option("--data", o->files, "The same as the positional FILES")->excludes(positional);
   s->add_option("--val-data", o->val_data, "Validation text or token shard [default: the last part of the text]");
   s->add_option("--train-split", o->train_split, "Fraction of the characters for training")->capture_default_str();
   s->add_option("--data-dir", o->data_dir, "Data directory [default: $GPTRAIN_DATA_DIR or ../shared/data]");

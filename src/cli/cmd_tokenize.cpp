@@ -176,7 +176,9 @@ Command register_tokenize(CLI::App& app) {
   CLI::App* s = app.add_subcommand(
       "tokenize", "Text to token ids (GPT-2's, as tiktoken's \"gpt2\"; or a model's tokenizer.json with --model, as "
                   "Hugging Face tokenizers), or back with --decode");
-  s->add_option("input", o->input, "Text file to encode (with --decode: a file of ids); - reads standard input")->required();
+  CLI::Option* positional =
+      s->add_option("input", o->input, "Text file to encode (with --decode: a file of ids); - reads standard input");
+  s->add_option("--data", o->input, "The same as the positional INPUT")->excludes(positional);
   s->add_flag("--decode", o->decode, "Turn ids back into text (invalid UTF-8 shown as U+FFFD, as tiktoken's decode)");
   s->add_flag("--allow-special", o->allow_special,
               "Encode special tokens written in the text (<|endoftext|>, <|eot_id|>, ...) as their ids (tiktoken's "
@@ -196,7 +198,10 @@ Command register_tokenize(CLI::App& app) {
       ->capture_default_str();
   s->add_flag("--raw-bytes", o->raw_bytes, "With --decode: write the decoded bytes as they are, without U+FFFD");
   s->add_flag("--quiet", o->quiet, "No summary line on standard error");
-  return [o] { return run_tokenize(*o); };
+  return [o] {
+    if (o->input.empty()) fail("tokenize: give the file to read, as INPUT or --data FILE (- reads standard input)");
+    return run_tokenize(*o);
+  };
 }
 
 }  // namespace gptrain::cli

@@ -49,6 +49,8 @@ void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help) {
   s->add_option("--threads", o.threads, "CPU threads (0: all cores)");
   s->add_flag("--resume", o.resume, "Continue the run in --out-dir from its newest complete checkpoint");
   s->add_flag("--overwrite", o.overwrite, "Replace a previous run in --out-dir");
+  s->add_flag("--allow-changed-data", o.allow_changed_data,
+              "With --resume: go on although a data file changed since the checkpoint (its size or sha256)");
 }
 
 void add_lora_options(CLI::App* s, TrainOptions& o) {

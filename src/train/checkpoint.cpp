@@ -78,7 +78,8 @@ fs::path checkpoint_dir(const fs::path& run_dir, int64_t step) {
 }
 
 fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, const AdamW& optimizer, const TrainerState& state,
-                         int keep_last, const std::vector<std::string>& class_names, const FullMoments* full) {
+                         int keep_last, const std::vector<std::string>& class_names, const FullMoments* full,
+                         const std::function<void(const fs::path&)>& complete) {
   const fs::path final_dir = checkpoint_dir(run_dir, state.step);
   if (fs::is_regular_file(final_dir / kDone)) return final_dir;  // this step is already saved
   const fs::path temp = final_dir.parent_path() / (kTempPrefix + final_dir.filename().string());
@@ -96,6 +97,7 @@ fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, cons
       if (p.is_adapter()) adapters.emplace_back(p.name, p.value);
     io::save_safetensors(temp / kAdapters, adapters);
   }
+  if (complete) complete(temp);
   // Fault injection for the crash-safety test (tests/cli/pretrain_test.sh): die by SIGKILL in the
   // middle of writing the checkpoint of this step, as a power cut or the OOM killer would.
   if (const char* kill_at = std::getenv("GPTRAIN_TEST_KILL_IN_CHECKPOINT");
@@ -118,7 +120,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const Transformer& model, cons
                        {"batch", state.batch},
                        {"tokens_seen", state.tokens_seen},
                        {"examples_seen", state.examples_seen},
-                       {"options", state.options}};
+                       {"options", state.options},
+                       {"inputs", state.inputs}};
   io::write_file_atomic(temp / "trainer_state.json", js.dump(2) + "\n");
   io::write_file_atomic(temp / kDone, "");
   io::sync_directory(temp);  // a failed flush is an error, not a "complete" checkpoint
@@ -168,14 +171,20 @@ TrainerState read_trainer_state(const fs::path& checkpoint) {
   TrainerState s;
   auto get = [&](const char* key) -> int64_t {
     if (!js.contains(key) || !js[key].is_number_integer()) fail("{}: missing or non-integer field '{}'", path.string(), key);
-    return js[key].get<int64_t>();
+    const int64_t v = js[key].get<int64_t>();  // a value beyond int64 wraps negative: refused below too
+    if (v < 0 || (js[key].is_number_unsigned() && js[key].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+      fail("{}: field '{}' is {}, expected a count (0 or more)", path.string(), key, js[key].dump());
+    return v;
   };
   s.step = get("step");
   s.epoch = get("epoch");
   s.batch = get("batch");
   s.tokens_seen = get("tokens_seen");
-  s.examples_seen = js.value("examples_seen", int64_t{0});
+  s.examples_seen = js.contains("examples_seen") ? get("examples_seen") : 0;  // absent before finetune-cls counted
   s.options = js.value("options", nlohmann::json::object());
+  s.inputs = js.value("inputs", nlohmann::json::array());
+  if (!s.options.is_object()) fail("{}: field 'options' is not an object", path.string());
+  if (!s.inputs.is_array()) fail("{}: field 'inputs' is not a list", path.string());
   return s;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct TrainerState {
   int64_t tokens_seen = 0;  // inputs processed (B*T per micro-batch, padding included, as the book)
   int64_t examples_seen = 0;
   nlohmann::json options;   // the run's options, to refuse a resume that contradicts them
+  nlohmann::json inputs = nlohmann::json::array();  // its data files' sizes and sha256 (RunDirPlan::inputs)
 };
 
 std::filesystem::path checkpoint_dir(const std::filesystem::path& run_dir, int64_t step);
@@ -37,10 +39,13 @@ struct FullMoments {
 
 // Writes the checkpoint of `state` and keeps at most `keep_last` complete ones (0 keeps all).
 // A sharded optimizer's moments come in `full` (a checkpoint is the same for any shards).
+// `complete` adds what makes the dir a complete model dir (the tokenizer's files, a classifier's
+// padding) before it is marked done.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const Transformer& model, const AdamW& optimizer,
                                       const TrainerState& state, int keep_last,
                                       const std::vector<std::string>& class_names = {},
-                                      const FullMoments* full = nullptr);
+                                      const FullMoments* full = nullptr,
+                                      const std::function<void(const std::filesystem::path&)>& complete = {});
 
 // The complete checkpoint with the highest step, if any (incomplete and temporary dirs are ignored).
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);

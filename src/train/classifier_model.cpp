@@ -127,13 +127,20 @@ void check_vocabulary(const ModelConfig& config, const Tokenizer& tokenizer, int
 void save_classifier_dir(const Transformer& model, const fs::path& dir, const std::vector<std::string>& class_names,
                          int64_t max_length, int32_t pad_token_id, const fs::path& tokenizer_dir) {
   save_model_dir(model, dir, class_names);
+  write_classifier_extras(dir, max_length, pad_token_id, tokenizer_dir);
+}
+
+void write_classifier_extras(const fs::path& dir, int64_t max_length, int32_t pad_token_id,
+                             const fs::path& tokenizer_dir) {
   // What `classify` needs to pad a text exactly as in training: the pooled position of "last"
   // is max_length - 1.
   const fs::path config_path = dir / "config.json";
-  nlohmann::json config = nlohmann::json::parse(data::read_text_file(config_path));
-  config["gptrain"]["max_length"] = max_length;
-  config["gptrain"]["pad_token_id"] = pad_token_id;
-  io::write_file_atomic(config_path, config.dump(2) + "\n");
+  if (fs::exists(config_path)) {
+    nlohmann::json config = nlohmann::json::parse(data::read_text_file(config_path));
+    config["gptrain"]["max_length"] = max_length;
+    config["gptrain"]["pad_token_id"] = pad_token_id;
+    io::write_file_atomic(config_path, config.dump(2) + "\n");
+  }
   copy_tokenizer_files(tokenizer_dir, dir);
 }
 

@@ -50,6 +50,10 @@ void check_vocabulary(const ModelConfig& config, const Tokenizer& tokenizer, int
 void save_classifier_dir(const Transformer& model, const std::filesystem::path& dir,
                          const std::vector<std::string>& class_names,
                          int64_t max_length, int32_t pad_token_id, const std::filesystem::path& tokenizer_dir);
+// The part beyond save_model_dir: max_length and pad_token_id into config.json (when the dir has
+// one: a LoRA checkpoint of adapters alone has none) and the tokenizer's files.
+void write_classifier_extras(const std::filesystem::path& dir, int64_t max_length, int32_t pad_token_id,
+                             const std::filesystem::path& tokenizer_dir);
 
 // gptrain.max_length and gptrain.pad_token_id of a classifier dir's config.json (0 and 50256 when
 // absent, as in a training checkpoint).

@@ -142,6 +142,9 @@ class ClassifierTask : public TrainTask {
   }
 
   std::vector<std::string> class_names() const override { return class_names_; }
+  void complete_checkpoint(const fs::path& dir) const override {
+    write_classifier_extras(dir, train_set_.max_length, static_cast<int32_t>(o_.pad_token_id), tokenizer_dir);
+  }
 
  private:
   Transformer& model_;
@@ -239,6 +242,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
                 : data::ClassificationSet{};
 
   ClassifierTask task(*model, train, val, splits.class_names, o);
+  task.tokenizer_dir = tokenizer_dir;
   const data::ClassificationLoader val_loader(val, o.batch_size, false, false, o.seed);
   const data::ClassificationLoader test_loader(test, o.batch_size, false, false, o.seed);
   fmt::print("padded length {} ({}), pad id {}; batches of {}: train {} (last partial batch dropped), validation {}, "
@@ -256,7 +260,8 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
 
   // Run dir before training, after every check of the inputs, so a refused run leaves nothing behind.
   const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
-                                          options_json(FinetuneClsOptions{}, o.data, balance));
+                                          options_json(FinetuneClsOptions{}, o.data, balance),
+                                          RunDataFiles{{"data", "train", "val", "test"}, o.allow_changed_data});
   if (splits.from_split && dist::world().is_main()) {
     io::write_file_atomic(plan.dir / "train.csv", data::labelled_csv(splits.train.rows));
     io::write_file_atomic(plan.dir / "validation.csv", data::labelled_csv(splits.validation.rows));

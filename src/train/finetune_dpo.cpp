@@ -334,7 +334,8 @@ int run_finetune_dpo(const DpoOptions& o_in) {
   // The run dir is taken only once the model and the data are known to be good (no run.json
   // left behind by a refused file).
   const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
-                                          options_json(DpoOptions{}));
+                                          options_json(DpoOptions{}),
+                                          RunDataFiles{{"data"}, o.allow_changed_data});
 
   data::PreferenceCollate collate;
   collate.pad_id = chat ? data::chat_stop_ids(*chat, tokenizer)[0] : data::end_of_text_id(tokenizer);
@@ -342,6 +343,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
   collate.mask_prompt = o.mask_prompt;
 
   DpoTask task(*policy, tokenizer, splits, collate, o, answer);
+  task.tokenizer_dir = tokenizer_dir;
   if (task.batches_per_epoch() == 0)
     fail("{} training pairs are fewer than one batch of --batch-size {}: lower --batch-size or give more data",
          splits[kTrain].examples.size(), o.batch_size);

@@ -267,13 +267,15 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   collate.max_length = max_length;
   collate.mask_prompt = o.mask_prompt;
   InstructTask task(*model, tokenizer, train, val, split.val.empty() ? nullptr : &split.val[0], collate, o, answer);
+  task.tokenizer_dir = tokenizer_dir;
   if (task.batches_per_epoch() == 0)
     fail("{} training entries are fewer than one batch of --batch-size {}: lower --batch-size or give more data",
          train.size(), o.batch_size);
   // The run dir once the data is known to be good: a refused file leaves no run.json behind
   // (review F9), so the retry needs no --overwrite.
   const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
-                                          options_json(InstructOptions{}));
+                                          options_json(InstructOptions{}),
+                                          RunDataFiles{{"data", "val-data", "test-data"}, o.allow_changed_data});
   fmt::print("batches: train {} of {} per epoch (the last partial batch dropped), val {}; targets: {}\n",
              task.batches_per_epoch(), o.batch_size, task.val_batches(),
              o.mask_prompt ? "the response and its end-of-text (prompt and padding are -100)"

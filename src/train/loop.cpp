@@ -104,6 +104,10 @@ double peak_rss_mb() {
 
 }  // namespace
 
+void TrainTask::complete_checkpoint(const std::filesystem::path& dir) const {
+  if (!tokenizer_dir.empty()) copy_tokenizer_files(tokenizer_dir, dir);
+}
+
 BatchCounts TrainTask::counts(const Batch& b) const {
   const int64_t graded = std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t != -100; });
   return {graded, b.B, b.B * b.T};
@@ -156,11 +160,13 @@ TrainingJob run_training_job(Transformer& model, AdamW& optimizer, TrainTask& ta
                              const TrainOptions& o, const RunDirPlan& plan, const nlohmann::json& opts) {
   TrainerState state;
   state.options = opts;
+  state.inputs = plan.inputs;
   int64_t resumed_eval_interval = 0;  // the --eval-interval of the run that wrote the checkpoint
   if (plan.resume_from) {
     state = load_checkpoint(*plan.resume_from, model, optimizer);
     resumed_eval_interval = state.options.value("eval-interval", int64_t{0});
     state.options = opts;
+    state.inputs = plan.inputs;
     fmt::print("resuming from {} (step {}, epoch {}, tokens seen {}, examples seen {})\n", plan.resume_from->string(),
                state.step, state.epoch + 1, state.tokens_seen, state.examples_seen);
   }
@@ -227,7 +233,8 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
   auto checkpoint = [&] {
     const FullMoments full = zero ? zero->gather_moments() : FullMoments{};
     if (!comm.is_main()) return;
-    save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names(), zero ? &full : nullptr);
+    save_checkpoint(run_dir, model, optimizer, state, o.keep_last, task.class_names(), zero ? &full : nullptr,
+                    [&](const std::filesystem::path& dir) { task.complete_checkpoint(dir); });
     metrics.write_plots(o.examples_axis);
   };
   double last_loss = NAN, last_lr = 0;

@@ -73,6 +73,11 @@ class TrainTask {
   virtual void end_of_epoch(int64_t /*epoch*/, Progress& /*progress*/) {}
   // Class names to store with classifier checkpoints.
   virtual std::vector<std::string> class_names() const { return {}; }
+  // What makes a checkpoint a complete model dir beside its weights (F3): by default the files of
+  // `tokenizer_dir` (set by the job), so a checkpoint used as --model or --init brings its own
+  // vocabulary; a classifier adds its padded length and pad id.
+  virtual void complete_checkpoint(const std::filesystem::path& dir) const;
+  std::filesystem::path tokenizer_dir;
   // Classifiers: accuracies after each epoch (model in eval mode); the loop prints them as the book
   // ("Training accuracy: 70.00% | Validation accuracy: 72.50%") and records them in
   // metrics.jsonl (kind "epoch"), from which accuracy.svg is drawn.

@@ -232,6 +232,7 @@ int run_pretrain(const PretrainOptions& o_in) {
                   o.val_data.empty() ? ", or give a longer text or a separate --val-data FILE" : "");
 
   PretrainTask task(*model, tokenizer, train_windows, val_windows, o);
+  task.tokenizer_dir = tokenizer_dir;
   fmt::print("data: train {} tokens -> {} windows -> {} batches of {} x {}; val {} tokens -> {} windows -> {} batches\n",
              with_commas(train_tokens->size()), train_windows.size(), task.batches_per_epoch(), o.batch_size,
              o.context_length, with_commas(val_tokens->size()), val_windows.size(), task.val_batches());
@@ -242,7 +243,8 @@ int run_pretrain(const PretrainOptions& o_in) {
   // The run dir once the data is known to be good: a refused file leaves no run.json behind
   // (review F9), so the retry needs no --overwrite.
   const RunDirPlan plan = prepare_run_dir(o.out_dir, opts, o.resume, o.overwrite, kMayChangeOnResume,
-                                          options_json(PretrainOptions{}, o.files));
+                                          options_json(PretrainOptions{}, o.files),
+                                          RunDataFiles{{"files", "val-data"}, o.allow_changed_data});
   const std::string trainable_what = apply_trainable(*model, o.trainable);
   const ParameterCounts counts = count_parameters(cfg);
   fmt::print("model: {} layers, {} heads, {} channels, context {}; {} parameters ({} trainable{})\n", cfg.n_layers,

@@ -12,6 +12,7 @@
 
 #include "dist/communicator.h"
 #include "io/atomic_file.h"
+#include "net/sha256.h"
 #include "util/error.h"
 #include "util/version.h"
 
@@ -90,8 +91,60 @@ void check_writable(const fs::path& dir) {
   fs::remove(probe, ec);
 }
 
+// Size and sha256 of each data file the options name, in the order they name them.
+nlohmann::json fingerprint_data(const nlohmann::json& options, const std::vector<std::string>& keys) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const std::string& key : keys) {
+    if (!options.contains(key)) continue;
+    const nlohmann::json& value = options[key];
+    std::vector<std::string> paths;
+    if (value.is_string()) paths.push_back(value.get<std::string>());
+    if (value.is_array())
+      for (const nlohmann::json& v : value)
+        if (v.is_string()) paths.push_back(v.get<std::string>());
+    for (const std::string& p : paths) {
+      if (p.empty()) continue;
+      std::error_code ec;
+      const uintmax_t size = fs::file_size(p, ec);
+      if (ec) fail("{}: cannot read the data file: {}", p, ec.message());
+      out.push_back({{"option", key}, {"path", p}, {"size", size}, {"sha256", net::sha256_file(p)}});
+    }
+  }
+  return out;
+}
+
+std::string describe_fingerprint(const nlohmann::json& f) {
+  const std::string sha = f.value("sha256", std::string());
+  return fmt::format("{} bytes, sha256 {}", f.value("size", uintmax_t{0}), sha.substr(0, 16));
+}
+
+// The data files whose size or sha256 differ from the checkpoint's record, one line each. Files
+// are matched by option and position (their paths are options, checked with the rest).
+std::string changed_data(const nlohmann::json& saved, const nlohmann::json& now) {
+  std::string lines;
+  std::map<std::string, size_t> seen_saved, seen_now;
+  std::map<std::pair<std::string, size_t>, const nlohmann::json*> current;
+  for (const nlohmann::json& f : now) {
+    const std::string option = f.value("option", std::string());
+    current[{option, seen_now[option]++}] = &f;
+  }
+  for (const nlohmann::json& f : saved) {
+    if (!f.is_object()) continue;
+    const std::string option = f.value("option", std::string());
+    const auto it = current.find({option, seen_saved[option]++});
+    if (it == current.end()) continue;  // the option's paths changed: reported as an option
+    const nlohmann::json& g = *it->second;
+    if (f.value("size", uintmax_t{0}) != g.value("size", uintmax_t{0}) ||
+        f.value("sha256", std::string()) != g.value("sha256", std::string()))
+      lines += fmt::format("\n  {}: checkpoint {}; now {}", g.value("path", std::string()), describe_fingerprint(f),
+                           describe_fingerprint(g));
+  }
+  return lines;
+}
+
 RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool resume, bool overwrite,
-                        const std::set<std::string>& may_change, const nlohmann::json& defaults) {
+                        const std::set<std::string>& may_change, const nlohmann::json& defaults,
+                        const RunDataFiles& data) {
   if (resume && overwrite) fail("--resume and --overwrite contradict each other: choose one");
   RunDirPlan plan;
   plan.dir = dir;
@@ -140,12 +193,26 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
            "new run in another --out-dir{}",
            plan.resume_from->string(), diffs,
            cosine ? " (with --lr-schedule cosine, --epochs and --max-steps fix the schedule's length)" : "");
+    plan.inputs = fingerprint_data(options, data.options);
+    const std::string changed =
+        plan.resume_state.inputs.empty() ? std::string() : changed_data(plan.resume_state.inputs, plan.inputs);
+    if (!changed.empty() && !data.allow_changed)
+      fail("--resume: the data changed since the checkpoint {} was written:{}\nresume with the data the run started "
+           "with, or pass --allow-changed-data to go on with the new data from the checkpoint's position",
+           plan.resume_from->string(), changed);
+    if (!changed.empty())
+      fmt::print("warning: --allow-changed-data: the data changed since the checkpoint {}:{}\nthe run goes on from "
+                 "the checkpoint's position (epoch {}, batch {}) in the new data\n",
+                 plan.resume_from->string(), changed, plan.resume_state.epoch + 1, plan.resume_state.batch);
   } else if (!empty) {
     if (!overwrite)
       fail("--out-dir {} is not empty; pass --resume to continue its run or --overwrite to replace it", dir.string());
     for (const char* name : kRunOutputs) fs::remove_all(dir / name, ec);
   }
+  if (!resume) plan.inputs = fingerprint_data(options, data.options);
+  if (!resume && data.allow_changed) fmt::print("note: --allow-changed-data does nothing without --resume\n");
   nlohmann::json run = {{"gptrain_version", kVersion}, {"options", options}};
+  run["inputs"] = plan.inputs;
   if (plan.resume_from) run["resumed_from"] = plan.resume_from->string();
   io::write_file_atomic(dir / "run.json", run.dump(2) + "\n");
   return plan;
@@ -154,9 +221,10 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
 }  // namespace
 
 RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, bool resume, bool overwrite,
-                           const std::set<std::string>& may_change, const nlohmann::json& defaults) {
+                           const std::set<std::string>& may_change, const nlohmann::json& defaults,
+                           const RunDataFiles& data) {
   dist::Communicator& comm = dist::world();
-  if (comm.size() == 1) return prepare_here(dir, options, resume, overwrite, may_change, defaults);
+  if (comm.size() == 1) return prepare_here(dir, options, resume, overwrite, may_change, defaults, data);
   // A data-parallel run: the main rank checks and writes; the others learn from it where to
   // resume (the same checkpoint for all) and write nothing.
   int64_t ok = 0;
@@ -164,7 +232,7 @@ RunDirPlan prepare_run_dir(const fs::path& dir, const nlohmann::json& options, b
   std::string resume_from;
   if (comm.is_main()) {
     try {
-      plan = prepare_here(dir, options, resume, overwrite, may_change, defaults);
+      plan = prepare_here(dir, options, resume, overwrite, may_change, defaults, data);
       ok = 1;
     } catch (...) {
       comm.broadcast(&ok, sizeof ok, 0);

@@ -39,6 +39,7 @@ struct TrainOptions {
   int threads = 0;  // 0: all cores
   bool resume = false;
   bool overwrite = false;
+  bool allow_changed_data = false;  // a resume may go on although a data file's size or sha256 changed
   LoraOptions lora;  // --lora-*: low-rank adapters on a frozen base (the book's appendix E)
 };
 

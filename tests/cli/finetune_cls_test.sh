@@ -69,6 +69,8 @@ grep -qP '^(food|sport|weather)\t[01]\.\d{4}\tapples, pears and bread$' "$work/c
 printf 'rain and wind today\n\nfootball match\n' > "$work/in.txt"
 "$gptrain" classify --model "$work/t/final" --input "$work/in.txt" > "$work/c2.out" 2>&1 || fail "classify --input exited $?"
 [ "$(wc -l < "$work/c2.out")" -eq 2 ] || fail "classify --input: expected 2 lines: $(cat "$work/c2.out")"
+"$gptrain" classify --model "$work/t/final" --data "$work/in.txt" > "$work/c3.out" 2>&1 || fail "classify --data exited $?"
+cmp -s "$work/c2.out" "$work/c3.out" || fail "classify --data differs from --input"
 
 # 3. determinism; a run stopped after epoch 1 and resumed to 3 epochs equals the uninterrupted run
 metrics() { sed -E 's/"tokens_per_s":[^,}]*,?//' "$1/metrics.jsonl"; }
@@ -98,8 +100,18 @@ expect_error "unclosed.tsv line 3: malformed line: the quoted field that starts 
 expect_error "single.csv: single class: every one of the 2 training rows has the label 'ham'" \
   "${cls[@]}" --out-dir "$work/e5" --train "$work/single.csv" --val "$work/train.csv"
 expect_error "exceeds the model's context length 128" "${cls[@]}" --out-dir "$work/e6" --max-length 500
-expect_error "has no gptrain.max_length .*pass --max-length N" \
-  classify --model "$work/sms/checkpoints/$(ls "$work/sms/checkpoints" | tail -1)" "some text"
+# F3: a checkpoint is a complete model dir: classify runs on it with the padding of training and the
+# run's vocabulary (before, it had neither)
+ck="$work/sms/checkpoints/$(ls "$work/sms/checkpoints" | tail -1)"
+for f in vocab.json merges.txt; do [ -s "$ck/$f" ] || fail "the classifier checkpoint has no $f"; done
+grep -q '"max_length"' "$ck/config.json" && grep -q '"pad_token_id"' "$ck/config.json" ||
+  fail "the classifier checkpoint's config.json lacks max_length or pad_token_id"
+"$gptrain" classify --model "$ck" "some text" > "$work/ck.out" 2>&1 || fail "classify on a checkpoint exited $?"
+grep -qP '^(ham|spam)\t' "$work/ck.out" || fail "classify on a checkpoint: $(cat "$work/ck.out")"
+# a classifier dir without the padded length (an older checkpoint) still says what to do
+cp -r "$ck" "$work/old-ck"
+sed -i '/"max_length"/d' "$work/old-ck/config.json"
+expect_error "has no gptrain.max_length .*pass --max-length N" classify --model "$work/old-ck" "some text"
 for e in e1 e2 e3 e4 e5 e6; do [ -e "$work/$e/final" ] && fail "$e: a refused run wrote a model"; done
 
 finish "finetune-cls end-to-end"

@@ -6,7 +6,7 @@
 #      resumed evaluates exactly as one run in one go;
 #   2. gptrain answer writes the 110 test entries of the book's split with model_response, in the
 #      book's JSON form; gptrain chat answers piped lines;
-#   3. clear errors for malformed JSON, missing fields and bad options.
+#   3. clear errors for malformed JSON, missing fields and bad options; --data is the positional DATA.
 # Usage: instruct_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
 source "$(dirname "$0")/common.sh" "$1" instruction-data.json gpt2_tokenizer/encoder.json
@@ -90,5 +90,14 @@ expect_error 'noinput.json:2: entry 1 (counting from 0) has no "input" field' an
 expect_error "fewer than one batch" "${ft[@]}" --out-dir "$work/e5" --train-split 0.005 --batch-size 8
 # a refused data file leaves no run.json behind, so the retry needs no --overwrite (review F9)
 for d in e1 e2 e3 e5; do [ ! -e "$work/$d/run.json" ] || fail "a refused run left $d/run.json behind"; done
+# --data is the positional DATA (as in finetune-cls and answer); giving both is a usage error; run.json
+# records the file's sha256
+"$gptrain" finetune-instruct --data-dir "$data" --init "$work/base/final" --threads 1 --no-answer-test --data "$work/test.jsonl" \
+  --train-split 0.67 --test-split 0 --batch-size 2 --max-steps 1 --eval-iters 1 --sample-tokens 0 --out-dir "$work/d" \
+  > "$work/d.log" 2>&1 || fail "finetune-instruct --data exited $?"
+expect_in "$work/d.log" "data: 3 entries in .*test.jsonl: train 2, val 1"
+expect_in "$work/d/run.json" "\"sha256\": \"$(sha256sum "$work/test.jsonl" | cut -d' ' -f1)\""
+expect_error "trailing.json:3:1: invalid JSON" "${ft[@]}" --out-dir "$work/e6" --data "$work/trailing.json"
+expect_usage_error "excludes" "${ft[@]}" --out-dir "$work/e7" --data "$work/test.jsonl" "$work/test.jsonl"
 
 finish "instruct end-to-end" 8

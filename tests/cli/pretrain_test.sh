@@ -9,7 +9,9 @@
 #   5. hardening (issue 19): one process per run dir (a second one is refused by name, a killed one
 #      releases the dir); a refused data file leaves no run.json behind (F9); under the cosine
 #      schedule a resume keeps --epochs and --max-steps (F1); loop options out of range are
-#      refused and options without effect are named (F17).
+#      refused and options without effect are named (F17); the data files are recorded with size
+#      and sha256 and a resume on changed data is refused unless --allow-changed-data; --data is
+#      the positional FILES.
 # Usage: pretrain_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
 source "$(dirname "$0")/common.sh" "$1" the-verdict.txt gpt2_tokenizer/encoder.json
@@ -28,6 +30,10 @@ for f in run.json loss.svg final/config.json final/model.safetensors final/vocab
   [ -s "$work/a/$f" ] || fail "missing output $f"
 done
 grep -q "Ep 1 (Step 000000): Train loss" "$work/a.log" || fail "no book-style evaluation line"
+# F3: a checkpoint is a complete model dir: it carries the run's vocabulary
+for f in vocab.json merges.txt; do
+  [ -s "$(ls -d "$work/a/checkpoints"/step_* | sort | tail -1)/$f" ] || fail "the checkpoint has no $f"
+done
 # F14: run.json records the binary's version
 grep -q "\"gptrain_version\": \"$("$gptrain" --version | cut -d' ' -f2)\"" "$work/a/run.json" ||
   fail "run.json's gptrain_version is not the binary's"
@@ -116,7 +122,7 @@ expect_error "--emb-dim, --n-layers, --n-heads, --qkv-bias, --tie-weights shape 
 [ ! -e "$work/e8/run.json" ] || fail "the refused --init run left run.json behind"
 # F5: --train-split is checked for a token shard too (it was a "cannot create std::vector" crash), and the
 # shard's split runs from views of the mapping
-"$gptrain" tokenize --data-dir "$data" "$data/the-verdict.txt" --format u16 --output "$work/verdict.u16" \
+"$gptrain" tokenize --data-dir "$data" --data "$data/the-verdict.txt" --format u16 --output "$work/verdict.u16" \
   > /dev/null 2>&1 || fail "tokenize to a shard exited $?"
 expect_error "--train-split must be between 0 and 1 (exclusive), got 1.5" pretrain "${base[@]}" --max-steps 1 \
   --train-split 1.5 --out-dir "$work/e9" "$work/verdict.u16"
@@ -141,5 +147,29 @@ expect_error "--max-steps must be 0 (no limit) or positive, got -1" pretrain "${
   fail "run with ineffective options exited $?"
 expect_in "$work/w.log" "warning: --min-lr 1e-05 has no effect without --lr-schedule cosine"
 expect_in "$work/w.log" "warning: --initial-lr 1e-05 has no effect without --warmup-steps"
+# the run's data files are recorded by size and sha256; a resume on changed data is refused, naming the file,
+# unless --allow-changed-data (then it warns); --data is the positional FILES
+head -c 8000 "$data/the-verdict.txt" > "$work/text.txt"
+"$gptrain" pretrain "${base[@]}" --max-steps 2 --save-interval 1 --out-dir "$work/fp" --data "$work/text.txt" \
+  > "$work/fp.log" 2>&1 || fail "pretrain --data exited $?: $(tail -1 "$work/fp.log")"
+sha=$(sha256sum "$work/text.txt" | cut -d' ' -f1)
+for f in "$work/fp/run.json" "$(ls -d "$work/fp/checkpoints"/step_* | sort | tail -1)/trainer_state.json"; do
+  expect_in "$f" "\"sha256\": \"$sha\""
+  expect_in "$f" '"size": 8000'
+done
+expect_usage_error "excludes" pretrain "${base[@]}" --max-steps 1 --out-dir "$work/e10" "$work/text.txt" \
+  --data "$work/text.txt"
+printf 'x' >> "$work/text.txt"
+"$gptrain" pretrain "${base[@]}" --max-steps 3 --save-interval 1 --out-dir "$work/fp" --data "$work/text.txt" --resume \
+  > "$work/fp-changed.log" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || fail "a resume on changed data: exit code $rc, expected 1"
+expect_in "$work/fp-changed.log" "the data changed since the checkpoint .*step_00000002"
+expect_in "$work/fp-changed.log" "text.txt: checkpoint 8000 bytes, sha256 ${sha:0:16}; now 8001 bytes"
+expect_in "$work/fp-changed.log" "or pass --allow-changed-data"
+"$gptrain" pretrain "${base[@]}" --max-steps 3 --save-interval 1 --out-dir "$work/fp" --data "$work/text.txt" --resume \
+  --allow-changed-data > "$work/fp2.log" 2>&1 || fail "resume with --allow-changed-data exited $?: $(tail -1 "$work/fp2.log")"
+expect_in "$work/fp2.log" "warning: --allow-changed-data: the data changed since the checkpoint"
+expect_in "$work/fp/run.json" "\"sha256\": \"$(sha256sum "$work/text.txt" | cut -d' ' -f1)\""
 
 finish "pretrain end-to-end"
