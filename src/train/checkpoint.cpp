@@ -182,6 +182,7 @@ TrainerState read_trainer_state(const fs::path& checkpoint) {
   s.tokens_seen = get("tokens_seen");
   s.examples_seen = js.contains("examples_seen") ? get("examples_seen") : 0;  // absent before finetune-cls counted
   s.options = js.value("options", nlohmann::json::object());
+  if (s.options.is_null()) s.options = nlohmann::json::object();  // a state saved without options
   s.inputs = js.value("inputs", nlohmann::json::array());
   if (!s.options.is_object()) fail("{}: field 'options' is not an object", path.string());
   if (!s.inputs.is_array()) fail("{}: field 'inputs' is not a list", path.string());
