@@ -402,7 +402,7 @@ ChatTemplate read_chat_template_file(const fs::path& path) {
     ordered_json j;
     try {
       j = ordered_json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e400)
       fail("{}: not valid JSON ({}); a chat template file is a JSON template or a Jinja template", source, e.what());
     }
     return chat_template_from_json(j, source);
@@ -476,7 +476,7 @@ PromptFormat read_prompt_format(const fs::path& model_dir) {
   ordered_json j;
   try {
     j = ordered_json::parse(read_text_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e400)
     fail("{}: not valid JSON: {}", path.string(), e.what());
   }
   if (!j.is_object()) fail("{}: expected a JSON object", path.string());
@@ -521,7 +521,7 @@ void write_prompt_format(const fs::path& tokenizer_dir, const fs::path& model_di
   if (fs::is_regular_file(from, ec)) {
     try {
       j = ordered_json::parse(read_text_file(from));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e400)
       fail("{}: not valid JSON: {}", from.string(), e.what());
     }
     if (!j.is_object()) fail("{}: expected a JSON object", from.string());

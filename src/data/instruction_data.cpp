@@ -145,6 +145,8 @@ std::vector<InstructionEntry> load_instruction_file(const fs::path& path, bool r
       doc = ordered_json::parse(text.substr(base));
     } catch (const nlohmann::json::parse_error& e) {
       syntax_error(path, text, base, e, false);
+    } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond a double (1e400)
+      fail("{}: invalid JSON: {}", path.string(), e.what());
     }
     const std::vector<size_t> starts = array_element_offsets(text, first);
     GPTRAIN_CHECK(starts.size() == doc.size(), "{}: found {} array elements, parsed {}", path.string(), starts.size(),
@@ -166,6 +168,8 @@ std::vector<InstructionEntry> load_instruction_file(const fs::path& path, bool r
           value = ordered_json::parse(row);
         } catch (const nlohmann::json::parse_error& e) {
           syntax_error(path, text, begin, e, true);
+        } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond a double (1e400)
+          fail("{}:{}: invalid JSON: {}", path.string(), line, e.what());
         }
         entries.push_back(make_entry(path, std::move(value), static_cast<int64_t>(entries.size()), line,
                                      require_output));

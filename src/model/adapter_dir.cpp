@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -92,13 +93,24 @@ const json* pattern_value(const json& patterns, const std::string& module, const
   if (patterns.is_null()) return nullptr;
   if (!patterns.is_object()) fail("{}: key '{}' must be an object, got {}", file, field, hf::brief(patterns));
   for (const auto& [key, value] : patterns.items()) {
-    std::regex re;
-    try {
-      re = std::regex("(.*\\.)?(" + key + ")");
-    } catch (const std::regex_error&) {
-      fail("{}: key '{}.{}' is not a valid pattern", file, field, key);
+    // PEFT's keys are regular expressions, but std::regex backtracks: a repeated repetition or
+    // group ("c_at***tn", "(a|aa)*") takes exponential time on a module name. The keys read are
+    // module names ('.' any character, as in the regex; "\\." a dot), optionally anchored by a
+    // leading '^' (the whole name) and a trailing '$': what PEFT writes and its examples show.
+    std::string name = key;
+    const bool whole = name.starts_with('^');
+    if (whole) name.erase(0, 1);
+    if (name.ends_with('$') && !name.ends_with("\\$")) name.pop_back();
+    bool plain = !name.empty();
+    for (size_t i = 0; i < name.size() && plain; ++i) {
+      const unsigned char c = static_cast<unsigned char>(name[i]);
+      if (c == '\\' && i + 1 < name.size() && name[i + 1] == '.') ++i;
+      else plain = std::isalnum(c) || c == '_' || c == '-' || c == '.';
     }
-    if (std::regex_match(module, re)) return &value;
+    if (!plain)
+      fail("{}: key '{}.{}' is not a module name (letters, digits, '_', '-', '.', optionally '^' first and '$' last); "
+           "gptrain does not evaluate other regular expressions in {}", file, field, key, field);
+    if (std::regex_match(module, std::regex((whole ? "(" : "(.*\\.)?(") + name + ")"))) return &value;
   }
   return nullptr;
 }
@@ -121,7 +133,18 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
   const std::string cfile = config_path.string();
   const json cfg = read_json(config_path);
   if (!cfg.is_object()) fail("{}: expected a JSON object", cfile);
-  const std::string type = cfg.value("peft_type", std::string("LORA"));
+  // Typed reads: json::value() throws nlohmann's type_error on a value of another type.
+  const auto typed = [&](const char* key, bool (json::*is)() const noexcept, const char* what) -> const json* {
+    if (!cfg.contains(key) || cfg[key].is_null()) return nullptr;
+    if (!(cfg[key].*is)()) fail("{}: key '{}' must be {}, got {}", cfile, key, what, hf::brief(cfg[key]));
+    return &cfg[key];
+  };
+  const auto flag = [&](const char* key) {
+    const json* v = typed(key, &json::is_boolean, "true or false");
+    return v && v->get<bool>();
+  };
+  const json* peft_type = typed("peft_type", &json::is_string, "a string");
+  const std::string type = peft_type ? peft_type->get<std::string>() : "LORA";
   if (type != "LORA") fail("{}: key 'peft_type' is '{}'; gptrain reads LoRA adapters (LORA)", cfile, type);
   const auto number = [&](const char* key) -> double {
     if (!cfg.contains(key) || !cfg[key].is_number()) fail("{}: missing or non-numeric key '{}'", cfile, key);
@@ -130,8 +153,8 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
   const double r = number("r"), alpha = number("lora_alpha");
   if (!(r >= 1) || r != std::floor(r)) fail("{}: key 'r' must be a positive integer, got {}", cfile, hf::brief(cfg["r"]));
   if (!(alpha > 0)) fail("{}: key 'lora_alpha' must be positive, got {}", cfile, hf::brief(cfg["lora_alpha"]));
-  if (cfg.value("use_dora", false)) fail("{}: key 'use_dora' is true; DoRA adapters are not supported", cfile);
-  const bool rslora = cfg.value("use_rslora", false);
+  if (flag("use_dora")) fail("{}: key 'use_dora' is true; DoRA adapters are not supported", cfile);
+  const bool rslora = flag("use_rslora");
   if (cfg.contains("bias") && cfg["bias"].is_string() && cfg["bias"] != "none")
     fail("{}: key 'bias' is '{}'; adapters that train biases are not supported (bias must be none)", cfile,
          cfg["bias"].get<std::string>());
@@ -191,7 +214,7 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
       if (!v->is_number()) fail("{}: alpha_pattern entry for '{}' is not a number", cfile, name);
       alpha_m = v->get<double>();
     }
-    if (static_cast<int64_t>(r_m) != s.rank)
+    if (r_m != static_cast<double>(s.rank))  // (casting r_m instead overflows for r = 1e300)
       fail("{}: module '{}' has rank {} in {} but {} by adapter_config.json's r / rank_pattern", wfile, name, s.rank,
            s.key_a, r_m);
     s.scaling = rslora ? alpha_m / std::sqrt(r_m) : alpha_m / r_m;

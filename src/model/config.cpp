@@ -38,6 +38,23 @@ void ModelConfig::validate() const {
   if (n_kv_heads < 0 || head_dim < 0 || mlp_dim < 0)
     fail("config: n_kv_heads, head_dim and mlp_dim must not be negative (0: derived), got {}, {}, {}", n_kv_heads,
          head_dim, mlp_dim);
+  // Far beyond any real model, and small enough that no shape, width or parameter count computed
+  // from the sizes overflows int64 (a config.json is untrusted input).
+  constexpr int64_t kMaxWidth = int64_t{1} << 20, kMaxContext = int64_t{1} << 24, kMaxLayers = 4096;
+  const struct {
+    const char* name;
+    int64_t value, limit;
+  } sizes[] = {{"vocab_size", vocab_size, kMaxWidth}, {"context_length", context_length, kMaxContext},
+               {"emb_dim", emb_dim, kMaxWidth},       {"n_layers", n_layers, kMaxLayers},
+               {"n_heads", n_heads, kMaxWidth},       {"n_kv_heads", n_kv_heads, kMaxWidth},
+               {"head_dim", head_dim, kMaxWidth},     {"mlp_dim", mlp_dim, kMaxWidth},
+               {"n_classes", n_classes, kMaxWidth}};
+  for (const auto& s : sizes)
+    if (s.value > s.limit) fail("config: {} {} is more than gptrain supports ({})", s.name, s.value, s.limit);
+  if (q_width() > kMaxWidth || kv_width() > kMaxWidth || mlp_width() > kMaxWidth)
+    fail("config: attention width {} (n_heads x head size), key/value width {} or MLP width {} is more than gptrain "
+         "supports ({})",
+         q_width(), kv_width(), mlp_width(), kMaxWidth);
   if (head_dim == 0 && emb_dim % n_heads != 0)
     fail("config: emb_dim {} is not divisible by n_heads {} (or give head_dim)", emb_dim, n_heads);
   if (n_heads % kv_heads() != 0)

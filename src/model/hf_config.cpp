@@ -242,7 +242,8 @@ ModelConfig parse_gpt2(const ConfigKeys& keys, const std::string& model_type) {
   if (const json* inner = keys.find({"n_inner"})) {
     if (!inner->is_number_integer() || inner->get<int64_t>() <= 0)
       fail("{}: key 'n_inner' must be a positive integer or null, got {}", file, brief(*inner));
-    if (inner->get<int64_t>() != 4 * c.emb_dim) c.mlp_dim = inner->get<int64_t>();
+    // (validate() refuses an emb_dim this large; 4 * emb_dim must not overflow before it does)
+    if (c.emb_dim > INT64_MAX / 4 || inner->get<int64_t>() != 4 * c.emb_dim) c.mlp_dim = inner->get<int64_t>();
   }
   if (!keys.boolean("scale_attn_weights", true))
     fail("{}: key 'scale_attn_weights' is false; gptrain always scales attention by 1/sqrt(head size)", file);

@@ -151,10 +151,20 @@ bool read_normalizer(const Fields& f, const JsonValue& v) {
   f.unsupported(*v.find("type"), field + ".type", fmt::format("normalizer {}", quoted(type)), "NFC or none");
 }
 
+// A token id written in the file: an integer below `tokens`, the file's count of tokens (model.vocab's
+// and added_tokens' entries; see place_vocab).
+int32_t token_id_field(const Fields& f, const JsonValue& v, const std::string& field, size_t tokens) {
+  f.expect_kind(v, field, JsonValue::kNumber);
+  if (v.text.find_first_not_of("0123456789") != std::string::npos || v.text.size() > 10 ||
+      std::stoll(v.text) >= static_cast<int64_t>(std::min<size_t>(tokens, INT32_MAX)))
+    f.error(v, field, fmt::format("expected a token id (an integer below the file's {} tokens), found {}", tokens, v.text));
+  return static_cast<int32_t>(std::stoll(v.text));
+}
+
 // post_processor: none, ByteLevel (offsets only), TemplateProcessing that puts at most one special
 // token before a single text (Llama 3.2's <|begin_of_text|>), or a Sequence of those. The BOS is
 // not added by encode() (tokenizers' add_special_tokens=False); callers prepend bos_id().
-int32_t read_post_processor(const Fields& f, const JsonValue& v, const std::string& field) {
+int32_t read_post_processor(const Fields& f, const JsonValue& v, const std::string& field, size_t tokens) {
   if (v.kind == JsonValue::kNull) return -1;
   const char* known = "ByteLevel, TemplateProcessing with at most one token before the text, or a Sequence of those";
   const std::string& type = f.type(v, field);
@@ -164,7 +174,7 @@ int32_t read_post_processor(const Fields& f, const JsonValue& v, const std::stri
     f.expect_kind(list, field + ".processors", JsonValue::kArray);
     int32_t bos = -1;
     for (size_t i = 0; i < list.items.size(); ++i) {
-      const int32_t b = read_post_processor(f, list.items[i], fmt::format("{}.processors[{}]", field, i));
+      const int32_t b = read_post_processor(f, list.items[i], fmt::format("{}.processors[{}]", field, i), tokens);
       if (b >= 0 && bos >= 0)
         f.unsupported(list.items[i], fmt::format("{}.processors[{}]", field, i), "second token before the text", known);
       if (b >= 0) bos = b;
@@ -191,10 +201,8 @@ int32_t read_post_processor(const Fields& f, const JsonValue& v, const std::stri
     if (!entry) f.error(special, item_field + ".SpecialToken.id", fmt::format("{} is not in {}.special_tokens", quoted(name), field));
     const JsonValue& ids = f.member(*entry, fmt::format("{}.special_tokens.{}", field, name), "ids");
     f.expect_kind(ids, fmt::format("{}.special_tokens.{}.ids", field, name), JsonValue::kArray);
-    for (const JsonValue& id : ids.items) {
-      f.expect_kind(id, fmt::format("{}.special_tokens.{}.ids", field, name), JsonValue::kNumber);
-      (seen_text ? after : before).push_back(static_cast<int32_t>(std::stol(id.text)));
-    }
+    for (const JsonValue& id : ids.items)
+      (seen_text ? after : before).push_back(token_id_field(f, id, fmt::format("{}.special_tokens.{}.ids", field, name), tokens));
   }
   if (!after.empty() || before.size() > 1)
     f.unsupported(single, field + ".single",
@@ -208,7 +216,7 @@ void read_decoder(const Fields& f, const JsonValue& v) {
   if (type != "ByteLevel") f.unsupported(*v.find("type"), "decoder.type", fmt::format("decoder {}", quoted(type)), "ByteLevel");
 }
 
-void read_added_tokens(const Fields& f, const JsonValue& v, TokenizerJson& out) {
+void read_added_tokens(const Fields& f, const JsonValue& v, size_t tokens, TokenizerJson& out) {
   if (v.kind == JsonValue::kNull) return;
   f.expect_kind(v, "added_tokens", JsonValue::kArray);
   std::unordered_map<std::string, size_t> by_content;
@@ -217,12 +225,8 @@ void read_added_tokens(const Fields& f, const JsonValue& v, TokenizerJson& out) 
     const std::string field = fmt::format("added_tokens[{}]", i);
     const JsonValue& item = v.items[i];
     const JsonValue& id_value = f.member(item, field, "id");
-    f.expect_kind(id_value, field + ".id", JsonValue::kNumber);
-    if (id_value.text.find_first_not_of("0123456789") != std::string::npos || id_value.text.size() > 10 ||
-        std::stoll(id_value.text) > INT32_MAX)
-      f.error(id_value, field + ".id", fmt::format("expected a token id (an integer in [0, 2^31)), found {}", id_value.text));
     TokenizerJson::Added added;
-    added.token.id = static_cast<int32_t>(std::stoll(id_value.text));
+    added.token.id = token_id_field(f, id_value, field + ".id", tokens);
     added.token.content = f.string(item, field, "content");
     if (added.token.content.empty()) f.error(item, field + ".content", "an empty added token");
     added.token.special = f.boolean(item, field, "special", false);
@@ -241,14 +245,19 @@ void read_added_tokens(const Fields& f, const JsonValue& v, TokenizerJson& out) 
   }
 }
 
-// model.vocab straight from the reader: token (in the byte alphabet) -> id.
-void read_vocab(JsonReader& r, TokenizerJson& out) {
+// model.vocab straight from the reader: token (in the byte alphabet) -> id. The ids are placed
+// by place_vocab once the file's token count is known.
+struct VocabEntries {
   struct Entry {
     size_t offset;
     int64_t id;
   };
   std::vector<Entry> entries;
   std::vector<std::string> bytes_of;
+};
+
+void read_vocab(JsonReader& r, VocabEntries& out) {
+  out = {};  // a repeated "vocab" key: the last one counts, as before
   std::string bytes;
   r.read_object([&](const std::string& key, size_t key_offset) {
     const size_t value_offset = r.offset();
@@ -259,21 +268,37 @@ void read_vocab(JsonReader& r, TokenizerJson& out) {
                     fmt::format("token {} has the character U+{:04X}, which stands for no byte in the byte-level "
                                 "alphabet; gptrain knows byte-level BPE vocabularies only", quoted(key), bad));
     if (bytes.empty()) r.field_error(key_offset, "model.vocab", "an empty token");
-    entries.push_back({value_offset, id});
-    bytes_of.push_back(bytes);
+    out.entries.push_back({value_offset, id});
+    out.bytes_of.push_back(bytes);
   });
+}
+
+// The vocabulary indexed by id. Ids may leave gaps (added tokens fill them), but every id must be
+// below `tokens`, the file's count of tokens (model.vocab's and added_tokens' entries): the table
+// is as large as the largest id, and an id of 2^31 - 1 alone must not make us allocate 64 GiB.
+void place_vocab(const JsonReader& r, VocabEntries& vocab, size_t tokens, TokenizerJson& out) {
   int64_t max_id = -1;
-  for (const Entry& e : entries) max_id = std::max(max_id, e.id);
+  size_t max_at = 0;
+  for (const VocabEntries::Entry& e : vocab.entries)
+    if (e.id > max_id) {
+      max_id = e.id;
+      max_at = e.offset;
+    }
+  if (max_id >= static_cast<int64_t>(tokens))
+    r.field_error(max_at, "model.vocab",
+                  fmt::format("id {} is beyond the {} tokens of the file (model.vocab and added_tokens); ids must be "
+                              "below that", max_id, tokens));
   out.token_bytes.assign(static_cast<size_t>(max_id + 1), std::string());
   std::vector<size_t> first_offset(out.token_bytes.size(), 0);
-  for (size_t i = 0; i < entries.size(); ++i) {
-    std::string& slot = out.token_bytes[static_cast<size_t>(entries[i].id)];
+  for (size_t i = 0; i < vocab.entries.size(); ++i) {
+    const VocabEntries::Entry& e = vocab.entries[i];
+    std::string& slot = out.token_bytes[static_cast<size_t>(e.id)];
     if (!slot.empty())
-      r.field_error(entries[i].offset, "model.vocab",
-                    fmt::format("id {} is used twice (the first time at {}); each id must appear once", entries[i].id,
-                                r.position(first_offset[entries[i].id])));
-    slot = std::move(bytes_of[i]);
-    first_offset[entries[i].id] = entries[i].offset;
+      r.field_error(e.offset, "model.vocab",
+                    fmt::format("id {} is used twice (the first time at {}); each id must appear once", e.id,
+                                r.position(first_offset[e.id])));
+    slot = std::move(vocab.bytes_of[i]);
+    first_offset[e.id] = e.offset;
   }
 }
 
@@ -330,6 +355,7 @@ TokenizerJson read_tokenizer_json(const std::string& path) {
   JsonValue model;
   model.kind = JsonValue::kObject;
   size_t vocab_offset = std::string::npos, merges_offset = std::string::npos;
+  VocabEntries vocab;
   if (r.peek_kind() != JsonValue::kObject) r.error_at(r.offset(), "expected '{' (a tokenizer.json is one JSON object)");
   r.read_object([&](const std::string& key, size_t) {
     if (key != "model" || r.peek_kind() != JsonValue::kObject) {
@@ -340,7 +366,7 @@ TokenizerJson read_tokenizer_json(const std::string& path) {
     r.read_object([&](const std::string& model_key, size_t) {
       if (model_key == "vocab" && r.peek_kind() == JsonValue::kObject) {
         vocab_offset = r.offset();
-        read_vocab(r, out);
+        read_vocab(r, vocab);
       } else if (model_key == "merges" && r.peek_kind() == JsonValue::kArray) {
         merges_offset = r.offset();  // read below: the pairs need every token's id
         r.skip_value();
@@ -360,9 +386,12 @@ TokenizerJson read_tokenizer_json(const std::string& path) {
   if (type != "BPE") f.unsupported(*model.find("type"), "model.type", fmt::format("model type {}", quoted(type)), "BPE");
   if (vocab_offset == std::string::npos) f.error(model, "model.vocab", "missing, or not an object of token -> id");
   if (merges_offset == std::string::npos) f.error(model, "model.merges", "missing, or not an array");
+  const JsonValue* added_tokens = top.find("added_tokens");
+  const size_t tokens = vocab.entries.size() + (added_tokens ? added_tokens->items.size() : 0);
+  place_vocab(r, vocab, tokens, out);
   out.ignore_merges = f.boolean(model, "model", "ignore_merges", false);
   if (const JsonValue* dropout = model.find("dropout"); dropout && dropout->kind != JsonValue::kNull &&
-                                                          !(dropout->kind == JsonValue::kNumber && std::stod(dropout->text) == 0.0))
+                                                          !(dropout->kind == JsonValue::kNumber && std::strtod(dropout->text.c_str(), nullptr) == 0.0))
     f.unsupported(*dropout, "model.dropout", fmt::format("BPE dropout {}", dropout->text), "dropout null (it makes encoding random)");
   for (const char* affix : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (const JsonValue* v = model.find(affix); v && v->kind != JsonValue::kNull && !(v->kind == JsonValue::kString && v->text.empty()))
@@ -395,9 +424,19 @@ TokenizerJson read_tokenizer_json(const std::string& path) {
   };
   out.pattern = read_pre_tokenizer(f, top_member("pre_tokenizer"));
   out.nfc = read_normalizer(f, top_member("normalizer"));
-  out.bos_id = read_post_processor(f, top_member("post_processor"), "post_processor");
+  out.bos_id = read_post_processor(f, top_member("post_processor"), "post_processor", tokens);
   read_decoder(f, top_member("decoder"));
-  read_added_tokens(f, top_member("added_tokens"), out);
+  read_added_tokens(f, top_member("added_tokens"), tokens, out);
+  // The BOS callers put before a text must be a token (tokenizers would emit the id as it is).
+  if (out.bos_id >= 0) {
+    const auto bos = static_cast<size_t>(out.bos_id);
+    bool known = bos < out.token_bytes.size() && !out.token_bytes[bos].empty();
+    for (const TokenizerJson::Added& a : out.added) known = known || a.token.id == out.bos_id;
+    if (!known)
+      f.error(top_member("post_processor"), "post_processor",
+              fmt::format("the template puts id {} before the text, which is no token of model.vocab or added_tokens",
+                          out.bos_id));
+  }
   return out;
 }
 

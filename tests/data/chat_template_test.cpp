@@ -178,6 +178,7 @@ TEST(ChatTemplate, bad_files_name_the_file_and_field) {
   expect_error(R"({"user": {"prefx": "U:"}, "assistant": {}, "stop": ["x"]})", "unknown field \"prefx\"");
   expect_error(R"({"user": {"prefix": 3}, "assistant": {}, "stop": ["x"]})", "\"prefix\" must be a string");
   expect_error(R"({"user": )", "not valid JSON");
+  expect_error(R"({"user": {"prefix": "U:"}, "n": 1e400})", "not valid JSON");  // found by fuzz/chat_template_fuzz
   expect_error("{% for message in messages %}{{ '[INST] ' + message['content'] }}{% endfor %}", "Jinja chat template gptrain does not know");
   // a model dir whose tokenizer_config.json holds an unknown template
   std::ofstream(dir.path() / "tokenizer_config.json") << R"({"chat_template": "{{ messages }}"})";

@@ -219,6 +219,11 @@ TEST(Load, missing_or_mistyped_fields_name_the_entry) {
       << not_object;
   const std::string no_input = error_of(write(dir, "i.json", R"([{"instruction": "A", "output": "x"}])"));
   EXPECT_NE(no_input.find("has no \"input\" field"), std::string::npos) << no_input;
+  // found by fuzz/instruction_data_fuzz: a number beyond a double was nlohmann's out_of_range
+  const std::string huge = error_of(write(dir, "h.json", R"([{"instruction": "A", "input": "", "output": "x", "n": 1e400}])"));
+  EXPECT_NE(huge.find("h.json: invalid JSON"), std::string::npos) << huge;
+  const std::string huge_line = error_of(write(dir, "h.jsonl", "{\"instruction\": \"A\", \"input\": \"\", \"output\": \"x\"}\n{\"n\": 1e400}\n"));
+  EXPECT_NE(huge_line.find("h.jsonl:2: invalid JSON"), std::string::npos) << huge_line;
 }
 
 TEST(PythonJson, escapes_and_numbers_as_json_dumps) {

@@ -82,6 +82,30 @@ TEST(Config, invalid_values_are_rejected_with_the_key) {
   }
 }
 
+// Found by fuzz/model_config_fuzz: sizes that make a shape or parameter count overflow int64 (and
+// allocations of exabytes) are refused by name, before anything is computed from them.
+TEST(Config, sizes_beyond_what_gptrain_supports_are_refused) {
+  const auto error_of = [](ModelConfig c) {
+    try {
+      c.validate();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  ModelConfig c;
+  c.vocab_size = int64_t{1} << 40;
+  EXPECT_NE(error_of(c).find("vocab_size 1099511627776 is more than gptrain supports"), std::string::npos) << error_of(c);
+  c = ModelConfig{};
+  c.n_layers = int64_t{1} << 40;
+  EXPECT_NE(error_of(c).find("n_layers"), std::string::npos) << error_of(c);
+  c = ModelConfig{};
+  c.n_heads = 1 << 16;
+  c.head_dim = 1 << 16;  // each within bounds, their product (the attention width) not
+  EXPECT_NE(error_of(c).find("attention width"), std::string::npos) << error_of(c);
+  EXPECT_EQ(error_of(ModelConfig{}), "accepted");
+}
+
 // config.json round-trips every field of ModelConfig: GPT-2's four presets through Hugging Face's
 // GPT-2 keys, and descriptions beyond GPT-2 (grouped-query heads, head size, MLP width, norms,
 // rotary positions with and without Llama 3 scaling, biases, query/key norms, classifier heads)

@@ -254,6 +254,10 @@ TEST(HfTokenizerErrors, damaged_files_name_the_line_and_column_or_the_field) {
   expect_parts(load_error(d.write("tokenizer.json", tiny_with("\"!\": 33,", "\"!\": 33, \"\\u3042\": 999,"))),
                {"model.vocab: token \"\xe3\x81\x82\" has the character U+3042", "byte-level BPE vocabularies only"});
   expect_parts(load_error(d.write("tokenizer.json", tiny_with("\"model\": {", "\"modelx\": {"))), {"model: missing"});
+  // found by fuzz/tokenizer_json_fuzz: one id of 2^31 - 1 sized the table to 64 GiB; ids are below
+  // the file's count of tokens
+  expect_parts(load_error(d.write("tokenizer.json", tiny_with("\"!\": 33,", "\"!\": 2147483646,"))),
+               {"model.vocab", "id 2147483646 is beyond the", "tokens of the file"});
   expect_parts(load_error(d.dir / "absent.json"), {"absent.json", "cannot open"});
   // A tokenizer_config.json whose eos_token is no token.
   d.write("tokenizer.json", json);
