@@ -171,8 +171,8 @@ TrainerState read_trainer_state(const fs::path& checkpoint) {
   TrainerState s;
   auto get = [&](const char* key) -> int64_t {
     if (!js.contains(key) || !js[key].is_number_integer()) fail("{}: missing or non-integer field '{}'", path.string(), key);
-    const int64_t v = js[key].get<int64_t>();  // a value beyond int64 wraps negative: refused below too
-    if (v < 0 || (js[key].is_number_unsigned() && js[key].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+    const int64_t v = js[key].get<int64_t>();  // a value beyond int64 wraps negative (C++20): refused too
+    if (v < 0)
       fail("{}: field '{}' is {}, expected a count (0 or more)", path.string(), key, js[key].dump());
     return v;
   };
