@@ -19,15 +19,18 @@ expect_in() {  # expect_in FILE PATTERN
 }
 # expect_error PATTERN ARGS...: `gptrain ARGS` fails with PATTERN in its output and exit code 1
 # (gptrain's own errors); expect_usage_error: an option CLI11 refuses while parsing (CLI11's own
-# exit codes: 105, 107, ...).
+# exit codes: 105, 107, ...). A refusal comes at once: the command is killed after
+# $expect_timeout seconds (default 600), so a binary that wrongly accepts a long run cannot stall
+# the script; set it lower on one call (expect_timeout=60 expect_error ...) where that can happen.
 expect_error() { expect_failure 1 "$@"; }
 expect_usage_error() { expect_failure usage "$@"; }
 expect_failure() {
   local kind=$1 pattern=$2
   shift 2
   local out
-  out=$("$gptrain" "$@" 2>&1)
+  out=$(timeout --kill-after=5 "${expect_timeout:-600}" "$gptrain" "$@" 2>&1)
   local rc=$?
+  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || out="(killed after ${expect_timeout:-600} s) $out"
   if [ "$kind" = usage ]; then
     [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ] || fail "expected a usage error (CLI11's exit code) for: $* (got $rc)"
   else

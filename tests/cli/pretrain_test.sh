@@ -101,7 +101,7 @@ for d in e1 e2 e3; do [ ! -e "$work/$d/run.json" ] || fail "a refused run left $
 "$gptrain" pretrain "${base[@]}" --epochs 1000 --save-interval 5 --out-dir "$work/busy" > "$work/busy.log" 2>&1 &
 busy=$!
 for _ in $(seq 300); do ls "$work/busy/checkpoints"/step_*/DONE > /dev/null 2>&1 && break; sleep 0.1; done
-expect_error "--out-dir .*busy is in use by process $busy: .*gptrain pretrain" pretrain "${base[@]}" --epochs 1000 \
+expect_timeout=60 expect_error "--out-dir .*busy is in use by process $busy: .*gptrain pretrain" pretrain "${base[@]}" --epochs 1000 \
   --save-interval 5 --out-dir "$work/busy" --resume
 kill -0 $busy 2> /dev/null || fail "the first run died when the second started"
 # a crash releases the dir: after kill -9 the run resumes
