@@ -3,7 +3,8 @@
 // adapter_config.json of an adapter dir that save_adapter_dir wrote for that base (so
 // adapter_model.safetensors matches it). adapter_base_model and read_adapter_plan must either
 // refuse it with gptrain::Error or give a plan that builds a model, into which
-// load_adapter_weights loads the stored adapters. Any other exception (e.g. nlohmann's
+// load_adapter_weights loads the stored adapters; plan_lora_adapter (export-gguf's reader of the same
+// files) must refuse it with gptrain::Error or plan every stored module. Any other exception (e.g. nlohmann's
 // type_error), a sanitizer report, a leak or a hang (e.g. a pathological rank_pattern regex) is a
 // bug. Build and run as in fuzz/CMakeLists.txt, with -dict=fuzz/adapter_config.dict and the
 // corpus fuzz/corpus/adapter_config.
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <string>
 
+#include "convert/gguf_lora.h"
 #include "fuzz_common.h"
 #include "model/adapter_dir.h"
 #include "model/lora.h"
@@ -88,6 +90,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& [name, a] : plan.linears) GPTRAIN_FUZZ_REQUIRE(a.rank >= 1 && !a.segments.empty());
     gptrain::Transformer model(base.config, std::nullopt, gptrain::DType::F32, plan);
     gptrain::load_adapter_weights(model, base.dir);
+  } catch (const gptrain::Error& e) {
+    expect_clean_rejection(e);
+  }
+  try {
+    const gptrain::convert::LoraPlan plan = gptrain::convert::plan_lora_adapter(base.config, base.dir);
+    GPTRAIN_FUZZ_REQUIRE(!plan.modules.empty());
   } catch (const gptrain::Error& e) {
     expect_clean_rejection(e);
   }

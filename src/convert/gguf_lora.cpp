@@ -14,23 +14,13 @@
 
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/peft_pattern.h"
 #include "util/error.h"
 
 namespace gptrain::convert {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;  // pattern keys are tried in file order, as PEFT does
-
-std::string match_peft_pattern(const std::vector<std::string>& keys, const std::string& module) {
-  for (const std::string& key : keys) {
-    try {
-      if (std::regex_match(module, std::regex("(.*\\.)?(" + key + ")"))) return key;
-    } catch (const std::regex_error&) {
-      fail("pattern key '{}' is not a regular expression PEFT could match", key);
-    }
-  }
-  return "";
-}
 
 namespace {
 
@@ -77,11 +67,16 @@ AdapterConfig read_adapter_config(const fs::path& file) {
     if (!j["lora_alpha"].is_number()) fail("{}: key 'lora_alpha' must be a number, got {}", f, j["lora_alpha"].dump());
     c.lora_alpha = j["lora_alpha"].get<double>();
   }
-  if (present("use_rslora")) c.use_rslora = j["use_rslora"].get<bool>();
+  const auto flag = [&](const char* key) {  // (get<bool> would throw nlohmann's type_error on a string)
+    if (!present(key)) return false;
+    if (!j[key].is_boolean()) fail("{}: key '{}' must be true or false, got {}", f, key, j[key].dump());
+    return j[key].get<bool>();
+  };
+  c.use_rslora = flag("use_rslora");
   // Settings whose effect no GGUF LoRA pair can carry.
-  if (present("use_dora") && j["use_dora"].get<bool>())
+  if (flag("use_dora"))
     fail("{}: key 'use_dora' is true; DoRA's magnitude vectors have no GGUF LoRA form", f);
-  if (present("lora_bias") && j["lora_bias"].get<bool>())
+  if (flag("lora_bias"))
     fail("{}: key 'lora_bias' is true; a bias on lora_B has no GGUF LoRA form", f);
   if (present("bias") && j["bias"] != "none")
     fail("{}: key 'bias' is {}; trained base biases have no GGUF LoRA form (only \"none\")", f, j["bias"].dump());
@@ -96,6 +91,11 @@ AdapterConfig read_adapter_config(const fs::path& file) {
     if (!present(key)) continue;
     if (!j[key].is_object()) fail("{}: key '{}' must be an object of module pattern -> value, got {}", f, key, j[key].dump());
     for (const auto& [pattern, value] : j[key].items()) {
+      try {
+        PeftPattern{pattern};  // a key the matcher refuses is named here, with the file
+      } catch (const Error& e) {
+        fail("{}: {}: {}", f, key, e.what());
+      }
       if (std::string(key) == "rank_pattern") {
         if (!value.is_number_integer() || value.get<int64_t>() <= 0)
           fail("{}: rank_pattern['{}'] must be a positive integer, got {}", f, pattern, value.dump());

@@ -55,8 +55,4 @@ LoraPlan plan_lora_adapter(const ModelConfig& base, const std::filesystem::path&
 GgufExportSummary export_lora_gguf(const ModelConfig& base, const std::filesystem::path& adapter_dir,
                                    const std::filesystem::path& out, GgufFileType type);
 
-// PEFT's get_pattern_key: the first of `keys` that equals `module` or matches a suffix of it after
-// a '.', keys being regular expressions; "" when none matches.
-std::string match_peft_pattern(const std::vector<std::string>& keys, const std::string& module);
-
 }  // namespace gptrain::convert

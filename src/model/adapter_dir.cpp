@@ -7,7 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <regex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -16,12 +16,14 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/hf_config.h"
+#include "model/peft_pattern.h"
 #include "util/error.h"
 
 namespace gptrain {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;  // adapter_config.json as read: pattern keys in file order, as PEFT tries them
 
 namespace {
 
@@ -75,42 +77,31 @@ std::vector<Module> modules_of(const ModelConfig& c, const std::vector<LinearUni
   return out;
 }
 
-json read_json(const fs::path& path) {
+ordered_json read_json(const fs::path& path) {
   std::ifstream in(path);
   if (!in) fail("{}: cannot read it (an adapter dir holds adapter_config.json and adapter_model.safetensors)", path.string());
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
+    return ordered_json::parse(ss.str());
+  } catch (const ordered_json::exception& e) {
     fail("{}: not valid JSON: {}", path.string(), e.what());
   }
 }
 
-// PEFT's pattern match (peft.utils.other.get_pattern_key): key K applies to module N when
-// re.match(r"(.*\.)?(K)$", N); the first matching key wins.
-const json* pattern_value(const json& patterns, const std::string& module, const std::string& file, const char* field) {
+// PEFT's pattern match (model/peft_pattern.h): the first key, in the file's order, that applies.
+const ordered_json* pattern_value(const ordered_json& patterns, const std::string& module, const std::string& file,
+                                  const char* field) {
   if (patterns.is_null()) return nullptr;
-  if (!patterns.is_object()) fail("{}: key '{}' must be an object, got {}", file, field, hf::brief(patterns));
+  if (!patterns.is_object()) fail("{}: key '{}' must be an object, got {}", file, field, hf::brief(json(patterns)));
   for (const auto& [key, value] : patterns.items()) {
-    // PEFT's keys are regular expressions, but std::regex backtracks: a repeated repetition or
-    // group ("c_at***tn", "(a|aa)*") takes exponential time on a module name. The keys read are
-    // module names ('.' any character, as in the regex; "\\." a dot), optionally anchored by a
-    // leading '^' (the whole name) and a trailing '$': what PEFT writes and its examples show.
-    std::string name = key;
-    const bool whole = name.starts_with('^');
-    if (whole) name.erase(0, 1);
-    if (name.ends_with('$') && !name.ends_with("\\$")) name.pop_back();
-    bool plain = !name.empty();
-    for (size_t i = 0; i < name.size() && plain; ++i) {
-      const unsigned char c = static_cast<unsigned char>(name[i]);
-      if (c == '\\' && i + 1 < name.size() && name[i + 1] == '.') ++i;
-      else plain = std::isalnum(c) || c == '_' || c == '-' || c == '.';
+    std::optional<PeftPattern> pattern;
+    try {
+      pattern.emplace(key);
+    } catch (const Error& e) {
+      fail("{}: {}: {}", file, field, e.what());
     }
-    if (!plain)
-      fail("{}: key '{}.{}' is not a module name (letters, digits, '_', '-', '.', optionally '^' first and '$' last); "
-           "gptrain does not evaluate other regular expressions in {}", file, field, key, field);
-    if (std::regex_match(module, std::regex((whole ? "(" : "(.*\\.)?(") + name + ")"))) return &value;
+    if (pattern->matches(module)) return &value;
   }
   return nullptr;
 }
@@ -131,19 +122,19 @@ struct StoredAdapter {
 StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const std::vector<LinearUnit>& units) {
   const fs::path config_path = dir / kConfigFile;
   const std::string cfile = config_path.string();
-  const json cfg = read_json(config_path);
+  const ordered_json cfg = read_json(config_path);
   if (!cfg.is_object()) fail("{}: expected a JSON object", cfile);
   // Typed reads: json::value() throws nlohmann's type_error on a value of another type.
-  const auto typed = [&](const char* key, bool (json::*is)() const noexcept, const char* what) -> const json* {
+  const auto typed = [&](const char* key, bool (ordered_json::*is)() const noexcept, const char* what) -> const ordered_json* {
     if (!cfg.contains(key) || cfg[key].is_null()) return nullptr;
-    if (!(cfg[key].*is)()) fail("{}: key '{}' must be {}, got {}", cfile, key, what, hf::brief(cfg[key]));
+    if (!(cfg[key].*is)()) fail("{}: key '{}' must be {}, got {}", cfile, key, what, hf::brief(json(cfg[key])));
     return &cfg[key];
   };
   const auto flag = [&](const char* key) {
-    const json* v = typed(key, &json::is_boolean, "true or false");
+    const ordered_json* v = typed(key, &ordered_json::is_boolean, "true or false");
     return v && v->get<bool>();
   };
-  const json* peft_type = typed("peft_type", &json::is_string, "a string");
+  const ordered_json* peft_type = typed("peft_type", &ordered_json::is_string, "a string");
   const std::string type = peft_type ? peft_type->get<std::string>() : "LORA";
   if (type != "LORA") fail("{}: key 'peft_type' is '{}'; gptrain reads LoRA adapters (LORA)", cfile, type);
   const auto number = [&](const char* key) -> double {
@@ -151,8 +142,8 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
     return cfg[key].get<double>();
   };
   const double r = number("r"), alpha = number("lora_alpha");
-  if (!(r >= 1) || r != std::floor(r)) fail("{}: key 'r' must be a positive integer, got {}", cfile, hf::brief(cfg["r"]));
-  if (!(alpha > 0)) fail("{}: key 'lora_alpha' must be positive, got {}", cfile, hf::brief(cfg["lora_alpha"]));
+  if (!(r >= 1) || r != std::floor(r)) fail("{}: key 'r' must be a positive integer, got {}", cfile, hf::brief(json(cfg["r"])));
+  if (!(alpha > 0)) fail("{}: key 'lora_alpha' must be positive, got {}", cfile, hf::brief(json(cfg["lora_alpha"])));
   if (flag("use_dora")) fail("{}: key 'use_dora' is true; DoRA adapters are not supported", cfile);
   const bool rslora = flag("use_rslora");
   if (cfg.contains("bias") && cfg["bias"].is_string() && cfg["bias"] != "none")
@@ -160,8 +151,9 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
          cfg["bias"].get<std::string>());
   if (cfg.contains("modules_to_save") && cfg["modules_to_save"].is_array() && !cfg["modules_to_save"].empty())
     fail("{}: key 'modules_to_save' lists {}; adapters with fully saved modules are not supported", cfile,
-         hf::brief(cfg["modules_to_save"]));
-  const json rank_pattern = cfg.value("rank_pattern", json()), alpha_pattern = cfg.value("alpha_pattern", json());
+         hf::brief(json(cfg["modules_to_save"])));
+  const ordered_json rank_pattern = cfg.value("rank_pattern", ordered_json()),
+                     alpha_pattern = cfg.value("alpha_pattern", ordered_json());
 
   StoredAdapter a{{}, io::SafeTensorsFile::open(dir / kWeightsFile)};
   const std::string wfile = a.file.label();
@@ -206,11 +198,11 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
            "made for another base",
            wfile, s.key_b, shape_string(sb), out, s.rank, name, out);
     double r_m = r, alpha_m = alpha;
-    if (const json* v = pattern_value(rank_pattern, name, cfile, "rank_pattern")) {
+    if (const ordered_json* v = pattern_value(rank_pattern, name, cfile, "rank_pattern")) {
       if (!v->is_number_integer()) fail("{}: rank_pattern entry for '{}' is not an integer", cfile, name);
       r_m = v->get<double>();
     }
-    if (const json* v = pattern_value(alpha_pattern, name, cfile, "alpha_pattern")) {
+    if (const ordered_json* v = pattern_value(alpha_pattern, name, cfile, "alpha_pattern")) {
       if (!v->is_number()) fail("{}: alpha_pattern entry for '{}' is not a number", cfile, name);
       alpha_m = v->get<double>();
     }
@@ -256,7 +248,7 @@ std::string dump_json(const json& j) { return j.dump(2) + "\n"; }
 bool is_adapter_dir(const fs::path& dir) { return fs::is_regular_file(dir / kConfigFile); }
 
 std::string adapter_base_model(const fs::path& dir) {
-  const json cfg = read_json(dir / kConfigFile);
+  const ordered_json cfg = read_json(dir / kConfigFile);
   return cfg.is_object() && cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string()
              ? cfg["base_model_name_or_path"].get<std::string>()
              : "";

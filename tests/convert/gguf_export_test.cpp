@@ -15,6 +15,7 @@
 #include "convert/gguf_vocab.h"
 #include "io/safetensors.h"
 #include "model/model_dir.h"
+#include "model/peft_pattern.h"
 #include "tests/common/gguf_reader.h"
 #include "tests/common/temp_dir.h"
 #include "util/error.h"
@@ -423,6 +424,16 @@ TEST(GgufLora, BadAdaptersAreErrorsNamingFileAndKey) {
   {
     TempDir dir;
     expect_error(run(edited_adapter(dir, gpt2_lora, [](json& c) { c["use_dora"] = true; })), {"use_dora"});
+  }
+  for (const char* key : {"use_dora", "use_rslora", "lora_bias"}) {
+    TempDir dir;  // found by fuzz/adapter_config_fuzz: a string here threw nlohmann's type_error
+    expect_error(run(edited_adapter(dir, gpt2_lora, [key](json& c) { c[key] = "no"; })),
+                 {"adapter_config.json: key '" + std::string(key) + "' must be true or false, got \"no\""});
+  }
+  {
+    TempDir dir;  // a pattern key the linear-time matcher refuses, named with the file and the field
+    expect_error(run(edited_adapter(dir, gpt2_lora, [](json& c) { c["alpha_pattern"] = {{"(\\w)\\1", 2}}; })),
+                 {"adapter_config.json: alpha_pattern: pattern key '(\\w)\\1': a backreference"});
   }
   {
     TempDir dir;  // r says 5, the tensors say 4 (rank_pattern covers only c_attn)
