@@ -70,7 +70,7 @@ struct QkNormParams {
   int64_t N, NH, NKV, HS;
   float eps = 1e-6f;
   InputGrad dinp = InputGrad::Accumulate;
-  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
+  constexpr int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 
 // Rotary position embedding in Hugging Face's rotate-half layout, in place on the query and key
@@ -80,7 +80,7 @@ struct QkNormParams {
 // back (the transpose: the same with -sin), in place.
 struct RopeParams {
   int64_t N, NH, NKV, HS;
-  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
+  constexpr int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 
 // The rotary tables of N rows: angle = inv_freq[i] * position(n) in the element type (as
@@ -140,7 +140,7 @@ struct AttentionParams {
   uint64_t seed = 0;
   InputGrad dinp = InputGrad::Accumulate;
   uint64_t dropout_offset = 0;
-  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
+  constexpr int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 
 // One sequence of a decode step: `rows` new positions (rows first_row.. of the step's packed qkv),
@@ -161,7 +161,7 @@ struct DecodeSeq {
 struct AttentionDecodeParams {
   int64_t NH, NKV, HS;
   int64_t n_seqs;
-  int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
+  constexpr int64_t qkv_width() const { return (NH + 2 * NKV) * HS; }
 };
 
 // Tanh-approximated GELU (GPT-2's "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).

@@ -116,9 +116,19 @@ inline void gradcheck(const std::string& what, Inputs inputs, const std::vector<
   }
 }
 
+#ifdef GPTRAIN_TEST_CUDA
+// The CUDA backend behind host staging (tests/kernels/cuda_staged.cpp); empty without a GPU,
+// where every case is skipped before it runs.
+std::vector<const kernels::Backend*> staged_cuda_backends();
+#endif
+
 // The backends tested against the reference: every registered float32 CPU backend (today "cpu"),
 // so that a new one is covered by the same cases. Empty would make every case pass vacuously.
+// Built as cuda_backend_test (GPTRAIN_TEST_CUDA), the CUDA backend on host buffers instead.
 inline std::vector<const kernels::Backend*> f32_cpu_backends() {
+#ifdef GPTRAIN_TEST_CUDA
+  return staged_cuda_backends();
+#endif
   std::vector<const kernels::Backend*> out;
   for (const kernels::Backend* b : kernels::backends())
     if (b->dtype() == DType::F32 && b->device() == Device::CPU) out.push_back(b);

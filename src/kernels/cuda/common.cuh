@@ -1,0 +1,51 @@
+// Shared by the .cu files of the CUDA backend: launch sizes and the fixed-shape reductions
+// (a warp's tree in lane order; a block's warps in order), so every sum has one order.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace gptrain::kernels::cuda {
+
+inline constexpr int kThreads = 256;
+
+inline unsigned blocks_for(int64_t n, int threads = kThreads) {
+  const int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 65535LL * 16));
+}
+
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// A block's reduction (each warp's tree, then the warps' results in order), given to every thread;
+// `shared` holds one float per warp.
+template <class WarpReduce>
+__device__ float block_reduce(float v, float* shared, float identity, WarpReduce warp_reduce) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  v = warp_reduce(v);
+  __syncthreads();  // a previous reduction's readers are done with `shared`
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  return warp_reduce(lane < blockDim.x / 32 ? shared[lane] : identity);
+}
+__device__ inline float block_sum(float v, float* shared) {
+  return block_reduce(v, shared, 0.0f, [](float x) { return warp_sum(x); });
+}
+__device__ inline float block_max(float v, float* shared) {
+  return block_reduce(v, shared, -INFINITY, [](float x) { return warp_max(x); });
+}
+
+// Grid-stride loop over [0, n).
+#define GPTRAIN_CUDA_FOR(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+}  // namespace gptrain::kernels::cuda

@@ -1,0 +1,30 @@
+// The CUDA backend (issue 20, in progress): what the rest of the program sees of it, without any
+// CUDA header. init() registers the device's allocator and the f32 backend ("cuda") with the
+// tensor and kernel registries when a GPU is visible; the ops then dispatch CUDA tensors to it
+// (kernels/backend.h). Built only when nvcc is found (GPTRAIN_HAVE_CUDA; docs/DESIGN.md §1).
+//
+// Every op of the Backend interface is there in f32 (issue 20, first step), each run through the
+// CPU backends' own cases and error bounds (tests/kernels/cuda_staged.cpp): embedding, dropout
+// (the CPU's mask, element for element), LayerNorm, RMSNorm, Qwen3's query/key norms, rotary
+// tables and rotation, matmul (cuBLASLt, fp32 compute; the batch-invariant and f16/bf16-weight
+// products as own kernels), LoRA, causal grouped-query attention forward and backward without the
+// T x T matrix and against KV caches, GELU, SwiGLU, residual, cross-entropy and its loss total,
+// pooling, row gathers, AdamW, the gradient norm's sum of squares and scale. These kernels are
+// correct first (one warp or thread per row or output, fixed summation orders); the bf16 mode,
+// tensor-core attention and the jobs' --device cuda come next. Nothing here has yet run on a GPU.
+#pragma once
+
+#include <string>
+
+namespace gptrain::kernels::cuda {
+
+// The number of visible CUDA devices; 0 when there is no driver or no GPU (never throws).
+int device_count();
+// "NVIDIA H200, compute capability 9.0, 132 SMs, 139.8 GiB" of the current device, or why there
+// is none.
+std::string device_description();
+// Registers the allocator and the backends for Device::CUDA once; false (and nothing registered)
+// when no GPU is visible.
+bool init();
+
+}  // namespace gptrain::kernels::cuda

@@ -1,0 +1,585 @@
+// The CUDA kernels of the f32 backend (launch.h). Every reduction has a fixed shape: a row's sum
+// is one warp's or one block's tree in lane order, a column's sum runs over rows in order, and a
+// global sum is fixed-size chunks summed in chunk order, so results do not depend on scheduling
+// (docs/DESIGN.md §2, determinism). Grid-stride loops keep any size within the launch limits.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.h"
+#include "kernels/dropout_mask.h"
+
+namespace gptrain::kernels::cuda {
+
+namespace {
+
+// The CPU's mask (kernels/dropout_mask.h), element for element: its generator's key, threshold and
+// scale are formed on the host; the counter draws are CounterRng's constexpr code, run here
+// (--expt-relaxed-constexpr), so a GPU run drops exactly what a CPU run with the seed drops.
+struct DeviceMask {
+  CounterRng rng;
+  uint32_t threshold;
+  float scale;
+  uint64_t offset;
+  bool active;  // p > 0: otherwise a copy
+};
+
+DeviceMask device_mask(const DropoutParams& p) {
+  const DropoutMask m(p.seed, p.p, p.offset);
+  return DeviceMask{m.rng, m.threshold, m.scale, m.offset, p.p > 0};
+}
+
+__device__ float mask_factor(const DeviceMask& m, uint64_t i) {
+  i += m.offset;
+  const uint32_t bits = static_cast<uint32_t>(m.rng.bits(i >> 2) >> ((i & 3) * 16)) & 0xFFFFu;
+  return bits >= m.threshold ? m.scale : 0.0f;
+}
+
+__global__ void dropout_forward_kernel(float* out, const float* inp, int64_t n, DeviceMask m) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = m.active ? inp[i] * mask_factor(m, static_cast<uint64_t>(i)) : inp[i];
+}
+
+__global__ void dropout_backward_kernel(float* dinp, const float* dout, int64_t n, bool write, DeviceMask m) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = m.active ? dout[i] * mask_factor(m, static_cast<uint64_t>(i)) : dout[i];
+    dinp[i] = write ? g : dinp[i] + g;
+  }
+}
+
+// Causal grouped-query attention without the T x T matrix: one warp per query row (forward, and
+// the backward's dq) or per key row (the backward's dk, dv), the lanes across the head size, the
+// scores recomputed where needed. Forward: an online maximum and sum over the keys, then the
+// output with the row's final statistics. A lane holds at most kMaxHeadLanes dimensions.
+constexpr int kMaxHeadLanes = 8;  // head size <= 256
+
+struct AttentionLayout {
+  int64_t T, NH, NKV, HS, W, group;
+  __device__ int64_t q(int64_t b, int64_t t, int64_t h) const { return (b * T + t) * W + h * HS; }
+  __device__ int64_t k(int64_t b, int64_t s, int64_t kh) const { return (b * T + s) * W + (NH + kh) * HS; }
+  __device__ int64_t v(int64_t b, int64_t s, int64_t kh) const { return (b * T + s) * W + (NH + NKV + kh) * HS; }
+};
+
+AttentionLayout attention_layout(const AttentionParams& p) {
+  return AttentionLayout{p.T, p.NH, p.NKV, p.HS, p.qkv_width(), p.NH / p.NKV};
+}
+
+// The warp's dot product of two head rows.
+__device__ float head_dot(const float* a, const float* b, int64_t HS) {
+  float d = 0.0f;
+  for (int64_t i = threadIdx.x % 32; i < HS; i += 32) d += a[i] * b[i];
+  return warp_sum(d);
+}
+
+__global__ void attention_forward_kernel(float* out, float* stats, const float* qkv, AttentionParams p,
+                                         AttentionLayout L, DeviceMask mask, float scale) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, h, t)
+  if (row >= p.B * p.NH * p.T) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t t = row % p.T, h = (row / p.T) % p.NH, b = row / (p.T * p.NH), kh = h / L.group;
+  const float* q = qkv + L.q(b, t, h);
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t s = 0; s <= t; ++s) {
+    const float score = head_dot(q, qkv + L.k(b, s, kh), p.HS) * scale;
+    const float m_new = fmaxf(m, score);
+    l = l * expf(m - m_new) + expf(score - m_new);
+    m = m_new;
+  }
+  const float inv = 1.0f / l;
+  float acc[kMaxHeadLanes] = {};
+  const uint64_t drop_row = static_cast<uint64_t>(row) * static_cast<uint64_t>(p.T);
+  for (int64_t s = 0; s <= t; ++s) {
+    float w = expf(head_dot(q, qkv + L.k(b, s, kh), p.HS) * scale - m) * inv;
+    if (mask.active) w *= mask_factor(mask, drop_row + static_cast<uint64_t>(s));
+    const float* v = qkv + L.v(b, s, kh);
+    for (int j = 0; j < kMaxHeadLanes; ++j) {
+      const int64_t i = lane + 32 * j;
+      if (i < p.HS) acc[j] += w * v[i];
+    }
+  }
+  float* o = out + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
+  for (int j = 0; j < kMaxHeadLanes; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < p.HS) o[i] = acc[j];
+  }
+  if (lane == 0) {
+    stats[row * 2] = m;
+    stats[row * 2 + 1] = inv;
+  }
+}
+
+// Backward, per query row: D = sum_s P_s datt_s (kept for the key rows' pass) and
+// dq = scale sum_s P_s (datt_s - D) k_s, with datt_s = (dout . v_s) * mask_s.
+__global__ void attention_backward_query_kernel(float* dqkv, float* dsum, const float* dout, const float* qkv,
+                                                const float* stats, AttentionParams p, AttentionLayout L,
+                                                DeviceMask mask, float scale) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= p.B * p.NH * p.T) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t t = row % p.T, h = (row / p.T) % p.NH, b = row / (p.T * p.NH), kh = h / L.group;
+  const float* q = qkv + L.q(b, t, h);
+  const float* dy = dout + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
+  const float m = stats[row * 2], inv = stats[row * 2 + 1];
+  const uint64_t drop_row = static_cast<uint64_t>(row) * static_cast<uint64_t>(p.T);
+  float D = 0.0f;
+  for (int64_t s = 0; s <= t; ++s) {
+    const float P = expf(head_dot(q, qkv + L.k(b, s, kh), p.HS) * scale - m) * inv;
+    const float f = mask.active ? mask_factor(mask, drop_row + static_cast<uint64_t>(s)) : 1.0f;
+    D += P * (head_dot(dy, qkv + L.v(b, s, kh), p.HS) * f);
+  }
+  float acc[kMaxHeadLanes] = {};
+  for (int64_t s = 0; s <= t; ++s) {
+    const float* k = qkv + L.k(b, s, kh);
+    const float P = expf(head_dot(q, k, p.HS) * scale - m) * inv;
+    const float f = mask.active ? mask_factor(mask, drop_row + static_cast<uint64_t>(s)) : 1.0f;
+    const float dscore = P * (head_dot(dy, qkv + L.v(b, s, kh), p.HS) * f - D) * scale;
+    for (int j = 0; j < kMaxHeadLanes; ++j) {
+      const int64_t i = lane + 32 * j;
+      if (i < p.HS) acc[j] += dscore * k[i];
+    }
+  }
+  float* dq = dqkv + L.q(b, t, h);
+  const bool write = p.dinp == InputGrad::Write;
+  for (int j = 0; j < kMaxHeadLanes; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < p.HS) dq[i] = write ? acc[j] : dq[i] + acc[j];
+  }
+  if (lane == 0) dsum[row] = D;
+}
+
+// Backward, per key/value row s of kv head kh: over the query heads of its group and the query
+// rows t >= s, dk = scale sum P (datt - D) q_t and dv = sum P mask dout_t (no atomics: one warp
+// owns the row).
+__global__ void attention_backward_key_kernel(float* dqkv, const float* dsum, const float* dout, const float* qkv,
+                                              const float* stats, AttentionParams p, AttentionLayout L,
+                                              DeviceMask mask, float scale) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, kh, s)
+  if (row >= p.B * p.NKV * p.T) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t s = row % p.T, kh = (row / p.T) % p.NKV, b = row / (p.T * p.NKV);
+  const float* k = qkv + L.k(b, s, kh);
+  const float* v = qkv + L.v(b, s, kh);
+  float dk[kMaxHeadLanes] = {}, dv[kMaxHeadLanes] = {};
+  for (int64_t h = kh * L.group; h < (kh + 1) * L.group; ++h)
+    for (int64_t t = s; t < p.T; ++t) {
+      const int64_t qrow = (b * p.NH + h) * p.T + t;
+      const float* q = qkv + L.q(b, t, h);
+      const float* dy = dout + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
+      const float P = expf(head_dot(q, k, p.HS) * scale - stats[qrow * 2]) * stats[qrow * 2 + 1];
+      const float f = mask.active ? mask_factor(mask, static_cast<uint64_t>(qrow) * p.T + static_cast<uint64_t>(s))
+                                  : 1.0f;
+      const float dscore = P * (head_dot(dy, v, p.HS) * f - dsum[qrow]) * scale;
+      const float pv = P * f;
+      for (int j = 0; j < kMaxHeadLanes; ++j) {
+        const int64_t i = lane + 32 * j;
+        if (i < p.HS) {
+          dk[j] += dscore * q[i];
+          dv[j] += pv * dy[i];
+        }
+      }
+    }
+  float* dk_out = dqkv + L.k(b, s, kh);
+  float* dv_out = dqkv + L.v(b, s, kh);
+  const bool write = p.dinp == InputGrad::Write;
+  for (int j = 0; j < kMaxHeadLanes; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < p.HS) {
+      dk_out[i] = write ? dk[j] : dk_out[i] + dk[j];
+      dv_out[i] = write ? dv[j] : dv_out[i] + dv[j];
+    }
+  }
+}
+
+__device__ int64_t embedding_position(const int32_t* positions, const EmbeddingParams& p, int64_t n) {
+  return positions ? positions[n] : p.pos_offset + n % p.T;
+}
+
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const int32_t* positions,
+                                         const float* wte, const float* wpe, EmbeddingParams p) {
+  const int64_t total = p.B * p.T * p.C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / p.C, c = i % p.C;
+    const float t = wte[int64_t(tokens[n]) * p.C + c];
+    out[i] = wpe ? t + wpe[embedding_position(positions, p, n) * p.C + c] : t;
+  }
+}
+
+// One thread per channel walks the rows in order: each gradient row sums its rows in row order,
+// without atomics (deterministic), as the reference does.
+__global__ void embedding_backward_kernel(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                                          const int32_t* positions, EmbeddingParams p) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= p.C) return;
+  for (int64_t n = 0; n < p.B * p.T; ++n) {
+    const float g = dout[n * p.C + c];
+    if (dwte) dwte[int64_t(tokens[n]) * p.C + c] += g;
+    if (dwpe) dwpe[embedding_position(positions, p, n) * p.C + c] += g;
+  }
+}
+
+// One warp per row.
+__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                         const float* bias, LayerNormParams p) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= p.N) return;
+  const float* x = inp + row * p.C;
+  float s = 0.0f;
+  for (int64_t c = lane; c < p.C; c += 32) s += x[c];
+  const float m = warp_sum(s) / static_cast<float>(p.C);
+  float v = 0.0f;
+  for (int64_t c = lane; c < p.C; c += 32) v += (x[c] - m) * (x[c] - m);
+  const float var = warp_sum(v) / static_cast<float>(p.C);
+  const float r = 1.0f / sqrtf(var + p.eps);
+  for (int64_t c = lane; c < p.C; c += 32)
+    out[row * p.C + c] = (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f);
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = r;
+  }
+}
+
+__global__ void layernorm_backward_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
+                                               const float* mean, const float* rstd, LayerNormParams p) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= p.N) return;
+  const float* x = inp + row * p.C;
+  const float* dy = dout + row * p.C;
+  const float m = mean[row], r = rstd[row];
+  float a = 0.0f, b = 0.0f;
+  for (int64_t c = lane; c < p.C; c += 32) {
+    const float norm = (x[c] - m) * r, dnorm = weight[c] * dy[c];
+    a += dnorm;
+    b += dnorm * norm;
+  }
+  const float dnorm_mean = warp_sum(a) / static_cast<float>(p.C);
+  const float dnorm_norm_mean = warp_sum(b) / static_cast<float>(p.C);
+  for (int64_t c = lane; c < p.C; c += 32) {
+    const float norm = (x[c] - m) * r, dnorm = weight[c] * dy[c];
+    const float g = (dnorm - dnorm_mean - norm * dnorm_norm_mean) * r;
+    float& d = dinp[row * p.C + c];
+    d = p.dinp == InputGrad::Write ? g : d + g;
+  }
+}
+
+// dweight[c] += sum_n norm * dout, dbias[c] += sum_n dout: one thread per column, rows in order.
+__global__ void layernorm_backward_params_kernel(float* dweight, float* dbias, const float* dout, const float* inp,
+                                                 const float* mean, const float* rstd, LayerNormParams p) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= p.C) return;
+  float dw = 0.0f, db = 0.0f;
+  for (int64_t n = 0; n < p.N; ++n) {
+    const float dy = dout[n * p.C + c];
+    dw += (inp[n * p.C + c] - mean[n]) * rstd[n] * dy;
+    db += dy;
+  }
+  if (dweight) dweight[c] += dw;
+  if (dbias) dbias[c] += db;
+}
+
+__device__ float weight_at(const void* w, int kind, int64_t i) {
+  if (kind == 0) return static_cast<const float*>(w)[i];
+  const uint16_t bits = static_cast<const uint16_t*>(w)[i];
+  if (kind == 1) return __half2float(__ushort_as_half(bits));
+  return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+}
+
+// One thread per output, the dot product in index order: the same bits for a row whatever the batch.
+__global__ void matmul_rowwise_kernel(float* out, const float* inp, const void* weight, int kind, const float* bias,
+                                      MatmulParams p) {
+  const int64_t total = p.N * p.OC;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / p.OC, o = i % p.OC;
+    const float* x = inp + n * p.IC;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < p.IC; ++k) acc = fmaf(x[k], weight_at(weight, kind, o * p.IC + k), acc);
+    out[i] = bias ? acc + bias[o] : acc;
+  }
+}
+
+__global__ void column_sums_add_kernel(float* dbias, const float* dout, int64_t N, int64_t OC) {
+  const int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (o >= OC) return;
+  float s = 0.0f;
+  for (int64_t n = 0; n < N; ++n) s += dout[n * OC + o];
+  dbias[o] += s;
+}
+
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluCubic = 0.044715f;
+
+__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + tanhf(kGeluScale * (x + kGeluCubic * x * x * x)));
+  }
+}
+
+__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout, GeluParams p) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float x = inp[i];
+    const float th = tanhf(kGeluScale * (x + kGeluCubic * x * x * x));
+    const float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
+    const float g = local * dout[i];  // read before dinp is written: they may alias
+    dinp[i] = p.dinp == InputGrad::Write ? g : dinp[i] + g;
+  }
+}
+
+__global__ void residual_forward_kernel(float* out, const float* a, const float* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = a[i] + b[i];
+}
+
+__global__ void residual_backward_kernel(float* da, float* db, const float* dout, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = dout[i];
+    if (da) da[i] += g;
+    if (db) db[i] += g;
+  }
+}
+
+// One block per row: the log-sum-exp with the row's maximum subtracted.
+__global__ void cross_entropy_forward_kernel(float* losses, float* lse, const float* logits, const int32_t* targets,
+                                             CrossEntropyParams p) {
+  __shared__ float shared[32];
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * p.V;
+  float m = -INFINITY;
+  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) m = fmaxf(m, x[v]);
+  m = block_max(m, shared);
+  float s = 0.0f;
+  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) s += expf(x[v] - m);
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) {
+    const float l = m + logf(s);
+    lse[row] = l;
+    const int32_t t = targets[row];
+    losses[row] = t == p.ignore_index ? 0.0f : l - x[t];
+  }
+}
+
+__global__ void cross_entropy_backward_kernel(float* dlogits, const float* logits, const float* lse,
+                                              const int32_t* targets, const float* dloss, CrossEntropyParams p) {
+  const int64_t row = blockIdx.x;
+  const int32_t t = targets[row];
+  const bool ignored = t == p.ignore_index;
+  const float scale = dloss ? dloss[row] : p.dloss_scale;
+  const float l = lse[row];
+  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) {
+    const int64_t i = row * p.V + v;
+    const float prob = expf(logits[i] - l);  // read before the write: dlogits may alias logits
+    dlogits[i] = ignored ? 0.0f : (prob - (v == t ? 1.0f : 0.0f)) * scale;
+  }
+}
+
+struct AdamWScalars {
+  float decay, one_minus_beta1, beta2, one_minus_beta2, bc2, eps, neg_step_size;
+};
+
+// PyTorch's float32 order of operations (kernels/params.h); the products are rounded one by one
+// (__fmul_rn, __fadd_rn), so no fused multiply-add changes a bit against the CPU's formula.
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamWScalars s) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = grad[i];
+    const float x = __fmul_rn(param[i], s.decay);
+    const float mi = __fadd_rn(m[i], __fmul_rn(s.one_minus_beta1, __fsub_rn(g, m[i])));
+    const float vi = __fadd_rn(__fmul_rn(v[i], s.beta2), __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), s.bc2), s.eps);
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = __fadd_rn(x, __fdiv_rn(__fmul_rn(s.neg_step_size, mi), denom));
+  }
+}
+
+constexpr int64_t kSumChunk = 1 << 16;
+
+// partial[c] = the sum of squares of chunk c in double: one block per chunk, a fixed tree.
+__global__ void sum_squares_kernel(double* partial, const float* x, int64_t n) {
+  __shared__ double shared[kThreads];
+  const int64_t begin = blockIdx.x * kSumChunk, end = min(n, begin + kSumChunk);
+  double acc = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) acc += double(x[i]) * x[i];
+  shared[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
+}
+
+__global__ void scale_kernel(float* x, float factor, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] *= factor;
+}
+
+DeviceMask attention_mask(const AttentionParams& p) {
+  DropoutParams d{0, p.dropout_p, p.seed};
+  d.offset = p.dropout_offset;
+  return device_mask(d);
+}
+
+void check_head_size(const AttentionParams& p) {
+  if (p.HS > 32 * kMaxHeadLanes)
+    check_cuda(static_cast<int>(cudaErrorInvalidValue), "attention: head size above 256 on the CUDA backend");
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p) {
+  check_head_size(p);
+  const int64_t rows = p.B * p.NH * p.T;
+  if (rows == 0) return;
+  attention_forward_kernel<<<blocks_for(rows * 32), kThreads>>>(out, stats, qkv, p, attention_layout(p),
+                                                                attention_mask(p), 1.0f / sqrtf(float(p.HS)));
+  check_launch("attention_forward");
+}
+
+void attention_backward(float* dqkv, float* dsum, const float* dout, const float* qkv, const float* stats,
+                        const AttentionParams& p) {
+  check_head_size(p);
+  if (p.B * p.T == 0) return;
+  const float scale = 1.0f / sqrtf(float(p.HS));
+  attention_backward_query_kernel<<<blocks_for(p.B * p.NH * p.T * 32), kThreads>>>(
+      dqkv, dsum, dout, qkv, stats, p, attention_layout(p), attention_mask(p), scale);
+  check_launch("attention_backward (queries)");
+  attention_backward_key_kernel<<<blocks_for(p.B * p.NKV * p.T * 32), kThreads>>>(
+      dqkv, dsum, dout, qkv, stats, p, attention_layout(p), attention_mask(p), scale);
+  check_launch("attention_backward (keys and values)");
+}
+
+void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
+                       const float* wpe, const EmbeddingParams& p) {
+  embedding_forward_kernel<<<blocks_for(p.B * p.T * p.C), kThreads>>>(out, tokens, positions, wte,
+                                                                       p.n_positions ? wpe : nullptr, p);
+  check_launch("embedding_forward");
+}
+
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
+                        const EmbeddingParams& p) {
+  if (!dwte && !dwpe) return;
+  embedding_backward_kernel<<<blocks_for(p.C), kThreads>>>(dwte, p.n_positions ? dwpe : nullptr, dout, tokens,
+                                                           positions, p);
+  check_launch("embedding_backward");
+}
+
+void dropout_forward(float* out, const float* inp, const DropoutParams& p) {
+  if (p.n == 0) return;
+  dropout_forward_kernel<<<blocks_for(p.n), kThreads>>>(out, inp, p.n, device_mask(p));
+  check_launch("dropout_forward");
+}
+
+void dropout_backward(float* dinp, const float* dout, const DropoutParams& p) {
+  if (p.n == 0) return;
+  dropout_backward_kernel<<<blocks_for(p.n), kThreads>>>(dinp, dout, p.n, p.dinp == InputGrad::Write, device_mask(p));
+  check_launch("dropout_backward");
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       const LayerNormParams& p) {
+  layernorm_forward_kernel<<<blocks_for(p.N * 32), kThreads>>>(out, mean, rstd, inp, weight, bias, p);
+  check_launch("layernorm_forward");
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, const LayerNormParams& p) {
+  if (dweight || dbias) {
+    layernorm_backward_params_kernel<<<blocks_for(p.C), kThreads>>>(dweight, dbias, dout, inp, mean, rstd, p);
+    check_launch("layernorm_backward (weights)");
+  }
+  if (dinp) {  // after the parameter gradients: dinp may not alias dout here, but keep the order safe
+    layernorm_backward_dinp_kernel<<<blocks_for(p.N * 32), kThreads>>>(dinp, dout, inp, weight, mean, rstd, p);
+    check_launch("layernorm_backward");
+  }
+}
+
+void matmul_rowwise(float* out, const float* inp, const void* weight, int weight_kind, const float* bias,
+                    const MatmulParams& p) {
+  matmul_rowwise_kernel<<<blocks_for(p.N * p.OC), kThreads>>>(out, inp, weight, weight_kind, bias, p);
+  check_launch("matmul_forward (row-wise)");
+}
+
+void column_sums_add(float* dbias, const float* dout, int64_t N, int64_t OC) {
+  column_sums_add_kernel<<<blocks_for(OC), kThreads>>>(dbias, dout, N, OC);
+  check_launch("matmul_backward (bias)");
+}
+
+void gelu_forward(float* out, const float* inp, const GeluParams& p) {
+  gelu_forward_kernel<<<blocks_for(p.n), kThreads>>>(out, inp, p.n);
+  check_launch("gelu_forward");
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p) {
+  gelu_backward_kernel<<<blocks_for(p.n), kThreads>>>(dinp, inp, dout, p);
+  check_launch("gelu_backward");
+}
+
+void residual_forward(float* out, const float* a, const float* b, const ResidualParams& p) {
+  residual_forward_kernel<<<blocks_for(p.n), kThreads>>>(out, a, b, p.n);
+  check_launch("residual_forward");
+}
+
+void residual_backward(float* da, float* db, const float* dout, const ResidualParams& p) {
+  if (!da && !db) return;
+  residual_backward_kernel<<<blocks_for(p.n), kThreads>>>(da, db, dout, p.n);
+  check_launch("residual_backward");
+}
+
+void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+                           const CrossEntropyParams& p) {
+  if (p.N == 0) return;
+  cross_entropy_forward_kernel<<<static_cast<unsigned>(p.N), kThreads>>>(losses, lse, logits, targets, p);
+  check_launch("cross_entropy_forward");
+}
+
+void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
+                            const float* dloss, const CrossEntropyParams& p) {
+  if (p.N == 0) return;
+  cross_entropy_backward_kernel<<<static_cast<unsigned>(p.N), kThreads>>>(dlogits, logits, lse, targets, dloss, p);
+  check_launch("cross_entropy_backward");
+}
+
+void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p) {
+  // Scalars formed in double and rounded once, as the CPU backend and PyTorch do.
+  const double bc1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(p.beta2, static_cast<double>(p.step)));
+  const AdamWScalars s{static_cast<float>(1.0 - p.lr * p.weight_decay), static_cast<float>(1.0 - p.beta1),
+                       static_cast<float>(p.beta2),  static_cast<float>(1.0 - p.beta2),
+                       static_cast<float>(bc2_sqrt), static_cast<float>(p.eps),
+                       static_cast<float>(-p.lr / bc1)};
+  adamw_kernel<<<blocks_for(p.n), kThreads>>>(param, grad, m, v, p.n, s);
+  check_launch("adamw_step");
+}
+
+double sum_squares(const float* x, int64_t n) {
+  if (n == 0) return 0.0;
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  double* partial = nullptr;
+  check_cuda(cudaMalloc(&partial, static_cast<size_t>(chunks) * sizeof(double)), "sum_squares: cudaMalloc");
+  sum_squares_kernel<<<static_cast<unsigned>(chunks), kThreads>>>(partial, x, n);
+  std::vector<double> host(static_cast<size_t>(chunks));
+  const cudaError_t launched = cudaGetLastError();
+  const cudaError_t copied =
+      cudaMemcpy(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost);
+  cudaFree(partial);
+  check_cuda(launched, "sum_squares");
+  check_cuda(copied, "sum_squares: copy to the host");
+  double total = 0.0;
+  for (double v : host) total += v;  // chunk order, as the CPU backend
+  return total;
+}
+
+void scale(float* x, float factor, int64_t n) {
+  if (n == 0) return;
+  scale_kernel<<<blocks_for(n), kThreads>>>(x, factor, n);
+  check_launch("scale");
+}
+
+}  // namespace gptrain::kernels::cuda

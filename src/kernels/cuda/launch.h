@@ -1,0 +1,67 @@
+// Host-side launchers of the CUDA kernels (kernels.cu), f32, on the default stream; pointers are
+// device memory. Semantics are those of kernels/params.h, as every backend's. No CUDA header
+// here, so the backend class (backend.cpp) compiles with the host compiler.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/params.h"
+
+namespace gptrain::kernels::cuda {
+
+void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
+                       const float* wpe, const EmbeddingParams& p);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
+                        const EmbeddingParams& p);
+void dropout_forward(float* out, const float* inp, const DropoutParams& p);  // out may alias inp
+void dropout_backward(float* dinp, const float* dout, const DropoutParams& p);
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       const LayerNormParams& p);
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, const LayerNormParams& p);
+// out[N,OC] = inp[N,IC] @ weight^T + bias, each row on its own (a dot product per output in
+// index order): the batch-invariant product, and the one that reads f16/bf16 weights
+// (weight_kind 0 f32, 1 f16, 2 bf16).
+void matmul_rowwise(float* out, const float* inp, const void* weight, int weight_kind, const float* bias,
+                    const MatmulParams& p);
+// dbias[OC] += column sums of dout[N,OC], rows in order (deterministic).
+void column_sums_add(float* dbias, const float* dout, int64_t N, int64_t OC);
+// Causal grouped-query attention (head size up to 256); the backward needs dsum[B*NH*T] of scratch.
+void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p);
+void attention_backward(float* dqkv, float* dsum, const float* dout, const float* qkv, const float* stats,
+                        const AttentionParams& p);
+void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const RmsNormParams& p);
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, const RmsNormParams& p);
+void qk_norm_forward(float* out, float* rstd, const float* inp, const float* q_weight, const float* k_weight,
+                     const QkNormParams& p);
+void qk_norm_backward(float* dinp, float* dq_weight, float* dk_weight, const float* dout, const float* inp,
+                      const float* q_weight, const float* k_weight, const float* rstd, const QkNormParams& p);
+void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
+                const RopeTableParams& p);
+void rope_forward(float* qkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+void swiglu_forward(float* out, const float* inp, const SwigluParams& p);
+void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p);
+// LoRA: h and dh are scratch of N * S * R floats.
+void lora_forward(float* out, float* h, const float* inp, const float* A, const float* B, const LoraParams& p);
+void lora_backward(float* dinp, float* dA, float* dB, float* h, float* dh, const float* dout, const float* inp,
+                   const float* A, const float* B, const LoraParams& p);
+void lora_merge(float* weight, const float* A, const float* B, const LoraParams& p);
+void pool_forward(float* out, const float* inp, const PoolParams& p);
+void pool_backward(float* dinp, const float* dout, const PoolParams& p);
+void gather_rows_forward(float* out, const float* inp, const int32_t* rows, const GatherRowsParams& p);
+void gelu_forward(float* out, const float* inp, const GeluParams& p);
+void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);
+void residual_forward(float* out, const float* a, const float* b, const ResidualParams& p);
+void residual_backward(float* da, float* db, const float* dout, const ResidualParams& p);
+void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+                           const CrossEntropyParams& p);
+void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
+                            const float* dloss, const CrossEntropyParams& p);
+void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p);
+double sum_squares(const float* x, int64_t n);
+void scale(float* x, float factor, int64_t n);
+
+}  // namespace gptrain::kernels::cuda

@@ -1,0 +1,234 @@
+// The CUDA kernels of Llama's and Qwen3's layers (launch.h): RMSNorm, Qwen3's per-head query/key
+// norms, the rotary tables and rotation (rotate-half), SwiGLU. Row reductions are one warp's tree;
+// weight gradients sum rows in order (deterministic, no atomics).
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.h"
+
+namespace gptrain::kernels::cuda {
+
+namespace {
+
+// One warp: y = x * rstd * w over a row of C, returning rstd.
+__device__ float rms_row_forward(float* y, const float* x, const float* w, int64_t C, float eps) {
+  const int lane = threadIdx.x % 32;
+  float ss = 0.0f;
+  for (int64_t c = lane; c < C; c += 32) ss += x[c] * x[c];
+  const float s = 1.0f / sqrtf(warp_sum(ss) / static_cast<float>(C) + eps);
+  for (int64_t c = lane; c < C; c += 32) y[c] = x[c] * s * w[c];
+  return s;
+}
+
+// One warp: dx = s (w dy - x s^2 mean(w dy x)), written or added; dx may be dy (the row's dot
+// product is complete before any lane writes, and each lane rewrites only what it read).
+__device__ void rms_row_backward(float* dx, const float* dy, const float* x, const float* w, float s, int64_t C,
+                                 bool write) {
+  const int lane = threadIdx.x % 32;
+  float d = 0.0f;
+  for (int64_t c = lane; c < C; c += 32) d += w[c] * dy[c] * x[c];
+  const float dot = warp_sum(d) / static_cast<float>(C);
+  for (int64_t c = lane; c < C; c += 32) {
+    const float g = s * (w[c] * dy[c] - x[c] * s * s * dot);
+    dx[c] = write ? g : dx[c] + g;
+  }
+}
+
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, RmsNormParams p) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= p.N) return;
+  const float s = rms_row_forward(out + row * p.C, inp + row * p.C, weight, p.C, p.eps);
+  if (threadIdx.x % 32 == 0) rstd[row] = s;
+}
+
+__global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
+                                        const float* rstd, RmsNormParams p) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= p.N) return;
+  rms_row_backward(dinp + row * p.C, dout + row * p.C, inp + row * p.C, weight, rstd[row], p.C,
+                   p.dinp == InputGrad::Write);
+}
+
+// dw[c] += sum over rows n (and, for the query/key norms, heads h0 <= h < h1 of width C at stride
+// `stride` in a row of `row_width`) of x rstd dy.
+__global__ void rms_weight_grad_kernel(float* dw, const float* dout, const float* inp, const float* rstd, int64_t N,
+                                       int64_t C, int64_t row_width, int64_t h0, int64_t h1, int64_t heads) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  float acc = 0.0f;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t i = n * row_width + h * C + c;
+      acc += inp[i] * rstd[n * heads + h] * dout[i];
+    }
+  dw[c] += acc;
+}
+
+__global__ void qk_norm_forward_kernel(float* out, float* rstd, const float* inp, const float* q_weight,
+                                       const float* k_weight, QkNormParams p) {
+  const int64_t heads = p.NH + p.NKV;
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (n, head)
+  if (row >= p.N * heads) return;
+  const int64_t n = row / heads, h = row % heads, at = n * p.qkv_width() + h * p.HS;
+  const float s = rms_row_forward(out + at, inp + at, h < p.NH ? q_weight : k_weight, p.HS, p.eps);
+  if (threadIdx.x % 32 == 0) rstd[row] = s;
+}
+
+__global__ void qk_norm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* q_weight,
+                                        const float* k_weight, const float* rstd, QkNormParams p) {
+  const int64_t heads = p.NH + p.NKV;
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= p.N * heads) return;
+  const int64_t n = row / heads, h = row % heads, at = n * p.qkv_width() + h * p.HS;
+  rms_row_backward(dinp + at, dout + at, inp + at, h < p.NH ? q_weight : k_weight, rstd[row], p.HS,
+                   p.dinp == InputGrad::Write);
+}
+
+// The value heads pass through: out = inp (forward), dinp = or += dout (backward).
+__global__ void value_heads_kernel(float* dst, const float* src, QkNormParams p, bool add) {
+  const int64_t width = p.NKV * p.HS, first = (p.NH + p.NKV) * p.HS;
+  GPTRAIN_CUDA_FOR(i, p.N * width) {
+    const int64_t at = (i / width) * p.qkv_width() + first + i % width;
+    dst[at] = add ? dst[at] + src[at] : src[at];
+  }
+}
+
+__global__ void rope_table_kernel(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
+                                  RopeTableParams p) {
+  GPTRAIN_CUDA_FOR(j, p.N * p.half) {
+    const int64_t n = j / p.half, i = j % p.half;
+    const float pos = static_cast<float>(positions ? positions[n] : p.pos_offset + n % p.T);
+    const float angle = inv_freq[i] * pos;
+    cos_out[j] = cosf(angle);  // CUDA's cosf/sinf: within 2 ulp, with full range reduction
+    sin_out[j] = sinf(angle);
+  }
+}
+
+// One thread per rotated pair (i, i + HS/2) of a query or key head; sign -1 is the transpose.
+__global__ void rope_kernel(float* qkv, const float* cos_t, const float* sin_t, RopeParams p, float sign) {
+  const int64_t half = p.HS / 2, heads = p.NH + p.NKV;
+  GPTRAIN_CUDA_FOR(j, p.N * heads * half) {
+    const int64_t n = j / (heads * half), h = (j / half) % heads, i = j % half;
+    float* x = qkv + n * p.qkv_width() + h * p.HS;
+    const float c = cos_t[n * half + i], s = sign * sin_t[n * half + i];
+    const float x1 = x[i], x2 = x[i + half];
+    x[i] = x1 * c - x2 * s;
+    x[i + half] = x2 * c + x1 * s;
+  }
+}
+
+__device__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void swiglu_forward_kernel(float* out, const float* inp, SwigluParams p) {
+  GPTRAIN_CUDA_FOR(j, p.N * p.M) {
+    const int64_t n = j / p.M, m = j % p.M;
+    const float g = inp[n * 2 * p.M + m], u = inp[n * 2 * p.M + p.M + m];
+    out[j] = g * sigmoid(g) * u;
+  }
+}
+
+__global__ void swiglu_backward_kernel(float* dinp, const float* inp, const float* dout, SwigluParams p) {
+  const bool write = p.dinp == InputGrad::Write;
+  GPTRAIN_CUDA_FOR(j, p.N * p.M) {
+    const int64_t n = j / p.M, m = j % p.M;
+    const float g = inp[n * 2 * p.M + m], u = inp[n * 2 * p.M + p.M + m], d = dout[j];
+    const float s = sigmoid(g);
+    const float dg = d * u * s * (1.0f + g * (1.0f - s)), du = d * g * s;
+    float* pg = dinp + n * 2 * p.M + m;
+    float* pu = pg + p.M;
+    *pg = write ? dg : *pg + dg;
+    *pu = write ? du : *pu + du;
+  }
+}
+
+}  // namespace
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const RmsNormParams& p) {
+  if (p.N == 0) return;
+  rmsnorm_forward_kernel<<<blocks_for(p.N * 32), kThreads>>>(out, rstd, inp, weight, p);
+  check_launch("rmsnorm_forward");
+}
+
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, const RmsNormParams& p) {
+  if (p.N == 0) return;
+  if (dweight) {  // before dinp: dinp may alias dout
+    rms_weight_grad_kernel<<<blocks_for(p.C), kThreads>>>(dweight, dout, inp, rstd, p.N, p.C, p.C, 0, 1, 1);
+    check_launch("rmsnorm_backward (weight)");
+  }
+  if (dinp) {
+    rmsnorm_backward_kernel<<<blocks_for(p.N * 32), kThreads>>>(dinp, dout, inp, weight, rstd, p);
+    check_launch("rmsnorm_backward");
+  }
+}
+
+void qk_norm_forward(float* out, float* rstd, const float* inp, const float* q_weight, const float* k_weight,
+                     const QkNormParams& p) {
+  if (p.N == 0) return;
+  qk_norm_forward_kernel<<<blocks_for(p.N * (p.NH + p.NKV) * 32), kThreads>>>(out, rstd, inp, q_weight, k_weight, p);
+  check_launch("qk_norm_forward");
+  if (out != inp) {
+    value_heads_kernel<<<blocks_for(p.N * p.NKV * p.HS), kThreads>>>(out, inp, p, false);
+    check_launch("qk_norm_forward (values)");
+  }
+}
+
+void qk_norm_backward(float* dinp, float* dq_weight, float* dk_weight, const float* dout, const float* inp,
+                      const float* q_weight, const float* k_weight, const float* rstd, const QkNormParams& p) {
+  if (p.N == 0) return;
+  const int64_t heads = p.NH + p.NKV;
+  if (dq_weight) {  // before dinp: dinp may alias dout
+    rms_weight_grad_kernel<<<blocks_for(p.HS), kThreads>>>(dq_weight, dout, inp, rstd, p.N, p.HS, p.qkv_width(), 0,
+                                                           p.NH, heads);
+    check_launch("qk_norm_backward (query weight)");
+  }
+  if (dk_weight) {
+    rms_weight_grad_kernel<<<blocks_for(p.HS), kThreads>>>(dk_weight, dout, inp, rstd, p.N, p.HS, p.qkv_width(), p.NH,
+                                                           heads, heads);
+    check_launch("qk_norm_backward (key weight)");
+  }
+  if (!dinp) return;
+  qk_norm_backward_kernel<<<blocks_for(p.N * heads * 32), kThreads>>>(dinp, dout, inp, q_weight, k_weight, rstd, p);
+  check_launch("qk_norm_backward");
+  const bool write = p.dinp == InputGrad::Write;
+  if (!(write && dinp == dout)) {
+    value_heads_kernel<<<blocks_for(p.N * p.NKV * p.HS), kThreads>>>(dinp, dout, p, !write);
+    check_launch("qk_norm_backward (values)");
+  }
+}
+
+void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
+                const RopeTableParams& p) {
+  if (p.N * p.half == 0) return;
+  rope_table_kernel<<<blocks_for(p.N * p.half), kThreads>>>(cos_out, sin_out, inv_freq, positions, p);
+  check_launch("rope_table");
+}
+
+void rope_forward(float* qkv, const float* cos_t, const float* sin_t, const RopeParams& p) {
+  if (p.N * (p.NH + p.NKV) * (p.HS / 2) == 0) return;
+  rope_kernel<<<blocks_for(p.N * (p.NH + p.NKV) * (p.HS / 2)), kThreads>>>(qkv, cos_t, sin_t, p, 1.0f);
+  check_launch("rope_forward");
+}
+
+void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p) {
+  if (p.N * (p.NH + p.NKV) * (p.HS / 2) == 0) return;
+  rope_kernel<<<blocks_for(p.N * (p.NH + p.NKV) * (p.HS / 2)), kThreads>>>(dqkv, cos_t, sin_t, p, -1.0f);
+  check_launch("rope_backward");
+}
+
+void swiglu_forward(float* out, const float* inp, const SwigluParams& p) {
+  if (p.N * p.M == 0) return;
+  swiglu_forward_kernel<<<blocks_for(p.N * p.M), kThreads>>>(out, inp, p);
+  check_launch("swiglu_forward");
+}
+
+void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p) {
+  if (p.N * p.M == 0) return;
+  swiglu_backward_kernel<<<blocks_for(p.N * p.M), kThreads>>>(dinp, inp, dout, p);
+  check_launch("swiglu_backward");
+}
+
+}  // namespace gptrain::kernels::cuda
