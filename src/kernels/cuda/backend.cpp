@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -57,6 +58,10 @@ struct Layout {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
           int64_t ldb, float* D, int64_t ldd, float beta, const float* bias) {
   if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: D = beta D (beta is 0 or 1 here)
+    if (beta == 0.0f) check_cuda(cudaMemset2D(D, ldd * sizeof(float), 0, m * sizeof(float), n), "gemm: zero D");
+    return;
+  }
   Lt& lt = Lt::get();
   cublasLtMatmulDesc_t desc = nullptr;
   check_cublas(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -75,15 +80,32 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
   const Layout a(trans_a ? k : m, trans_a ? m : k, lda), b(trans_b ? n : k, trans_b ? k : n, ldb), d(m, n, ldd);
   cublasLtMatmulPreference_t pref = nullptr;
   check_cublas(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  struct PrefGuard {
+    cublasLtMatmulPreference_t p;
+    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+  } pref_guard{pref};
   check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                     &lt.workspace_bytes, sizeof lt.workspace_bytes),
                "MAX_WORKSPACE_BYTES");
+  // Operands are often views into a flat buffer or the arena: tell the heuristic their real
+  // alignment (it assumes 256 bytes otherwise, and may pick a kernel that faults on less).
+  const auto alignment = [](const void* ptr) {
+    const auto a = reinterpret_cast<uintptr_t>(ptr);
+    return static_cast<uint32_t>(std::min<uintptr_t>(256, a & (~a + 1)));
+  };
+  const uint32_t align_a = alignment(A), align_b = alignment(B), align_d = alignment(D);
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                    sizeof align_a), "MIN_ALIGNMENT_A");
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                    sizeof align_b), "MIN_ALIGNMENT_B");
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
+                                                    sizeof align_d), "MIN_ALIGNMENT_C");
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
+                                                    sizeof align_d), "MIN_ALIGNMENT_D");
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  const cublasStatus_t hs =
-      cublasLtMatmulAlgoGetHeuristic(lt.handle, desc, a.d, b.d, d.d, d.d, pref, 1, &heuristic, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
-  check_cublas(hs, "cublasLtMatmulAlgoGetHeuristic");
+  check_cublas(cublasLtMatmulAlgoGetHeuristic(lt.handle, desc, a.d, b.d, d.d, d.d, pref, 1, &heuristic, &found),
+               "cublasLtMatmulAlgoGetHeuristic");
   if (found == 0) fail("cuBLASLt has no algorithm for a {}x{}x{} f32 product", m, n, k);
   const float alpha = 1.0f;
   check_cublas(cublasLtMatmul(lt.handle, desc, &alpha, A, a.d, B, b.d, &beta, D, d.d, D, d.d, &heuristic.algo,
