@@ -6,7 +6,9 @@
 #   scripts/gpu-check.sh                   # results in $OUT/gpu-check.txt (or ./gpu-check.txt)
 # It unpacks the packages into a prefix (never into /), builds the CUDA backend and its tests for
 # the machine's GPU, and runs them: each kernel against the scalar reference under the harness's
-# error bounds (tests/kernels/cuda_staged.cpp). Everything it prints goes to the results file too.
+# error bounds (tests/kernels/cuda_staged.cpp), then times the ops at GPT-2 small's shapes beside
+# PyTorch's (bench/cuda_ops.cpp, bench/cuda_ops_torch.py). Everything it prints goes to the results
+# file too.
 # Budget: the build takes about a minute on 16 cores; the whole check well under 5 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,14 +46,17 @@ export PKG_CONFIG_SYSROOT_DIR="$prefix"  # the .pc files say /usr: their paths u
 log "prefix $prefix: $(ls .gpu-debs/*.deb | wc -l) packages"
 
 build=build-gpu
-run "configure" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPTRAIN_CUDA=ON -DGPTRAIN_BENCH=OFF \
+run "configure" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPTRAIN_CUDA=ON -DGPTRAIN_BENCH=ON \
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DICU_ROOT="$prefix/usr" -DOPENSSL_ROOT_DIR="$prefix/usr" \
   -DZLIB_ROOT="$prefix/usr" -DBLAS_LIBRARY="$lib/openblas-openmp/libopenblas.so" \
   -DCBLAS_INCLUDE_DIR="$prefix/usr/include/x86_64-linux-gnu/openblas-openmp" || exit 1
-run "build" ninja -C "$build" cuda_backend_test kernels_test || exit 1
+run "build" ninja -C "$build" cuda_backend_test kernels_test cuda_ops || exit 1
 
 status=0
 run "CUDA kernels against the reference" "$build/tests/kernels/cuda_backend_test" || status=1
 run "CPU kernels (the same harness, for comparison)" "$build/tests/kernels/kernels_test" --gtest_brief=1 || status=1
+# The ops at GPT-2 small's shapes (batch 8 x 1024), ours and PyTorch's float32 ones on this card.
+run "CUDA ops, gptrain" "$build/bench/cuda_ops" 8 1024 768 12 50257 || status=1
+run "CUDA ops, PyTorch" python3 bench/cuda_ops_torch.py 8 1024 768 12 50257 || status=1
 log "gpu-check: $([ "$status" -eq 0 ] && echo passed || echo FAILED); results in $results"
 exit "$status"

@@ -26,5 +26,7 @@ std::string device_description();
 // Registers the allocator and the backends for Device::CUDA once; false (and nothing registered)
 // when no GPU is visible.
 bool init();
+// Waits for every kernel launched so far (timing; the ops themselves never need it).
+void synchronize();
 
 }  // namespace gptrain::kernels::cuda

@@ -118,6 +118,8 @@ class CudaAllocator final : public Allocator {
 
 }  // namespace
 
+void synchronize() { check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
 bool init() {
   static const bool ready = [] {
     if (device_count() == 0) return false;
