@@ -41,6 +41,20 @@ void ParameterSet::allocate(DType dtype, Device device) {
                               p.value.shape(), dtype, flat_.storage(), device);
 }
 
+void ParameterSet::move_to(Device device) {
+  GPTRAIN_CHECK(flat_.defined(), "parameters moved before they are allocated");
+  if (flat_.device() == device) return;
+  flat_ = flat_.to(device);
+  for (Parameter& p : params_)
+    p.value = Tensor::view_of(static_cast<char*>(flat_.raw()) + static_cast<size_t>(p.offset) * dtype_size(dtype_),
+                              p.value.shape(), dtype_, flat_.storage(), device);
+  if (grads_allocated_) {
+    const Tensor old = flat_grads_;
+    allocate_grads();  // on the new device, views rebuilt
+    if (old.defined()) flat_grads_.copy_from(old);
+  }
+}
+
 Parameter* ParameterSet::find(const std::string& name) {
   for (Parameter& p : params_)
     if (p.name == name) return &p;

@@ -38,6 +38,9 @@ class ParameterSet {
   // Layout phase: add every parameter, then call allocate() once (or never, to only count).
   int add(const std::string& name, const Shape& shape, ParamKind kind, int64_t layer, int64_t fan_in = 0);
   void allocate(DType dtype = DType::F32, Device device = Device::CPU);
+  // Moves the values (and the gradients, when allocated) to `device`; the views follow.
+  void move_to(Device device);
+  Device device() const { return flat_.defined() ? flat_.device() : Device::CPU; }
 
   Parameter& operator[](int index) { return params_[static_cast<size_t>(index)]; }
   const Parameter& operator[](int index) const { return params_[static_cast<size_t>(index)]; }

@@ -485,6 +485,36 @@ size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool tr
   return measure.used();
 }
 
+void Transformer::to_device(Device device) {
+  if (!half_weights_.empty()) fail("to_device: call it before set_decode_weights");
+  params_.move_to(device);
+  if (rope_inv_freq_.defined()) rope_inv_freq_ = rope_inv_freq_.to(device);
+}
+
+namespace {
+
+// Host ids into a workspace tensor: written in place on the CPU, else checked against `limit`
+// here (the ops check only host ids) and copied in.
+void put_ids(const Tensor& dst, std::span<const int32_t> ids, int64_t limit, const char* what) {
+  if (dst.device() == Device::CPU) {
+    std::copy(ids.begin(), ids.end(), dst.data<int32_t>());
+    return;
+  }
+  for (const int32_t id : ids)
+    if (id != -100 && (id < 0 || id >= limit)) fail("{} id {} is out of range for {}", what, id, limit);
+  dst.copy_from(Tensor::from_ids(dst.shape(), ids));
+}
+
+// A workspace's arena on the model's device (a new one, so the next pass plans it again).
+template <class Workspace>
+bool place_arena(Workspace& ws, Device device) {
+  if (ws.arena.device() == device) return false;
+  ws.arena = Arena(device);
+  return true;
+}
+
+}  // namespace
+
 const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> tokens, int64_t B, int64_t T,
                                    const ForwardOptions& options) const {
   if (B <= 0 || T <= 0) fail("forward: empty batch (B={}, T={})", B, T);
@@ -493,7 +523,8 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   if (static_cast<int64_t>(tokens.size()) != B * T) fail("forward: {} tokens for B={} x T={}", tokens.size(), B, T);
   // Activations are kept for backward whenever we are training.
   const bool keep = options.training;
-  if (B != ws.B || T != ws.T || keep != ws.training) {
+  const bool moved = place_arena(ws, device());
+  if (moved || B != ws.B || T != ws.T || keep != ws.training) {
     Arena measure = Arena::measuring();
     plan_batch(config_, adapters_, dtype(), ws, measure, B, T, keep);
     ws.arena.reserve(measure.used());
@@ -505,7 +536,7 @@ const Tensor& Transformer::forward(BatchWorkspace& ws, std::span<const int32_t> 
   }
   ws.options = options;
   ws.have_loss = false;
-  std::copy(tokens.begin(), tokens.end(), ws.tokens.data<int32_t>());
+  put_ids(ws.tokens, tokens, config_.vocab_size, "token");
   Pass pass = pass_for(options);
   pass.seqs = B;
   pass.lora_x = ws.lora_x;
@@ -561,7 +592,8 @@ double Transformer::forward_loss(BatchWorkspace& ws, std::span<const int32_t> to
   const int64_t expected = config_.head == HeadType::Classifier ? B : B * T;
   if (static_cast<int64_t>(targets.size()) != expected)
     fail("forward_loss: {} targets, expected {}", targets.size(), expected);
-  std::copy(targets.begin(), targets.end(), ws.targets.data<int32_t>());
+  put_ids(ws.targets, targets, config_.head == HeadType::Classifier ? config_.n_classes : config_.vocab_size,
+          "target");
   const ops::CrossEntropyResult r = ops::cross_entropy_forward(ws.losses, ws.lse, ws.logits, ws.targets);
   ws.targets_counted = r.n_counted;
   ws.have_loss = true;
@@ -579,7 +611,7 @@ void Transformer::backward_rows(BatchWorkspace& ws, std::span<const double> row_
   else
     std::transform(row_weights.begin(), row_weights.end(), w.data<float>(),
                    [](double x) { return static_cast<float>(x); });
-  backward_from_loss(ws, 1.0f, w);
+  backward_from_loss(ws, 1.0f, device() == Device::CPU ? w : w.to(device()));
 }
 
 void Transformer::backward_from_loss(BatchWorkspace& ws, float loss_scale, const Tensor& row_dloss) {
@@ -662,8 +694,8 @@ KVCache Transformer::make_kv_cache(int64_t max_T) const {
   cache.max_T = max_T;
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     // Never read before written: no zero fill.
-    cache.k.push_back(Tensor::empty({max_T, config_.kv_width()}, dtype()));
-    cache.v.push_back(Tensor::empty({max_T, config_.kv_width()}, dtype()));
+    cache.k.push_back(Tensor::empty({max_T, config_.kv_width()}, dtype(), device()));
+    cache.v.push_back(Tensor::empty({max_T, config_.kv_width()}, dtype(), device()));
   }
   return cache;
 }
@@ -719,7 +751,8 @@ const Tensor& Transformer::decode(DecodeWorkspace& ws, DecodeBatch& batch) const
     rows += s.rows;
   }
   GPTRAIN_CHECK(rows == R, "decode: the sequences cover {} of {} rows", rows, R);
-  if (R != ws.rows || S != ws.seqs) {
+  const bool moved = place_arena(ws, device());
+  if (moved || R != ws.rows || S != ws.seqs) {
     Arena measure = Arena::measuring();
     plan_decode(config_, dtype(), ws, measure, R, S);
     ws.arena.reserve(measure.used());
@@ -728,8 +761,8 @@ const Tensor& Transformer::decode(DecodeWorkspace& ws, DecodeBatch& batch) const
     ws.rows = R;
     ws.seqs = S;
   }
-  std::copy(batch.tokens.begin(), batch.tokens.end(), ws.tokens.data<int32_t>());
-  std::copy(batch.positions.begin(), batch.positions.end(), ws.positions.data<int32_t>());
+  put_ids(ws.tokens, batch.tokens, config_.vocab_size, "token");
+  put_ids(ws.positions, batch.positions, config_.context_length, "position");
   Pass pass;
   pass.kind = Pass::Kind::Decode;
   pass.batch_invariant = batch.batch_invariant;
@@ -759,12 +792,13 @@ const Tensor& Transformer::decode(DecodeWorkspace& ws, DecodeBatch& batch) const
       first += n;
     }
   } else {
-    int32_t* last = ws.last_rows.data<int32_t>();
+    std::vector<int32_t> last(static_cast<size_t>(S));
     int64_t end = 0;
     for (int64_t i = 0; i < S; ++i) {
       end += batch.slots[static_cast<size_t>(i)].rows;
-      last[i] = static_cast<int32_t>(end - 1);
+      last[static_cast<size_t>(i)] = static_cast<int32_t>(end - 1);
     }
+    put_ids(ws.last_rows, last, R, "row");
     ops::gather_rows_forward(ws.pooled, ws.lnf.out, ws.last_rows);
   }
   head_.forward(params_, ws.logits, ws.pooled, pass);

@@ -122,6 +122,11 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const AdapterPlan& adapters() const { return adapters_; }
+  // Moves the weights (and gradients) to `device`; passes then run there: their workspaces and
+  // caches are planned on it, token ids are copied in, outputs stay there (Tensor::to(Device::CPU)
+  // to read them). Before set_decode_weights.
+  void to_device(Device device);
+  Device device() const { return params_.device(); }
   ParameterSet& params() { return params_; }
   const ParameterSet& params() const { return params_; }
   DType dtype() const { return params_.dtype(); }

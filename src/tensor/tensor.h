@@ -151,6 +151,7 @@ class Arena {
   size_t used() const { return used_; }
   size_t capacity() const { return storage_ ? storage_->bytes() : 0; }
   bool is_measuring() const { return measuring_; }
+  Device device() const { return device_; }
   static constexpr size_t kAlignment = 64;
 
  private:

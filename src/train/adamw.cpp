@@ -25,8 +25,8 @@ AdamW::AdamW(ParameterSet& params, const AdamWOptions& options) : params_(params
     end_ = std::min(n, begin_ + block_);
     // The whole buffer in its shape, or this shard's block (at least one element).
     const Shape shape = sharded() ? Shape{std::max<int64_t>(end_ - begin_, 1)} : grads.shape();
-    m_ = Tensor::zeros(shape);
-    v_ = Tensor::zeros(shape);
+    m_ = Tensor::zeros(shape, DType::F32, grads.device());  // the moments live where the gradients do
+    v_ = Tensor::zeros(shape, DType::F32, grads.device());
   }
 }
 

@@ -28,6 +28,9 @@
 #include "model/transformer.h"
 #include "train/adamw.h"
 #include "tests/common/parity.h"
+#ifdef GPTRAIN_TEST_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 namespace gptrain {
 namespace {
@@ -54,6 +57,11 @@ Norms compare(const std::vector<float>& ours, const std::vector<float>& ref) {
   return n;
 }
 
+// A model tensor's values on the host (built as cuda_model_parity_test, the model runs on the GPU).
+std::vector<float> host_vector(const Tensor& t) {
+  return t.device() == Device::CPU ? t.to_vector() : t.to(Device::CPU).to_vector();
+}
+
 class Parity : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
@@ -73,6 +81,10 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   cfg.tie_weights = cfg_json.value("tie_weights", false);
   Transformer model(cfg);
   for (Parameter& p : model.params().all()) f.load_into("param." + p.name, p.value);
+#ifdef GPTRAIN_TEST_CUDA
+  if (!kernels::cuda::init()) GTEST_SKIP() << "no CUDA device visible: " << kernels::cuda::device_description();
+  model.to_device(Device::CUDA);  // the same bounds: the kernels' sums are float32 sums in another order
+#endif
   const int64_t B = std::stoll(f.metadata().at("B")), T = std::stoll(f.metadata().at("T"));
   std::vector<int32_t> tokens, targets;
   for (float v : f.load("in.tokens").to_vector()) tokens.push_back(static_cast<int32_t>(v));
@@ -84,7 +96,7 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   const double eps_fwd = gamma * D, eps_grad = gamma * 2 * D;
 
   const double loss = model.forward_loss(tokens, targets, B, T, ForwardOptions{true, 0});
-  const auto logits = model.logits().to_vector();
+  const auto logits = host_vector(model.logits());
   const Norms nl = compare(logits, f.load("ref.logits").to_vector());
   EXPECT_LE(nl.diff, eps_fwd * nl.ref) << "logits";
   const double ref_loss = f.load("ref.loss")[0];
@@ -99,7 +111,7 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   std::string worst_name;
   std::map<std::string, std::vector<float>> grads1;
   for (const Parameter& p : model.params().all()) {
-    const auto g = p.grad.to_vector();
+    const auto g = host_vector(p.grad);
     grads1[p.name] = g;
     const Norms n = compare(g, f.load("ref.grad." + p.name).to_vector());
     const Norms n32 = compare(g, f.load("torch32.grad." + p.name).to_vector());
@@ -117,7 +129,7 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   const AdamWOptions o = testing_util::adamw_options(opt_json);
   AdamW opt(model.params(), o);
   testing_util::AdamWParityBound bound(o.lr, eps_grad);
-  const auto add_step_bound = [&](const Parameter& p) { bound.add_step(p.name, as_doubles(p.grad.to_vector())); };
+  const auto add_step_bound = [&](const Parameter& p) { bound.add_step(p.name, as_doubles(host_vector(p.grad))); };
   for (const Parameter& p : model.params().all()) add_step_bound(p);
   opt.step();
   for (int s = 0; s < 2; ++s) {
@@ -129,7 +141,7 @@ TEST_P(Parity, model_loss_gradients_and_adamw_match_pytorch) {
   }
   double worst_update = 0;
   for (const Parameter& p : model.params().all()) {
-    const int bad = bound.outside(p.name, as_doubles(p.value.to_vector()),
+    const int bad = bound.outside(p.name, as_doubles(host_vector(p.value)),
                                   as_doubles(f.load("ref.after3." + p.name).to_vector()), &worst_update);
     EXPECT_EQ(bad, 0) << p.name << ": parameters after 3 AdamW steps outside the bound";
   }
