@@ -50,10 +50,11 @@ run "configure" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPT
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DICU_ROOT="$prefix/usr" -DOPENSSL_ROOT_DIR="$prefix/usr" \
   -DZLIB_ROOT="$prefix/usr" -DBLAS_LIBRARY="$lib/openblas-openmp/libopenblas.so" \
   -DCBLAS_INCLUDE_DIR="$prefix/usr/include/x86_64-linux-gnu/openblas-openmp" || exit 1
-run "build" ninja -C "$build" cuda_backend_test kernels_test cuda_ops || exit 1
+run "build" ninja -C "$build" cuda_backend_test cuda_model_parity_test kernels_test cuda_ops || exit 1
 
 status=0
 run "CUDA kernels against the reference" "$build/tests/kernels/cuda_backend_test" || status=1
+run "the model on the GPU against PyTorch's float64 (parity fixtures)" "$build/tests/model/cuda_model_parity_test" || status=1
 run "CPU kernels (the same harness, for comparison)" "$build/tests/kernels/kernels_test" --gtest_brief=1 || status=1
 # The ops at GPT-2 small's shapes (batch 8 x 1024), ours and PyTorch's float32 ones on this card.
 run "CUDA ops, gptrain" "$build/bench/cuda_ops" 8 1024 768 12 50257 || status=1
