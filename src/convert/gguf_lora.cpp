@@ -38,8 +38,10 @@ struct AdapterConfig {
   int64_t r = 8;
   double lora_alpha = 8;
   bool use_rslora = false;
-  std::vector<std::pair<std::string, int64_t>> rank_pattern;
-  std::vector<std::pair<std::string, double>> alpha_pattern;
+  // rank_pattern / alpha_pattern: the keys compiled once, in file order, beside their values.
+  std::vector<PeftPattern> rank_keys, alpha_keys;
+  std::vector<int64_t> ranks;
+  std::vector<double> alphas;
 };
 
 AdapterConfig read_adapter_config(const fs::path& file) {
@@ -90,19 +92,20 @@ AdapterConfig read_adapter_config(const fs::path& file) {
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
     if (!present(key)) continue;
     if (!j[key].is_object()) fail("{}: key '{}' must be an object of module pattern -> value, got {}", f, key, j[key].dump());
+    const bool ranks = std::string(key) == "rank_pattern";
     for (const auto& [pattern, value] : j[key].items()) {
-      try {
-        PeftPattern{pattern};  // a key the matcher refuses is named here, with the file
+      try {  // a key the matcher refuses is named with the file
+        (ranks ? c.rank_keys : c.alpha_keys).emplace_back(pattern);
       } catch (const Error& e) {
         fail("{}: {}: {}", f, key, e.what());
       }
-      if (std::string(key) == "rank_pattern") {
+      if (ranks) {
         if (!value.is_number_integer() || value.get<int64_t>() <= 0)
           fail("{}: rank_pattern['{}'] must be a positive integer, got {}", f, pattern, value.dump());
-        c.rank_pattern.emplace_back(pattern, value.get<int64_t>());
+        c.ranks.push_back(value.get<int64_t>());
       } else {
         if (!value.is_number()) fail("{}: alpha_pattern['{}'] must be a number, got {}", f, pattern, value.dump());
-        c.alpha_pattern.emplace_back(pattern, value.get<double>());
+        c.alphas.push_back(value.get<double>());
       }
     }
   }
@@ -225,9 +228,6 @@ LoraPlan plan_lora_adapter(const ModelConfig& base, const fs::path& adapter_dir)
   }
   if (pairs.empty()) fail("{}: no lora_A/lora_B tensors", file);
 
-  std::vector<std::string> rank_keys, alpha_keys;
-  for (const auto& [k, v] : config.rank_pattern) rank_keys.push_back(k);
-  for (const auto& [k, v] : config.alpha_pattern) alpha_keys.push_back(k);
   // The file's alpha is the config's: modules at the default scaling keep lora_b bit for bit.
   plan.alpha = static_cast<float>(config.lora_alpha);
   for (const auto& [module, pair] : pairs) {
@@ -251,14 +251,10 @@ LoraPlan plan_lora_adapter(const ModelConfig& base, const fs::path& adapter_dir)
     if (sa[0] != sb[1])
       fail("{}: keys {} [{}] and {} [{}] disagree on the rank", file, key_a, fmt::join(sa, ", "), key_b, fmt::join(sb, ", "));
     m.rank = sa[0];
-    const std::string rank_key = match_peft_pattern(rank_keys, module);
-    const std::string alpha_key = match_peft_pattern(alpha_keys, module);
-    int64_t r = config.r;
-    for (const auto& [k, v] : config.rank_pattern)
-      if (k == rank_key) r = v;
-    double alpha = config.lora_alpha;
-    for (const auto& [k, v] : config.alpha_pattern)
-      if (k == alpha_key) alpha = v;
+    const int ri = first_match(config.rank_keys, module), ai = first_match(config.alpha_keys, module);
+    const std::string rank_key = ri < 0 ? "" : config.rank_keys[static_cast<size_t>(ri)].key();
+    const int64_t r = ri < 0 ? config.r : config.ranks[static_cast<size_t>(ri)];
+    const double alpha = ai < 0 ? config.lora_alpha : config.alphas[static_cast<size_t>(ai)];
     if (r != m.rank)
       fail("{}: {} says module {} has rank {} ({}), but {} has rank {}; PEFT could not load this adapter", config_file.string(),
            rank_key.empty() ? "key 'r'" : "rank_pattern['" + rank_key + "']", module, r,

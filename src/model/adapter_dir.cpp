@@ -89,22 +89,46 @@ ordered_json read_json(const fs::path& path) {
   }
 }
 
-// PEFT's pattern match (model/peft_pattern.h): the first key, in the file's order, that applies.
-const ordered_json* pattern_value(const ordered_json& patterns, const std::string& module, const std::string& file,
-                                  const char* field) {
-  if (patterns.is_null()) return nullptr;
-  if (!patterns.is_object()) fail("{}: key '{}' must be an object, got {}", file, field, hf::brief(json(patterns)));
-  for (const auto& [key, value] : patterns.items()) {
-    std::optional<PeftPattern> pattern;
-    try {
-      pattern.emplace(key);
-    } catch (const Error& e) {
-      fail("{}: {}: {}", file, field, e.what());
-    }
-    if (pattern->matches(module)) return &value;
+// A rank_pattern / alpha_pattern object, tried in the file's order (PEFT's pattern match,
+// model/peft_pattern.h). A key is compiled when a module first reaches it, and once: like
+// Python's re, a key after the one that matches every module is never looked at.
+class PatternTable {
+ public:
+  PatternTable(const ordered_json& patterns, std::string file, const char* field)
+      : patterns_(patterns), file_(std::move(file)), field_(field) {
+    if (patterns.is_object())
+      for (const auto& [key, value] : patterns.items()) entries_.push_back({key, &value, std::nullopt});
   }
-  return nullptr;
-}
+  // The value of the first key that applies to `module`, or null.
+  const ordered_json* value_for(const std::string& module) const {
+    if (patterns_.is_null()) return nullptr;
+    if (!patterns_.is_object())
+      fail("{}: key '{}' must be an object, got {}", file_, field_, hf::brief(json(patterns_)));
+    for (Entry& e : entries_) {
+      if (!e.pattern) compile(e);
+      if (e.pattern->matches(module)) return e.value;
+    }
+    return nullptr;
+  }
+
+ private:
+  struct Entry {
+    std::string key;
+    const ordered_json* value;
+    std::optional<PeftPattern> pattern;
+  };
+  void compile(Entry& e) const {
+    try {
+      e.pattern.emplace(e.key);
+    } catch (const Error& error) {
+      fail("{}: {}: {}", file_, field_, error.what());
+    }
+  }
+  const ordered_json& patterns_;
+  std::string file_;
+  const char* field_;
+  mutable std::vector<Entry> entries_;
+};
 
 // One module of the dir: where its tensors go and its scaling.
 struct StoredModule {
@@ -152,8 +176,9 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
   if (cfg.contains("modules_to_save") && cfg["modules_to_save"].is_array() && !cfg["modules_to_save"].empty())
     fail("{}: key 'modules_to_save' lists {}; adapters with fully saved modules are not supported", cfile,
          hf::brief(json(cfg["modules_to_save"])));
-  const ordered_json rank_pattern = cfg.value("rank_pattern", ordered_json()),
-                     alpha_pattern = cfg.value("alpha_pattern", ordered_json());
+  const ordered_json rank_json = cfg.value("rank_pattern", ordered_json()),
+                     alpha_json = cfg.value("alpha_pattern", ordered_json());
+  const PatternTable rank_pattern(rank_json, cfile, "rank_pattern"), alpha_pattern(alpha_json, cfile, "alpha_pattern");
 
   StoredAdapter a{{}, io::SafeTensorsFile::open(dir / kWeightsFile)};
   const std::string wfile = a.file.label();
@@ -198,11 +223,11 @@ StoredAdapter read_adapter(const fs::path& dir, const ModelConfig& config, const
            "made for another base",
            wfile, s.key_b, shape_string(sb), out, s.rank, name, out);
     double r_m = r, alpha_m = alpha;
-    if (const ordered_json* v = pattern_value(rank_pattern, name, cfile, "rank_pattern")) {
+    if (const ordered_json* v = rank_pattern.value_for(name)) {
       if (!v->is_number_integer()) fail("{}: rank_pattern entry for '{}' is not an integer", cfile, name);
       r_m = v->get<double>();
     }
-    if (const ordered_json* v = pattern_value(alpha_pattern, name, cfile, "alpha_pattern")) {
+    if (const ordered_json* v = alpha_pattern.value_for(name)) {
       if (!v->is_number()) fail("{}: alpha_pattern entry for '{}' is not a number", cfile, name);
       alpha_m = v->get<double>();
     }

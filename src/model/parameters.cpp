@@ -36,18 +36,20 @@ void ParameterSet::allocate(DType dtype, Device device) {
     total_ += padded(p.value.numel(), dtype);
   }
   flat_ = Tensor::zeros({total_}, dtype, device);
+  bind_values();
+}
+
+void ParameterSet::bind_values() {
   for (Parameter& p : params_)
-    p.value = Tensor::view_of(static_cast<char*>(flat_.raw()) + static_cast<size_t>(p.offset) * dtype_size(dtype),
-                              p.value.shape(), dtype, flat_.storage(), device);
+    p.value = Tensor::view_of(static_cast<char*>(flat_.raw()) + static_cast<size_t>(p.offset) * dtype_size(dtype_),
+                              p.value.shape(), dtype_, flat_.storage(), flat_.device());
 }
 
 void ParameterSet::move_to(Device device) {
   GPTRAIN_CHECK(flat_.defined(), "parameters moved before they are allocated");
   if (flat_.device() == device) return;
   flat_ = flat_.to(device);
-  for (Parameter& p : params_)
-    p.value = Tensor::view_of(static_cast<char*>(flat_.raw()) + static_cast<size_t>(p.offset) * dtype_size(dtype_),
-                              p.value.shape(), dtype_, flat_.storage(), device);
+  bind_values();
   if (grads_allocated_) {
     const Tensor old = flat_grads_;
     allocate_grads();  // on the new device, views rebuilt

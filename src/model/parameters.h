@@ -67,6 +67,8 @@ class ParameterSet {
   void zero_grads();  // ensure_grads(), then zeroes
 
  private:
+  void bind_values();  // each parameter's value: its view of flat_
+
   std::vector<Parameter> params_;
   int64_t total_ = 0;  // padded elements of the flat buffer
   DType dtype_ = DType::F32;

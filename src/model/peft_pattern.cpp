@@ -416,10 +416,16 @@ bool PeftPattern::matches(std::string_view s) const {
   }
 }
 
+int first_match(const std::vector<PeftPattern>& patterns, std::string_view module) {
+  for (size_t i = 0; i < patterns.size(); ++i)
+    if (patterns[i].matches(module)) return static_cast<int>(i);
+  return -1;
+}
+
 std::string match_peft_pattern(const std::vector<std::string>& keys, const std::string& module) {
-  for (const std::string& key : keys)
-    if (PeftPattern(key).matches(module)) return key;
-  return "";
+  const std::vector<PeftPattern> patterns(keys.begin(), keys.end());
+  const int i = first_match(patterns, module);
+  return i < 0 ? "" : keys[static_cast<size_t>(i)];
 }
 
 }  // namespace gptrain

@@ -38,7 +38,12 @@ class PeftPattern {
   std::vector<std::bitset<256>> classes_;
 };
 
-// The first of `keys` that applies to `module` (as above), "" when none does.
+// The index of the first of `patterns` that applies to `module` (as above), -1 when none does.
+// Readers compile a file's keys once and look every module up here.
+int first_match(const std::vector<PeftPattern>& patterns, std::string_view module);
+
+// The first of `keys` that applies to `module`, "" when none does (first_match on keys compiled
+// for the call).
 std::string match_peft_pattern(const std::vector<std::string>& keys, const std::string& module);
 
 }  // namespace gptrain

@@ -22,7 +22,15 @@ void check_cublas(cublasStatus_t s, const char* what) {
 }
 
 // Device scratch for a call (the caching allocator makes it cheap).
-Tensor scratch(int64_t floats) { return Tensor::empty({std::max<int64_t>(1, floats)}, DType::F32, Device::CUDA); }
+Tensor scratch(int64_t elements, DType dtype = DType::F32) {
+  return Tensor::empty({std::max<int64_t>(1, elements)}, dtype, Device::CUDA);
+}
+
+void check_head_size(int64_t head_size, const char* op) {
+  if (head_size > kMaxHeadSize)
+    fail("{}: head size {} is above the CUDA backend's {} (its kernels keep a head row in registers)", op, head_size,
+         kMaxHeadSize);
+}
 
 // One handle and one workspace for the process (cuBLASLt needs both; 32 MiB as PyTorch's default
 // for Hopper).
@@ -181,15 +189,18 @@ class CudaF32Backend final : public Backend {
     cuda::lora_merge(f(weight), f(A), f(B), p);
   }
   void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const override {
+    check_head_size(p.HS, "attention_forward");
     cuda::attention_forward(f(out), f(stats), f(qkv), p);
   }
   void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
                           const AttentionParams& p) const override {
+    check_head_size(p.HS, "attention_backward");
     const Tensor dsum = scratch(p.B * p.NH * p.T);
     cuda::attention_backward(f(dqkv), dsum.data<float>(), f(dout), f(qkv), f(stats), p);
   }
   void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
                                 const AttentionDecodeParams& p) const override {
+    check_head_size(p.HS, "attention_decode_forward");
     cuda::attention_decode_forward(f(out), f(qkv), seqs, p);
   }
   void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight, const RmsNormParams& p) const override {
@@ -268,7 +279,10 @@ class CudaF32Backend final : public Backend {
   void adamw_step(void* param, const void* grad, void* m, void* v, const AdamWParams& p) const override {
     cuda::adamw_step(f(param), f(grad), f(m), f(v), p);
   }
-  double sum_squares(const void* x, int64_t n) const override { return cuda::sum_squares(f(x), n); }
+  double sum_squares(const void* x, int64_t n) const override {
+    const Tensor partial = scratch(sum_squares_chunks(n), DType::F64);
+    return cuda::sum_squares(f(x), n, partial.data<double>());
+  }
   void scale(void* x, float factor, int64_t n) const override { cuda::scale(f(x), factor, n); }
 };
 

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/launch.h"
+
 namespace gptrain::kernels::cuda {
 
 inline constexpr int kThreads = 256;
@@ -42,6 +44,16 @@ __device__ inline float block_sum(float v, float* shared) {
 }
 __device__ inline float block_max(float v, float* shared) {
   return block_reduce(v, shared, -INFINITY, [](float x) { return warp_max(x); });
+}
+
+// A warp holds a head row in kMaxHeadLanes registers a lane.
+inline constexpr int kMaxHeadLanes = static_cast<int>(kMaxHeadSize / 32);
+
+// The warp's dot product of two head rows.
+__device__ inline float head_dot(const float* a, const float* b, int64_t HS) {
+  float d = 0.0f;
+  for (int64_t i = threadIdx.x % 32; i < HS; i += 32) d += a[i] * b[i];
+  return warp_sum(d);
 }
 
 // Grid-stride loop over [0, n).

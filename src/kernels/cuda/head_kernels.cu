@@ -161,28 +161,23 @@ __global__ void decode_attend_kernel(float* out, const float* qkv, const float* 
   const int64_t KV = p.NKV * p.HS, kv = (h / (p.NH / p.NKV)) * p.HS;
   const float* q = qkv + (first_row + t) * p.qkv_width() + h * p.HS;
   const float scale = 1.0f / sqrtf(static_cast<float>(p.HS));
-  const auto score = [&](int64_t s) {
-    float d = 0.0f;
-    for (int64_t i = lane; i < p.HS; i += 32) d += q[i] * kc[s * KV + kv + i];
-    return warp_sum(d) * scale;
-  };
+  const auto score = [&](int64_t s) { return head_dot(q, kc + s * KV + kv, p.HS) * scale; };
   float m = -INFINITY, l = 0.0f;
   for (int64_t s = 0; s <= last; ++s) {
     const float x = score(s), m_new = fmaxf(m, x);
     l = l * expf(m - m_new) + expf(x - m_new);
     m = m_new;
   }
-  constexpr int kLanes = 8;  // head size <= 256
-  float acc[kLanes] = {};
+  float acc[kMaxHeadLanes] = {};
   for (int64_t s = 0; s <= last; ++s) {
     const float wgt = expf(score(s) - m) / l;
-    for (int j = 0; j < kLanes; ++j) {
+    for (int j = 0; j < kMaxHeadLanes; ++j) {
       const int64_t i = lane + 32 * j;
       if (i < p.HS) acc[j] += wgt * vc[s * KV + kv + i];
     }
   }
   float* o = out + (first_row + t) * (p.NH * p.HS) + h * p.HS;
-  for (int j = 0; j < kLanes; ++j) {
+  for (int j = 0; j < kMaxHeadLanes; ++j) {
     const int64_t i = lane + 32 * j;
     if (i < p.HS) o[i] = acc[j];
   }
@@ -246,8 +241,6 @@ void lora_merge(float* weight, const float* A, const float* B, const LoraParams&
 }
 
 void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p) {
-  if (p.HS > 256)
-    check_cuda(static_cast<int>(cudaErrorInvalidValue), "attention_decode: head size above 256 on the CUDA backend");
   for (int64_t i = 0; i < p.n_seqs; ++i) {  // seqs is host memory (the ops build it); the caches are the device's
     const DecodeSeq& s = seqs[i];
     float* kc = static_cast<float*>(s.k_cache);

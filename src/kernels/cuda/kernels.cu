@@ -57,7 +57,6 @@ __global__ void dropout_backward_kernel(float* dinp, const float* dout, int64_t 
 // the backward's dq) or per key row (the backward's dk, dv), the lanes across the head size, the
 // scores recomputed where needed. Forward: an online maximum and sum over the keys, then the
 // output with the row's final statistics. A lane holds at most kMaxHeadLanes dimensions.
-constexpr int kMaxHeadLanes = 8;  // head size <= 256
 
 struct AttentionLayout {
   int64_t T, NH, NKV, HS, W, group;
@@ -68,13 +67,6 @@ struct AttentionLayout {
 
 AttentionLayout attention_layout(const AttentionParams& p) {
   return AttentionLayout{p.T, p.NH, p.NKV, p.HS, p.qkv_width(), p.NH / p.NKV};
-}
-
-// The warp's dot product of two head rows.
-__device__ float head_dot(const float* a, const float* b, int64_t HS) {
-  float d = 0.0f;
-  for (int64_t i = threadIdx.x % 32; i < HS; i += 32) d += a[i] * b[i];
-  return warp_sum(d);
 }
 
 __global__ void attention_forward_kernel(float* out, float* stats, const float* qkv, AttentionParams p,
@@ -430,15 +422,9 @@ DeviceMask attention_mask(const AttentionParams& p) {
   return device_mask(d);
 }
 
-void check_head_size(const AttentionParams& p) {
-  if (p.HS > 32 * kMaxHeadLanes)
-    check_cuda(static_cast<int>(cudaErrorInvalidValue), "attention: head size above 256 on the CUDA backend");
-}
-
 }  // namespace
 
 void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p) {
-  check_head_size(p);
   const int64_t rows = p.B * p.NH * p.T;
   if (rows == 0) return;
   attention_forward_kernel<<<blocks_for(rows * 32), kThreads>>>(out, stats, qkv, p, attention_layout(p),
@@ -448,7 +434,6 @@ void attention_forward(float* out, float* stats, const float* qkv, const Attenti
 
 void attention_backward(float* dqkv, float* dsum, const float* dout, const float* qkv, const float* stats,
                         const AttentionParams& p) {
-  check_head_size(p);
   if (p.B * p.T == 0) return;
   const float scale = 1.0f / sqrtf(float(p.HS));
   attention_backward_query_kernel<<<blocks_for(p.B * p.NH * p.T * 32), kThreads>>>(
@@ -562,19 +547,16 @@ void adamw_step(float* param, const float* grad, float* m, float* v, const AdamW
   check_launch("adamw_step");
 }
 
-double sum_squares(const float* x, int64_t n) {
+int64_t sum_squares_chunks(int64_t n) { return (n + kSumChunk - 1) / kSumChunk; }
+
+double sum_squares(const float* x, int64_t n, double* partial) {
   if (n == 0) return 0.0;
-  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
-  double* partial = nullptr;
-  check_cuda(cudaMalloc(&partial, static_cast<size_t>(chunks) * sizeof(double)), "sum_squares: cudaMalloc");
+  const int64_t chunks = sum_squares_chunks(n);
   sum_squares_kernel<<<static_cast<unsigned>(chunks), kThreads>>>(partial, x, n);
+  check_launch("sum_squares");
   std::vector<double> host(static_cast<size_t>(chunks));
-  const cudaError_t launched = cudaGetLastError();
-  const cudaError_t copied =
-      cudaMemcpy(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost);
-  cudaFree(partial);
-  check_cuda(launched, "sum_squares");
-  check_cuda(copied, "sum_squares: copy to the host");
+  check_cuda(cudaMemcpy(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost),
+             "sum_squares: copy to the host");
   double total = 0.0;
   for (double v : host) total += v;  // chunk order, as the CPU backend
   return total;

@@ -9,6 +9,10 @@
 
 namespace gptrain::kernels::cuda {
 
+// The attention kernels hold a head row in one warp's registers (8 floats a lane): head sizes up
+// to this (Llama's and Qwen3's are 64 and 128). The backend refuses larger ones by name.
+inline constexpr int64_t kMaxHeadSize = 256;
+
 void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
                        const float* wpe, const EmbeddingParams& p);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
@@ -61,7 +65,10 @@ void cross_entropy_forward(float* losses, float* lse, const float* logits, const
 void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
                             const float* dloss, const CrossEntropyParams& p);
 void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p);
-double sum_squares(const float* x, int64_t n);
+// The sum of squares in fixed-size chunks (partial: sum_squares_chunks(n) doubles of scratch),
+// summed in chunk order on the host.
+int64_t sum_squares_chunks(int64_t n);
+double sum_squares(const float* x, int64_t n, double* partial);
 void scale(float* x, float factor, int64_t n);
 
 }  // namespace gptrain::kernels::cuda
