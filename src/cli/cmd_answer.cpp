@@ -30,7 +30,7 @@ int run_answer(const AnswerCommandOptions& o_in) {
   AnswerCommandOptions o = o_in;
   ops::set_num_threads(o.threads);
   resolve_model_choice(o.choice);
-  const std::unique_ptr<Transformer> model = load_model_dir(o.choice.model, load_options(o.choice));
+  const std::unique_ptr<Transformer> model = load_chosen_model(o.choice);
   if (model->config().head != HeadType::LanguageModel)
     fail("--model {}: a classifier model; answers need a language-model head", o.choice.model);
   const Tokenizer tokenizer = load_tokenizer_for_model(o.choice.model, model->config().family, o.data_dir);

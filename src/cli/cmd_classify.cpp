@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "train/finetune_cls.h"
 
 namespace gptrain::cli {
@@ -22,7 +23,12 @@ Command register_classify(CLI::App& app) {
   s->add_option("--batch-size", o->batch_size, "Texts per forward pass")->capture_default_str();
   s->add_option("--data-dir", o->data_dir, "Data directory (for the vocabulary when the model dir has none)");
   s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
-  return [o] { return run_classify(*o); };
+  auto device = std::make_shared<std::string>("cpu");
+  add_device_option(s, *device);
+  return [o, device] {
+    o->device = activate_device(*device);
+    return run_classify(*o);
+  };
 }
 
 }  // namespace gptrain::cli

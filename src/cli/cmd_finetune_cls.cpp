@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "cli/train_options_cli.h"
 #include "train/finetune_cls.h"
 
@@ -57,6 +58,7 @@ Command register_finetune_cls(CLI::App& app) {
   add_lora_options(s, *o);
   add_run_options(s, *o, "Seed of the split, the head's initialisation, shuffling and dropout");
   return [o, s] {
+    activate_device(o->device, o->dtype);
     default_trainable_for_lora(s, *o, o->trainable);
     return run_finetune_cls(*o);
   };

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "cli/train_options_cli.h"
 #include "train/finetune_dpo.h"
 
@@ -61,6 +62,7 @@ Command register_finetune_dpo(CLI::App& app) {
   return [o, s, no_mask_prompt] {
     o->mask_prompt = !*no_mask_prompt;
     default_trainable_for_lora(s, *o, o->trainable);
+    activate_device(o->device, o->dtype);
     return run_finetune_dpo(*o);
   };
 }

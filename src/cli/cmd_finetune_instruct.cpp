@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "cli/train_options_cli.h"
 #include "train/finetune_instruct.h"
 
@@ -58,6 +59,7 @@ Command register_finetune_instruct(CLI::App& app) {
     o->mask_prompt = !*no_mask_prompt;
     o->answer_test = !*no_answer_test;
     default_trainable_for_lora(s, *o, o->trainable);
+    activate_device(o->device, o->dtype);
     return run_finetune_instruct(*o);
   };
 }

@@ -59,8 +59,7 @@ int run_generate(const GenerateCliOptions& o_in) {
   const std::string& model_dir = o.choice.model;
   if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1], got {}", o.top_p);
   ops::set_num_threads(o.threads);
-  std::unique_ptr<Transformer> model = load_model_dir(model_dir, load_options(o.choice));
-  apply_weights_dtype(*model, o.weights_dtype);
+  std::unique_ptr<Transformer> model = load_chosen_model(o.choice, o.weights_dtype);
   const ModelConfig& config = model->config();
   const Tokenizer tokenizer = load_tokenizer_for_model(model_dir, config.family, o.data_dir);
 

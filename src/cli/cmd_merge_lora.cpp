@@ -58,8 +58,10 @@ int run_merge_lora(MergeOptions o) {
 Command register_merge_lora(CLI::App& app) {
   auto o = std::make_shared<MergeOptions>();
   CLI::App* s = app.add_subcommand("merge-lora", "Merge a LoRA adapter into its base: a plain model dir");
-  add_model_options(s, o->choice, "Base model dir [default: the adapter's base_model_name_or_path; a LoRA "
-                                  "classifier's final/ holds its own base and adapter]");
+  add_model_options(s, o->choice,
+                    "Base model dir [default: the adapter's base_model_name_or_path; a LoRA classifier's final/ holds "
+                    "its own base and adapter]",
+                    /*with_device=*/false);
   s->add_option("--out", o->out, "Dir of the merged model")->required();
   s->add_flag("--overwrite", o->overwrite, "Replace a model already in --out");
   return [o] { return run_merge_lora(*o); };

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "cli/train_options_cli.h"
 #include "train/pretrain.h"
 
@@ -40,6 +41,7 @@ Command register_pretrain(CLI::App& app) {
   add_lora_options(s, *o);
   add_run_options(s, *o, "Seed of initialisation, shuffling and dropout");
   return [o, s] {
+    activate_device(o->device, o->dtype);
     default_trainable_for_lora(s, *o, o->trainable);
     return run_pretrain(*o);
   };

@@ -53,8 +53,7 @@ int run_serve(ServeOptions o) {
   if (o.server.max_body_bytes < 1024) fail("--max-body-bytes must be at least 1024, got {}", o.server.max_body_bytes);
   ops::set_num_threads(o.threads);
   resolve_model_choice(o.choice);
-  const std::unique_ptr<Transformer> model = load_model_dir(o.choice.model, load_options(o.choice));
-  apply_weights_dtype(*model, o.weights_dtype);
+  const std::unique_ptr<Transformer> model = load_chosen_model(o.choice, o.weights_dtype);
   if (model->config().head != HeadType::LanguageModel)
     fail("--model {}: a classifier model; serve needs a language-model head", o.choice.model);
   const Tokenizer tokenizer = load_tokenizer_for_model(o.choice.model, model->config().family, o.data_dir);

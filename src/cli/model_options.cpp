@@ -1,5 +1,6 @@
 #include "cli/model_options.h"
 
+#include "cli/device_option.h"
 #include "model/adapter_dir.h"
 #include "util/error.h"
 
@@ -7,14 +8,16 @@ namespace gptrain::cli {
 
 namespace fs = std::filesystem;
 
-void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help) {
+void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help, bool with_device) {
   s->add_option("--model", o.model, model_help);
   s->add_option("--adapter", o.adapter,
                 "LoRA adapter dir (adapter_config.json + adapter_model.safetensors, from gptrain or PEFT) applied to "
                 "--model without merging [--model default: the adapter's base_model_name_or_path]");
+  if (with_device) add_device_option(s, o.device);
 }
 
 void resolve_model_choice(ModelChoice& c) {
+  activate_device(c.device);  // a device that cannot be used is refused before any file is read
   if (!c.adapter.empty()) {
     if (!is_adapter_dir(c.adapter))
       fail("--adapter {}: no adapter_config.json there; give a LoRA adapter dir (a LoRA run's final/, or PEFT's "
@@ -41,6 +44,14 @@ ModelLoadOptions load_options(const ModelChoice& c) {
   ModelLoadOptions lo;
   lo.adapter = c.adapter;
   return lo;
+}
+
+std::unique_ptr<Transformer> load_chosen_model(const ModelChoice& c, const std::string& weights_dtype) {
+  const Device device = activate_device(c.device);
+  std::unique_ptr<Transformer> model = load_model_dir(c.model, load_options(c));
+  apply_weights_dtype(*model, weights_dtype);
+  model->to_device(device);
+  return model;
 }
 
 fs::path prompt_dir(const ModelChoice& c) {

@@ -13,17 +13,24 @@
 namespace gptrain::cli {
 
 struct ModelChoice {
-  std::string model;    // the base model dir
-  std::string adapter;  // a LoRA adapter dir, or ""
+  std::string model;         // the base model dir
+  std::string adapter;       // a LoRA adapter dir, or ""
+  std::string device = "cpu";  // --device (cli/device_option.h)
 };
 
-void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help);
+// --model, --adapter and (with_device) --device.
+void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help, bool with_device = true);
 
 // Fills --model from the adapter when it was omitted; checks that both are directories. Errors
 // name the option.
 void resolve_model_choice(ModelChoice& c);
 
 ModelLoadOptions load_options(const ModelChoice& c);
+
+// The chosen model on its device: the device made ready first (an error before any file is read),
+// then the model and adapter loaded, its decode weights rounded to `weights_dtype` (f32: none)
+// and moved.
+std::unique_ptr<Transformer> load_chosen_model(const ModelChoice& c, const std::string& weights_dtype = "f32");
 
 // --weights-dtype f32|f16|bf16 of the decoding commands: decode rows read the weights in that type
 // (Transformer::set_decode_weights; the model becomes its rounding).

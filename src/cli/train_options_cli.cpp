@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "cli/device_option.h"
+
 namespace gptrain::cli {
 
 void add_training_options(CLI::App* s, TrainOptions& o, const TrainOptionsHelp& help) {
@@ -47,6 +49,8 @@ void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help) {
   s->add_option("--keep-last", o.keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
   s->add_option("--seed", o.seed, seed_help)->capture_default_str();
   s->add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  add_device_option(s, o.device);
+  add_dtype_option(s, o.dtype);
   s->add_flag("--resume", o.resume, "Continue the run in --out-dir from its newest complete checkpoint");
   s->add_flag("--overwrite", o.overwrite, "Replace a previous run in --out-dir");
   s->add_flag("--allow-changed-data", o.allow_changed_data,

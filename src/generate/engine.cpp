@@ -150,6 +150,12 @@ void DecodeEngine::advance(Sequence& s, const float* logits, const std::function
   emit(s, next, finish, on_event);
 }
 
+const float* DecodeEngine::host_logits(const Tensor& logits) {
+  if (logits.device() == Device::CPU) return logits.data<float>();
+  host_logits_ = logits.host();
+  return host_logits_.data<float>();
+}
+
 int64_t DecodeEngine::step(const std::function<void(const TokenEvent&)>& on_event) {
   const ModelConfig& c = model_.config();
   const int64_t context = c.context_length;
@@ -170,7 +176,7 @@ int64_t DecodeEngine::step(const std::function<void(const TokenEvent&)>& on_even
     if (!s.request.kv_cache) {
       const std::span<const int32_t> window(s.ids.data() + n - T, static_cast<size_t>(T));
       const Tensor& logits = model_.forward(batch_ws_, window, 1, T, ForwardOptions{false, 0, true});
-      advance(s, logits.data<float>(), on_event);
+      advance(s, host_logits(logits), on_event);
       continue;
     }
     if (s.cache.max_T == 0) {
@@ -195,7 +201,7 @@ int64_t DecodeEngine::step(const std::function<void(const TokenEvent&)>& on_even
     batch.slots.push_back(DecodeSlot{&s.cache, s.cached, fresh});
     const Tensor& logits = model_.decode(decode_ws_, batch);
     s.cached = batch.slots[0].past;
-    advance(s, logits.data<float>(), on_event);
+    advance(s, host_logits(logits), on_event);
   }
   // Every sequence that feeds one token: batched rows through batch-invariant products.
   for (size_t first = 0; first < decoders.size(); first += static_cast<size_t>(options_.max_batch)) {
@@ -208,12 +214,12 @@ int64_t DecodeEngine::step(const std::function<void(const TokenEvent&)>& on_even
       batch.positions.push_back(static_cast<int32_t>(s.cached));
       batch.slots.push_back(DecodeSlot{&s.cache, s.cached, 1});
     }
-    const Tensor& logits = model_.decode(decode_ws_, batch);
+    const float* logits = host_logits(model_.decode(decode_ws_, batch));
     const int64_t V = c.vocab_size;
     for (size_t i = 0; i < count; ++i) {
       Sequence& s = *decoders[first + i];
       s.cached = batch.slots[i].past;
-      advance(s, logits.data<float>() + static_cast<int64_t>(i) * V, on_event);
+      advance(s, logits + static_cast<int64_t>(i) * V, on_event);
     }
   }
   return running();
@@ -237,7 +243,7 @@ std::vector<std::vector<float>> DecodeEngine::classify(const std::vector<std::ve
   }
   const Tensor& logits = model_.forward(batch_ws_, tokens, B, T, ForwardOptions{false, 0});
   std::vector<std::vector<float>> out;
-  const float* l = logits.data<float>();
+  const float* l = host_logits(logits);
   for (int64_t b = 0; b < B; ++b) out.emplace_back(l + b * c.n_classes, l + (b + 1) * c.n_classes);
   return out;
 }

@@ -106,6 +106,9 @@ class DecodeEngine {
   int64_t next_id_ = 0;
   DecodeWorkspace decode_ws_;
   BatchWorkspace batch_ws_;
+  // The sampler reads logits on the host: a model on a device copies them here, once a step.
+  const float* host_logits(const Tensor& logits);
+  Tensor host_logits_;
 };
 
 // The engine with one sequence, run to the end: prompt + generated ids. on_token(id) runs for every

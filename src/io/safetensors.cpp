@@ -339,7 +339,12 @@ Tensor SafeTensorsFile::load_as(std::string_view name, DType dtype) const {
 
 void SafeTensorsFile::load_into(std::string_view name, const Tensor& dst) const {
   const TensorInfo& info = at(name);
-  GPTRAIN_CHECK(dst.defined() && dst.device() == Device::CPU, "load_into({}) needs a defined CPU tensor", name);
+  GPTRAIN_CHECK(dst.defined(), "load_into({}) needs a defined tensor", name);
+  if (dst.device() != Device::CPU) {  // read on the host, then one copy to the device
+    if (dst.shape() != info.shape) load_into(name, Tensor::empty(dst.shape(), dst.dtype()));  // the shape error
+    dst.copy_from(load_as(name, dst.dtype()));
+    return;
+  }
   if (dst.shape() != info.shape)
     fail("{}: tensor {} has shape {} but {} was expected; the file does not match the model configuration",
          impl_->label, quote_name(info.name), shape_string(info.shape), shape_string(dst.shape()));
@@ -480,12 +485,15 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<std::
                       const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, Shape>> shapes;
   for (const auto& [name, t] : tensors) {
-    GPTRAIN_CHECK(t.defined() && t.device() == Device::CPU && t.dtype() == DType::F32,
-                  "{}: tensor {} must be a defined f32 CPU tensor", path.string(), name);
+    GPTRAIN_CHECK(t.defined() && t.dtype() == DType::F32, "{}: tensor {} must be a defined f32 tensor", path.string(),
+                  name);
     shapes.emplace_back(name, t.shape());
   }
   SafeTensorsWriter writer(path, shapes, metadata);
-  for (const auto& [name, t] : tensors) writer.write({t.data<float>(), static_cast<size_t>(t.numel())});
+  for (const auto& [name, t] : tensors) {
+    const Tensor h = t.host();  // a device's tensor one at a time through the host
+    writer.write({h.data<float>(), static_cast<size_t>(h.numel())});
+  }
   writer.commit();
 }
 

@@ -20,7 +20,7 @@ namespace {
 
 const void* cptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
 void* ptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
-const int32_t* ids(const Tensor& t) { return t.defined() ? t.data<int32_t>() : nullptr; }
+const int32_t* ids(const Tensor& t) { return t.defined() ? t.device_data<int32_t>() : nullptr; }
 
 // The one dispatch point: every defined floating operand must share one device and element type,
 // id operands must be I32 on that device; the backend for that pair runs the op.

@@ -244,7 +244,10 @@ void copy_weights(const Checkpoint& ck, Transformer& model, bool include_head) {
     const Tensor& dst = model.params().at(t.param).value;
     if (t.transpose) {
       scratch = file.load(entry.stored_name);
-      transpose_into(dst.data(), scratch.data(), t.shape[0], t.shape[1]);
+      // A model on a device: transposed on the host, then copied.
+      const Tensor out = dst.device() == Device::CPU ? dst : Tensor::empty(dst.shape(), dst.dtype());
+      transpose_into(out.data(), scratch.data(), t.shape[0], t.shape[1]);
+      if (out.raw() != dst.raw()) dst.copy_from(out);
     } else {
       file.load_into(entry.stored_name, rows_of(dst, t));
     }
@@ -418,7 +421,7 @@ void save_model_dir(const Transformer& model, const fs::path& model_dir, const s
     }
     const Parameter* p = model.params().find(t.param);
     GPTRAIN_CHECK(p != nullptr, "parameter {} for {}", t.param, t.name);
-    const Tensor rows = rows_of(p->value, t);
+    const Tensor rows = rows_of(p->value, t).host();  // a model on a device: one tensor at a time
     GPTRAIN_CHECK(rows.numel() == n, "parameter {} rows for {}", t.param, t.name);
     if (t.transpose) {
       scratch.resize(static_cast<size_t>(n));

@@ -226,6 +226,7 @@ void Transformer::set_decode_weights(DType dtype) {
     Tensor& half = half_weights_[static_cast<size_t>(w)];
     if (half.defined()) continue;
     const Tensor& value = params_[w].value;
+    if (value.device() != Device::CPU) fail("set_decode_weights: call it before to_device");
     half = Tensor::empty(value.shape(), dtype);
     float* v = value.data<float>();
     auto* h = static_cast<uint16_t*>(half.raw());
@@ -486,8 +487,9 @@ size_t activation_bytes(const ModelConfig& config, int64_t B, int64_t T, bool tr
 }
 
 void Transformer::to_device(Device device) {
-  if (!half_weights_.empty()) fail("to_device: call it before set_decode_weights");
   params_.move_to(device);
+  for (Tensor& half : half_weights_)  // rounded on the host (set_decode_weights), then moved
+    if (half.defined()) half = half.to(device);
   if (rope_inv_freq_.defined()) rope_inv_freq_ = rope_inv_freq_.to(device);
 }
 

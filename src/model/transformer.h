@@ -123,8 +123,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const AdapterPlan& adapters() const { return adapters_; }
   // Moves the weights (and gradients) to `device`; passes then run there: their workspaces and
-  // caches are planned on it, token ids are copied in, outputs stay there (Tensor::to(Device::CPU)
-  // to read them). Before set_decode_weights.
+  // caches are planned on it, token ids are copied in, outputs stay there (Tensor::host() to read
+  // them). set_decode_weights comes before it (the rounding is done on the host).
   void to_device(Device device);
   Device device() const { return params_.device(); }
   ParameterSet& params() { return params_; }

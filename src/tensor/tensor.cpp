@@ -121,6 +121,12 @@ void tensor_type_mismatch(DType have, size_t want_bytes) {
   std::abort();  // unreachable: the check throws
 }
 
+void tensor_not_on_host(Device device) {
+  GPTRAIN_CHECK(false, "host code read a tensor on {} (copy it to the host with host() or to(Device::CPU))",
+                device_name(device));
+  std::abort();  // unreachable: the check throws
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
@@ -221,6 +227,8 @@ Tensor Tensor::to(Device device) const {
   return t;
 }
 
+Tensor Tensor::host() const { return device_ == Device::CPU ? *this : to(Device::CPU); }
+
 namespace {
 
 double element_as_double(const void* data, DType t, int64_t i) {
@@ -271,7 +279,8 @@ void Tensor::fill(float value) const {
 }
 
 std::vector<float> Tensor::to_vector() const {
-  require_host("to_vector");
+  GPTRAIN_CHECK(defined(), "to_vector of an undefined tensor");
+  if (device_ != Device::CPU) return host().to_vector();
   if (dtype_ == DType::F32) return std::vector<float>(data<float>(), data<float>() + numel());
   GPTRAIN_CHECK(is_floating(dtype_), "to_vector of an {} tensor", dtype_name(dtype_));
   std::vector<float> out(static_cast<size_t>(numel()));
@@ -280,7 +289,8 @@ std::vector<float> Tensor::to_vector() const {
 }
 
 std::vector<double> Tensor::to_doubles() const {
-  require_host("to_doubles");
+  GPTRAIN_CHECK(defined(), "to_doubles of an undefined tensor");
+  if (device_ != Device::CPU) return host().to_doubles();
   GPTRAIN_CHECK(is_floating(dtype_), "to_doubles of an {} tensor", dtype_name(dtype_));
   std::vector<double> out(static_cast<size_t>(numel()));
   for (int64_t i = 0; i < numel(); ++i) out[static_cast<size_t>(i)] = element_as_double(data_, dtype_, i);

@@ -73,10 +73,14 @@ class Tensor {
                         Device device = Device::CPU);
 
   bool defined() const { return data_ != nullptr; }
-  // The elements as T (float for F32, double for F64, int32_t for I32, uint16_t for BF16/F16);
-  // a mismatch is a bug in the caller and throws.
+  // The elements as T (float for F32, double for F64, int32_t for I32, uint16_t for BF16/F16),
+  // for host code: a type mismatch, or a tensor on another device (host code would read device
+  // memory), is a bug in the caller and throws.
   template <class T = float>
   T* data() const;
+  // The same pointer on the tensor's own device, for handing to that device's kernels.
+  template <class T = float>
+  T* device_data() const;
   void* raw() const { return data_; }
   const Shape& shape() const { return shape_; }
   int64_t ndim() const { return static_cast<int64_t>(shape_.size()); }
@@ -97,8 +101,9 @@ class Tensor {
   void copy_from(const Tensor& other) const;  // same dtype and element count, any devices
   Tensor to(Device device) const;             // a copy on `device`
   Tensor to(DType dtype) const;               // a converted copy (CPU; float types among themselves)
+  Tensor host() const;                        // this tensor when on the CPU, else a copy there
 
-  // Host conveniences (CPU tensors only).
+  // Host conveniences: fill and [] on CPU tensors only; the vectors from any device.
   void fill(float value) const;             // F32 and F64
   std::vector<float> to_vector() const;     // any floating type, converted
   std::vector<double> to_doubles() const;   // any floating type, converted
@@ -124,12 +129,20 @@ constexpr bool element_type_matches(DType t) {
 }
 
 [[noreturn]] void tensor_type_mismatch(DType have, size_t want_bytes);
+[[noreturn]] void tensor_not_on_host(Device device);
 
 template <class T>
-T* Tensor::data() const {
+T* Tensor::device_data() const {
   if (!element_type_matches<std::remove_const_t<T>>(dtype_)) [[unlikely]]
     tensor_type_mismatch(dtype_, sizeof(T));
   return static_cast<T*>(data_);
+}
+
+template <class T>
+T* Tensor::data() const {
+  if (device_ != Device::CPU) [[unlikely]]
+    tensor_not_on_host(device_);
+  return device_data<T>();
 }
 
 // A bump allocator for activations: one aligned block, carved into tensors once per batch shape,

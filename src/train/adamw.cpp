@@ -37,7 +37,7 @@ void AdamW::step(double lr) {
   if (!sharded()) GPTRAIN_CHECK(grads.numel() == m_.numel(), "trainable parameters changed after the optimizer was built");
   for (const Parameter& p : params_.all()) {
     if (!p.trainable) continue;
-    const int64_t offset = p.grad.data() - grads.data();
+    const int64_t offset = p.grad.device_data() - grads.device_data();
     const int64_t n = p.value.numel();
     // The part of this parameter in the shard (all of it without shards).
     const int64_t a = std::max(offset, begin_), b = std::min(offset + n, end_);

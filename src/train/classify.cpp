@@ -94,6 +94,7 @@ int run_classify(const ClassifyOptions& o) {
   // A LoRA run's final/ holds its base and, beside it, the adapter: applied unless another is named.
   lo.adapter = !o.adapter.empty() ? fs::path(o.adapter) : is_adapter_dir(o.model) ? fs::path(o.model) : fs::path();
   std::unique_ptr<Transformer> model = load_model_dir(o.model, lo);
+  model->to_device(o.device);
   const ModelConfig& cfg = model->config();
   if (cfg.head != HeadType::Classifier)
     fail("{}: a language model, not a classifier (config.json gptrain.head is \"lm\"); train one with gptrain "

@@ -18,7 +18,8 @@ Reduction parse_reduction(const std::string& name) {
   fail("--logprob must be mean (the book's) or sum (the DPO paper's and TRL's), got '{}'", name);
 }
 
-RowSums row_sums(const Tensor& losses, std::span<const int32_t> targets, int64_t rows, int64_t T) {
+RowSums row_sums(const Tensor& device_losses, std::span<const int32_t> targets, int64_t rows, int64_t T) {
+  const Tensor losses = device_losses.host();
   GPTRAIN_CHECK(losses.numel() == rows * T && static_cast<int64_t>(targets.size()) == rows * T,
                 "row_sums: {} losses and {} targets for {} rows of {}", losses.numel(), targets.size(), rows, T);
   RowSums s;

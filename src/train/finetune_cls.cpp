@@ -94,7 +94,7 @@ SetScore score(Transformer& model, const data::ClassificationLoader& loader, int
     loader.get(epoch, b, x, y);
     const int64_t B = loader.rows(b);
     loss_sum += model.forward_loss(x, y, B, T, ForwardOptions{false, 0});
-    const Tensor& logits = model.logits();  // [B, n_classes]
+    const Tensor logits = model.logits().host();  // [B, n_classes]
     const int64_t classes = logits.shape()[1];
     const float* l = logits.data();
     for (int64_t i = 0; i < B; ++i) {
@@ -164,6 +164,7 @@ std::string percent(const SetScore& s) {
 int run_finetune_cls(const FinetuneClsOptions& o_in) {
   FinetuneClsOptions o = o_in;
   ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
+  const Device device = training_device(o);
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.batch_size <= 0) fail("--batch-size must be positive, got {}", o.batch_size);
   if (o.eval_iters <= 0) fail("--eval-iters must be positive, got {}", o.eval_iters);
@@ -223,6 +224,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   std::unique_ptr<Transformer> model = build_classifier(mo, n_classes);
   const ModelConfig& cfg = model->config();
   const std::string trainable_what = apply_trainable(*model, o.trainable);
+  model->to_device(device);  // after freezing: the gradients of what trains go with it
   if (!fs::is_directory(o.init) && o.trainable != "all")
     fmt::print("note: --init {} is a preset, so the body is random, and only {} will learn; pass a pretrained model "
                "dir (the book uses OpenAI's GPT-2 124M) or --trainable all\n",

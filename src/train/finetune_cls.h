@@ -54,6 +54,7 @@ struct ClassifyOptions {
   int64_t batch_size = 8;
   std::string data_dir;
   int threads = 0;
+  Device device = Device::CPU;     // made ready by the caller (cli/device_option.h)
 };
 
 // Prints "label<TAB>probability<TAB>text" per text.

@@ -247,6 +247,7 @@ void check_instruction_model(const DpoOptions& o, const ModelConfig& cfg, const 
 int run_finetune_dpo(const DpoOptions& o_in) {
   DpoOptions o = o_in;
   ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
+  const Device device = training_device(o);
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.data.empty())
     o.data = data::require_data_file(data_dir, "instruction-data-with-preference.json",
@@ -281,6 +282,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
       choose_chat_template(o.init, cfg.family, o.chat_template.empty() ? o.prompt_template : "chat", o.chat_template);
   check_instruction_model(o, cfg, chat);
   const std::string trainable_what = apply_trainable(*policy, o.trainable);
+  policy->to_device(device);  // after freezing: the gradients of what trains go with it
 
   const nlohmann::json opts = options_json(o);
   fmt::print("gptrain finetune-dpo\n");
@@ -356,6 +358,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
   const auto frozen_copy = [&] {
     const std::string source = o.reference.empty() ? o.init : o.reference;
     std::unique_ptr<Transformer> frozen = load_model_dir(source, ModelLoadOptions{});
+    frozen->to_device(device);
     if (frozen->config().vocab_size != cfg.vocab_size)
       fail("--reference {}: its vocabulary ({}) is not the policy's ({})", source, frozen->config().vocab_size,
            cfg.vocab_size);

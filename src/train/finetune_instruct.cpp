@@ -176,6 +176,7 @@ void answer_test_entries(const Transformer& model, const Tokenizer& tokenizer,
 int run_finetune_instruct(const InstructOptions& o_in) {
   InstructOptions o = o_in;
   ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
+  const Device device = training_device(o);
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.data.empty())
     o.data = data::require_data_file(data_dir, "instruction-data.json", "the book's instruction data (ch07)").string();
@@ -201,6 +202,7 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   if (cfg.head != HeadType::LanguageModel)
     fail("--init {}: a classifier model; instruction finetuning needs a language-model head", o.init);
   const std::string trainable_what = apply_trainable(*model, o.trainable);
+  model->to_device(device);  // after freezing: the gradients of what trains go with it
 
   const nlohmann::json opts = options_json(o);
   fmt::print("gptrain finetune-instruct\n");

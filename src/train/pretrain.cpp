@@ -134,6 +134,7 @@ void require_windows(const data::SlidingWindows& w, const std::string& what, int
 int run_pretrain(const PretrainOptions& o_in) {
   PretrainOptions o = o_in;
   ops::set_num_threads(o.threads > 0 ? o.threads : dist::default_threads(dist::world()));
+  const Device device = training_device(o);
   const fs::path data_dir = data::resolve_data_dir(o.data_dir);
   if (o.files.empty()) o.files = {data::require_data_file(data_dir, "the-verdict.txt", "the default training text (the book's The Verdict)").string()};
   if (o.stride == 0) o.stride = o.context_length;
@@ -251,6 +252,7 @@ int run_pretrain(const PretrainOptions& o_in) {
              cfg.n_heads, cfg.emb_dim, cfg.context_length, with_commas(counts.total),
              with_commas(model->params().trainable_numel()), o.trainable == "all" && !o.lora.enabled() ? "" : ": " + trainable_what);
 
+  model->to_device(device);  // after freezing: the gradients of what trains go with it
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 

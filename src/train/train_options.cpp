@@ -3,8 +3,21 @@
 #include <fmt/core.h>
 
 #include "dist/communicator.h"
+#include "kernels/backend.h"
+#include "util/error.h"
 
 namespace gptrain {
+
+Device training_device(const TrainOptions& o) {
+  if (o.device == "cpu") return Device::CPU;
+  if (o.device != "cuda") fail("--device must be cpu or cuda, got '{}'", o.device);
+  if (const int ranks = dist::world().size(); ranks > 1)
+    fail("--device cuda with {} ranks: data-parallel training on GPUs is not wired into the jobs yet; train one "
+         "process on the GPU, or the ranks on CPUs",
+         ranks);
+  (void)kernels::backend_for(Device::CUDA, DType::F32);  // fails naming the device when it is not ready
+  return Device::CUDA;
+}
 
 nlohmann::json train_options_json(const TrainOptions& o) {
   nlohmann::json j = {{"drop-rate", o.drop_rate},
@@ -29,6 +42,9 @@ nlohmann::json train_options_json(const TrainOptions& o) {
   // A data-parallel run records its ranks (absent: 1, so single-process records read as before).
   if (const int ranks = dist::world().size(); ranks > 1) j["ranks"] = ranks;
   if (o.zero) j["zero"] = o.zero;
+  // Recorded when not the defaults, so runs from before these options read back the same.
+  if (o.device != "cpu") j["device"] = o.device;
+  if (o.dtype != "f32") j["dtype"] = o.dtype;
   if (o.lora.enabled()) {
     j["lora-rank"] = o.lora.rank;
     j["lora-alpha"] = o.lora.alpha.value_or(static_cast<double>(o.lora.rank));
@@ -46,9 +62,11 @@ void print_run_options(const nlohmann::json& options) {
 }
 
 const std::set<std::string>& train_options_may_change_on_resume() {
-  // ranks and grad-accum may trade places as long as the micro-batches per step stay (run_dir.cpp).
-  static const std::set<std::string> keys = {"epochs",    "max-steps", "eval-interval", "eval-iters", "save-interval",
-                                             "keep-last", "threads",   "ranks",         "grad-accum", "zero"};
+  // ranks and grad-accum may trade places as long as the micro-batches per step stay (run_dir.cpp);
+  // checkpoints are device-independent, so a run may go on on another device.
+  static const std::set<std::string> keys = {"epochs",     "max-steps", "eval-interval", "eval-iters",
+                                             "save-interval", "keep-last", "threads",       "ranks",
+                                             "grad-accum", "zero",      "device"};
   return keys;
 }
 

@@ -12,6 +12,7 @@
 
 #include "model/config.h"
 #include "model/lora.h"
+#include "tensor/tensor.h"
 
 namespace gptrain {
 
@@ -37,11 +38,17 @@ struct TrainOptions {
   int keep_last = 2;
   uint64_t seed = 123;
   int threads = 0;  // 0: all cores
+  std::string device = "cpu";  // cpu | cuda (cli/device_option.h makes it ready)
+  std::string dtype = "f32";
   bool resume = false;
   bool overwrite = false;
   bool allow_changed_data = false;  // a resume may go on although a data file's size or sha256 changed
   LoraOptions lora;  // --lora-*: low-rank adapters on a frozen base (the book's appendix E)
 };
+
+// The device of --device, with its backend registered (cli/device_option.h); an error when it is
+// not, or with more than one rank on a GPU (data-parallel GPU training is not wired in yet).
+Device training_device(const TrainOptions& o);
 
 // The shared options as run.json and checkpoints record them (CLI spelling; out-dir, resume and
 // overwrite are not part of a run's identity). The --lora-* options appear only when LoRA is on,

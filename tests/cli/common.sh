@@ -11,7 +11,7 @@ for needed in "$@"; do
   fi
 done
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP_WORK:-}" ] || trap 'rm -rf "$work"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 expect_in() {  # expect_in FILE PATTERN

@@ -178,12 +178,12 @@ class CudaF32Backend final : public Backend {
   }
   void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const override {
     const Tensor h = scratch(p.N * p.S * p.R);
-    cuda::lora_forward(f(out), h.data<float>(), f(inp), f(A), f(B), p);
+    cuda::lora_forward(f(out), h.device_data<float>(), f(inp), f(A), f(B), p);
   }
   void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A, const void* B,
                      const LoraParams& p) const override {
     const Tensor h = scratch(p.N * p.S * p.R), dh = scratch(p.N * p.S * p.R);
-    cuda::lora_backward(f(dinp), f(dA), f(dB), h.data<float>(), dh.data<float>(), f(dout), f(inp), f(A), f(B), p);
+    cuda::lora_backward(f(dinp), f(dA), f(dB), h.device_data<float>(), dh.device_data<float>(), f(dout), f(inp), f(A), f(B), p);
   }
   void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const override {
     cuda::lora_merge(f(weight), f(A), f(B), p);
@@ -196,7 +196,7 @@ class CudaF32Backend final : public Backend {
                           const AttentionParams& p) const override {
     check_head_size(p.HS, "attention_backward");
     const Tensor dsum = scratch(p.B * p.NH * p.T);
-    cuda::attention_backward(f(dqkv), dsum.data<float>(), f(dout), f(qkv), f(stats), p);
+    cuda::attention_backward(f(dqkv), dsum.device_data<float>(), f(dout), f(qkv), f(stats), p);
   }
   void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
                                 const AttentionDecodeParams& p) const override {
@@ -281,7 +281,7 @@ class CudaF32Backend final : public Backend {
   }
   double sum_squares(const void* x, int64_t n) const override {
     const Tensor partial = scratch(sum_squares_chunks(n), DType::F64);
-    return cuda::sum_squares(f(x), n, partial.data<double>());
+    return cuda::sum_squares(f(x), n, partial.device_data<double>());
   }
   void scale(void* x, float factor, int64_t n) const override { cuda::scale(f(x), factor, n); }
 };

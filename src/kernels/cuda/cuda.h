@@ -10,8 +10,9 @@
 // products as own kernels), LoRA, causal grouped-query attention forward and backward without the
 // T x T matrix and against KV caches, GELU, SwiGLU, residual, cross-entropy and its loss total,
 // pooling, row gathers, AdamW, the gradient norm's sum of squares and scale. These kernels are
-// correct first (one warp or thread per row or output, fixed summation orders); the bf16 mode,
-// tensor-core attention and the jobs' --device cuda come next. Nothing here has yet run on a GPU.
+// correct first (one warp or thread per row or output, fixed summation orders); the bf16 mode and
+// tensor-core attention come next. Every job reaches it with --device cuda (cli/device_option.h).
+// Nothing here has yet run on a GPU.
 #pragma once
 
 #include <string>

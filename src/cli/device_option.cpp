@@ -1,0 +1,51 @@
+#include "cli/device_option.h"
+
+#include <fmt/core.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/emulated_device.h"
+#include "util/error.h"
+#if GPTRAIN_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
+
+namespace gptrain::cli {
+
+void add_device_option(CLI::App* s, std::string& device) {
+  s->add_option("--device", device,
+                "Where the model runs: cpu, or cuda (the current GPU; CUDA_VISIBLE_DEVICES chooses it)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+void add_dtype_option(CLI::App* s, std::string& dtype) {
+  s->add_option("--dtype", dtype, "Training precision: f32 (float32 weights, activations and gradients; bf16 mixed precision is not built yet)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+}
+
+Device activate_device(const std::string& device, const std::string& dtype) {
+  if (dtype == "bf16")
+    fail("--dtype bf16: bf16 mixed precision (bf16 weights and activations, fp32 master weights) is not built yet; "
+         "train with --dtype f32");
+  if (device == "cpu") return Device::CPU;
+  if (device != "cuda") fail("--device must be cpu or cuda, got '{}'", device);
+  if (const char* e = std::getenv("GPTRAIN_TEST_EMULATE_CUDA"); e && std::strcmp(e, "1") == 0) {
+    std::fprintf(stderr, "note: GPTRAIN_TEST_EMULATE_CUDA=1: --device cuda runs the CPU kernels on host memory\n");
+    kernels::emulate_cuda_on_host();
+    return Device::CUDA;
+  }
+#if GPTRAIN_HAVE_CUDA
+  if (!kernels::cuda::init())
+    fail("--device cuda: {}; run on a machine with an NVIDIA GPU and driver, or use --device cpu",
+         kernels::cuda::device_description());
+  return Device::CUDA;
+#else
+  fail("--device cuda: this gptrain was built without CUDA (no nvcc was found when it was configured); rebuild with "
+       "the CUDA toolkit installed, or use --device cpu");
+#endif
+}
+
+}  // namespace gptrain::cli
