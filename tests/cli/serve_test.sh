@@ -137,6 +137,13 @@ for dt in f16 bf16; do
     "$out" "$work/gen-$dt.txt" || fail "--weights-dtype $dt: serve against generate: $out"
   expect_in "$work/serve-$dt.log" "$dt weights"
 done
+# --device cuda on the host-emulated device (kernels/emulated_device.h): the CPU's text, bit for bit
+GPTRAIN_TEST_EMULATE_CUDA=1 start_server "$work/serve-device.log" --model "$work/base/final" --weights-dtype bf16 \
+  --device cuda || exit 1
+out=$($clients post "$url" /v1/completions '{"prompt":"Every effort moves you","max_tokens":12,"temperature":0,"ignore_eos":true}')
+python3 -c "import json, sys; t = json.loads(sys.argv[1].split(' ', 1)[1])['choices'][0]['text']; w = open(sys.argv[2]).read().rstrip('\n'); assert t == w, (t, w)" \
+  "$out" "$work/gen-bf16.txt" || fail "--device cuda: serve against generate on the CPU: $out"
+expect_in "$work/serve-device.log" "GPTRAIN_TEST_EMULATE_CUDA"
 url=$base_url
 
 # 3. bad requests: 4xx JSON errors, and the server keeps serving
