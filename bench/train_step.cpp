@@ -1,6 +1,8 @@
 // One GPT-2 training step (zero grads, forward, cross-entropy, backward, AdamW) timed per phase.
 // Usage: train_step [--preset gpt2-small] [--batch 2] [--context 256] [--steps 5] [--threads N]
-//        [--drop 0.1] [--tie] [--classes N [--last-block-only]] [--sgemm]   (--sgemm also measures this machine's sgemm rate)
+//        [--drop 0.1] [--tie] [--classes N [--last-block-only]] [--sgemm] [--device cuda]
+// (--sgemm also measures this machine's sgemm rate; --device cuda times the step on the GPU, each
+// phase ended by a device synchronisation, in a build with the CUDA backend).
 // Prints one JSON line per run so bench/compare_train_step.sh can put it beside PyTorch's.
 #include <cblas.h>
 #include <fmt/core.h>
@@ -16,6 +18,9 @@
 #include "train/adamw.h"
 #include "util/rng.h"
 #include "util/timer.h"
+#if GPTRAIN_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 using namespace gptrain;
 using bench::median;
@@ -47,6 +52,7 @@ int main(int argc, char** argv) {
   bool tie = false;  // share the head with tok_emb (GPT-2's and llm.c's layout)
   int64_t classes = 0;  // > 0: the book's ch06 classifier head on the last token
   bool last_block_only = false;  // train only the last block, final norm and head (ch06 freezing)
+  std::string device = "cpu";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return std::string(argv[++i]); };
@@ -60,14 +66,39 @@ int main(int argc, char** argv) {
     else if (a == "--tie") tie = true;
     else if (a == "--classes") classes = std::stoll(next());
     else if (a == "--last-block-only") last_block_only = true;
+    else if (a == "--device") device = next();
     else {
       fmt::print(stderr, "unknown option {}\n", a);
       return 2;
     }
   }
   ops::set_num_threads(threads);
+  const bool on_gpu = device == "cuda";
+  auto sync = [&] {
+#if GPTRAIN_HAVE_CUDA
+    if (on_gpu) kernels::cuda::synchronize();
+#endif
+  };
+  if (on_gpu) {
+#if GPTRAIN_HAVE_CUDA
+    if (!kernels::cuda::init()) {
+      fmt::print(stderr, "--device cuda: {}\n", kernels::cuda::device_description());
+      return 1;
+    }
+    fmt::print(stderr, "{}\n", kernels::cuda::device_description());
+#else
+    fmt::print(stderr, "--device cuda: this build has no CUDA backend\n");
+    return 1;
+#endif
+  } else if (device != "cpu") {
+    fmt::print(stderr, "--device must be cpu or cuda\n");
+    return 2;
+  }
   ModelConfig cfg;
-  preset_config(preset, cfg);
+  if (!preset_config(preset, cfg)) {
+    fmt::print(stderr, "unknown preset {}\n", preset);
+    return 2;
+  }
   cfg.context_length = T;
   cfg.drop_rate = drop;
   cfg.tie_weights = tie;
@@ -83,6 +114,7 @@ int main(int argc, char** argv) {
     model.set_trainable_prefix("head.", true);
     model.allocate_grads();
   }
+  model.to_device(on_gpu ? Device::CUDA : Device::CPU);
   AdamWOptions o;
   o.lr = 4e-4;
   o.weight_decay = 0.1;
@@ -99,12 +131,15 @@ int main(int argc, char** argv) {
     model.zero_grads();
     Timer t;
     loss = model.forward_loss(x, y, B, T, {true, static_cast<uint64_t>(s)});
+    sync();
     const double f = t.seconds();
     t.reset();
     model.backward();
+    sync();
     const double b = t.seconds();
     t.reset();
     opt.step();
+    sync();
     const double u = t.seconds();
     if (s == 0) {
       ops::reset_profile();  // exclude the warm-up step
@@ -117,16 +152,20 @@ int main(int argc, char** argv) {
   }
   // Model FLOPs: 6 per matmul weight per token (forward 2, backward 4) plus causal attention
   // (q k^T and p v, forward and backward: 6 * 2 * B * NH * T * T * HS / 2 when only the causal
-  // half is counted, as PyTorch's and our useful work).
+  // half is counted, as PyTorch's and our useful work). The weights of each block: the fused
+  // q|k|v rows, the output projection, and the MLP's two (GELU) or three (SwiGLU) matrices.
   const int64_t C = cfg.emb_dim;
-  const double matmul_params = cfg.n_layers * 12.0 * C * C + double(cfg.vocab_size) * C;
+  const double mlp_matrices = cfg.mlp == MlpKind::SwiGLU ? 3.0 : 2.0;
+  const double block_weights = double(cfg.qkv_width()) * C + double(cfg.q_width()) * C +
+                               mlp_matrices * double(cfg.mlp_width()) * C;
+  const double matmul_params = cfg.n_layers * block_weights + double(cfg.vocab_size) * C;
   // (for a classifier this is the full-model training FLOP count, the reference cost)
-  const double flops = 6.0 * B * T * matmul_params + cfg.n_layers * 6.0 * B * T * T * C;
+  const double flops = 6.0 * B * T * matmul_params + cfg.n_layers * 6.0 * B * T * T * double(cfg.q_width());
   const double med = median(t_total);
-  fmt::print("{{\"impl\": \"gptrain\", \"task\": \"{}\", \"preset\": \"{}\", \"batch\": {}, \"context\": {}, \"threads\": {}, "
+  fmt::print("{{\"impl\": \"gptrain\", \"device\": \"{}\", \"task\": \"{}\", \"preset\": \"{}\", \"batch\": {}, \"context\": {}, \"threads\": {}, "
              "\"step_s\": {:.4f}, \"forward_s\": {:.4f}, \"backward_s\": {:.4f}, \"optimizer_s\": {:.4f}, "
              "\"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, \"loss\": {:.4f}",
-             classes > 0 ? (last_block_only ? "classify-last-block" : "classify-all") : "lm", preset, B, T,
+             device, classes > 0 ? (last_block_only ? "classify-last-block" : "classify-all") : "lm", preset, B, T,
              ops::num_threads(), med, median(t_fwd), median(t_bwd), median(t_opt), B * T / med,
              flops / med / 1e9, loss);
   fmt::print(", \"peak_rss_mb\": {:.0f}", peak_rss_mb());

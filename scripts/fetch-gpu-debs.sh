@@ -2,8 +2,10 @@
 # Run here (a Debian bookworm machine with package access), before a GPU session: downloads into
 # .gpu-debs/ (ignored by git) the Debian packages that the GPU machine lacks and gptrain's build
 # needs: that machine has nvcc, CMake, ninja and a C++ compiler but no network and no -dev
-# packages. scripts/gpu-check.sh unpacks them into a prefix there, never into /. About 41 MB;
-# carry it with the device tool's `carry: [".gpu-debs"]`.
+# packages. scripts/gpu-check.sh unpacks them into a prefix there, never into /. It also copies
+# the few data files of the book's three runs from the data dir (DATA_DIR, default ../shared/data)
+# into .gpu-debs/data. About 45 MB; carry it with the device tool's `carry: [".gpu-debs"]`.
+# llm.c, the training peer, is staged beside them by scripts/stage-llmc.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(
@@ -17,4 +19,9 @@ packages=(
 mkdir -p .gpu-debs
 grep -qx '/.gpu-debs/' .git/info/exclude 2>/dev/null || echo '/.gpu-debs/' >> .git/info/exclude
 (cd .gpu-debs && apt-get download "${packages[@]}")
+data=${DATA_DIR:-../shared/data}
+mkdir -p .gpu-debs/data/sms_spam .gpu-debs/data/gpt2_tokenizer
+cp "$data/the-verdict.txt" "$data/instruction-data.json" .gpu-debs/data/
+cp "$data/sms_spam/SMSSpamCollection" .gpu-debs/data/sms_spam/
+cp "$data/gpt2_tokenizer/encoder.json" "$data/gpt2_tokenizer/vocab.bpe" .gpu-debs/data/gpt2_tokenizer/
 du -sh .gpu-debs
