@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "dist/communicator.h"
 #include "kernels/emulated_device.h"
 #include "util/error.h"
 #if GPTRAIN_HAVE_CUDA
@@ -38,7 +39,8 @@ Device activate_device(const std::string& device, const std::string& dtype) {
     return Device::CUDA;
   }
 #if GPTRAIN_HAVE_CUDA
-  if (!kernels::cuda::init())
+  // One GPU per rank of a node: a data-parallel run's ranks take GPU local_rank.
+  if (!kernels::cuda::init(dist::detect_launch().local_rank))
     fail("--device cuda: {}; run on a machine with an NVIDIA GPU and driver, or use --device cpu",
          kernels::cuda::device_description());
   return Device::CUDA;

@@ -33,6 +33,17 @@ AdamWOptions adamw_options(const TrainOptions& o) {
 
 namespace {
 
+// A buffer summed over the ranks in place. The communicator (MPI) works on host memory: a device's
+// buffer goes through a host copy and back.
+void all_reduce_sum(dist::Communicator& comm, const Tensor& t) {
+  const Tensor h = t.host();
+  if (h.dtype() == DType::F64)
+    comm.all_reduce_sum(h.data<double>(), static_cast<size_t>(h.numel()));
+  else
+    comm.all_reduce_sum(h.data<float>(), static_cast<size_t>(h.numel()));
+  if (h.raw() != t.raw()) t.copy_from(h);
+}
+
 // --zero 1 (optimizer state sharded as llm.c does): each rank keeps the AdamW moments of one block
 // of the trainable gradient buffer, receives that block of the summed gradient (reduce-scatter),
 // updates the weights in it, and every rank gathers everyone's updated weights (all-gather).
@@ -53,8 +64,9 @@ class ZeroShards {
   // The gradient buffer's block of this rank, summed over the ranks, in place (the rest of the
   // buffer is left undefined and is not read).
   void reduce_scatter_gradients() {
-    const Tensor g = params_.flat_grads();
-    comm_.reduce_scatter_blocks(g.data<float>(), count(), block());
+    const Tensor g = params_.flat_grads(), h = g.host();  // a device's buffer through the host
+    comm_.reduce_scatter_blocks(h.data<float>(), count(), block());
+    if (h.raw() != g.raw()) g.copy_from(h);
   }
 
   // clip_grad_norm over the blocks: the norm of the whole summed gradient, the same on every rank.
@@ -67,14 +79,19 @@ class ZeroShards {
   }
 
   // After each rank updated its block: everyone's weights from the blocks of all.
-  void gather_weights() { comm_.all_gather_blocks(params_.flat_values().data<float>(), count(), block()); }
+  void gather_weights() {
+    const Tensor w = params_.flat_values(), h = w.host();
+    comm_.all_gather_blocks(h.data<float>(), count(), block());
+    if (h.raw() != w.raw()) w.copy_from(h);
+  }
 
   // The whole moments on the main rank (a collective: every rank calls it).
   FullMoments gather_moments() {
     FullMoments full;
     for (const auto& [moment, out] : {std::pair{opt_.first_moment(), &full.m}, {opt_.second_moment(), &full.v}}) {
       if (comm_.is_main()) *out = Tensor::empty({static_cast<int64_t>(count())});
-      comm_.gather_blocks(moment.data<float>(), comm_.is_main() ? out->data<float>() : nullptr, count(), block(), 0);
+      comm_.gather_blocks(moment.host().data<float>(), comm_.is_main() ? out->data<float>() : nullptr, count(), block(),
+                          0);
     }
     return full;
   }
@@ -324,12 +341,7 @@ LoopResult run_training(Transformer& model, AdamW& optimizer, TrainTask& task, c
         zero->reduce_scatter_gradients();
       } else if (comm.size() > 1) {
         const Tensor grads = model.params().flat_grads();
-        if (grads.defined()) {
-          if (grads.dtype() == DType::F64)
-            comm.all_reduce_sum(grads.data<double>(), static_cast<size_t>(grads.numel()));
-          else
-            comm.all_reduce_sum(grads.data<float>(), static_cast<size_t>(grads.numel()));
-        }
+        if (grads.defined()) all_reduce_sum(comm, grads);
       }
       exchange_seconds += exchange.seconds();
       comm.all_reduce_sum(step_sums, 3);

@@ -11,10 +11,6 @@ namespace gptrain {
 Device training_device(const TrainOptions& o) {
   if (o.device == "cpu") return Device::CPU;
   if (o.device != "cuda") fail("--device must be cpu or cuda, got '{}'", o.device);
-  if (const int ranks = dist::world().size(); ranks > 1)
-    fail("--device cuda with {} ranks: data-parallel training on GPUs is not wired into the jobs yet; train one "
-         "process on the GPU, or the ranks on CPUs",
-         ranks);
   (void)kernels::backend_for(Device::CUDA, DType::F32);  // fails naming the device when it is not ready
   return Device::CUDA;
 }

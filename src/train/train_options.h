@@ -47,7 +47,7 @@ struct TrainOptions {
 };
 
 // The device of --device, with its backend registered (cli/device_option.h); an error when it is
-// not, or with more than one rank on a GPU (data-parallel GPU training is not wired in yet).
+// not.
 Device training_device(const TrainOptions& o);
 
 // The shared options as run.json and checkpoints record them (CLI spelling; out-dir, resume and

@@ -14,6 +14,8 @@
 #      element is one addition, as in the all-reduce), a checkpoint with the whole state that a
 #      single process resumes, each rank's peak memory printed;
 #   4. finetune-cls and finetune-instruct run on 2 ranks and write their final/ once;
+#   6. (below 5) --device cuda on the host-emulated device (kernels/emulated_device.h): 2 ranks
+#      with the gradients through the host equal the CPU's 2 ranks bit for bit, --zero 1 too;
 #   5. torchrun-style variables without mpirun: the ranks join through ompi-server and equal the
 #      mpirun run bit for bit; kill -9 of rank 1 ends rank 0 within seconds, naming rank 1, and
 #      the last checkpoint resumes; a rank with another WORLD_SIZE is refused; real torchrun too
@@ -185,5 +187,16 @@ if command -v torchrun > /dev/null && python3 -c "import torch" 2> /dev/null; th
   cmp "$work/tr/final/model.safetensors" "$work/m/final/model.safetensors" || fail "torchrun: the weights differ"
   echo "torchrun --nproc_per_node 2: the weights equal mpirun's"
 fi
+
+# 6. 2 ranks on the host-emulated device: the device buffers go through the host to MPI and back
+for z in 0 1; do
+  "$mpirun" --oversubscribe -np 2 -x GPTRAIN_TEST_EMULATE_CUDA=1 "$gptrain" pretrain "${tiny[@]}" --max-steps 12 \
+    --zero $z --device cuda --out-dir "$work/dev$z" > "$work/dev$z.log" 2>&1 || fail "2 ranks --device cuda --zero $z exited $?"
+  cmp -s <(losses "$work/dev$z") <(losses "$work/m") || fail "2 ranks --device cuda --zero $z: losses differ from the CPU's"
+  cmp -s "$work/dev$z/final/model.safetensors" "$work/m/final/model.safetensors" ||
+    fail "2 ranks --device cuda --zero $z: other final weights"
+  cmp -s "$work/dev$z/checkpoints/step_00000012/optimizer.safetensors" "$work/m/checkpoints/step_00000012/optimizer.safetensors" ||
+    fail "2 ranks --device cuda --zero $z: other optimizer state"
+done
 
 finish "data-parallel end-to-end"

@@ -24,9 +24,10 @@ int device_count();
 // "NVIDIA H200, compute capability 9.0, 132 SMs, 139.8 GiB" of the current device, or why there
 // is none.
 std::string device_description();
-// Registers the allocator and the backends for Device::CUDA once; false (and nothing registered)
-// when no GPU is visible.
-bool init();
+// Makes GPU `device` (modulo the visible ones; a data-parallel rank passes its local rank) the
+// process's and registers the allocator and the backends for Device::CUDA, once; false (and
+// nothing registered) when no GPU is visible.
+bool init(int device = 0);
 // Waits for every kernel launched so far (timing; the ops themselves never need it).
 void synchronize();
 

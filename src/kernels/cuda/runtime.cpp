@@ -120,9 +120,11 @@ class CudaAllocator final : public Allocator {
 
 void synchronize() { check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
-bool init() {
-  static const bool ready = [] {
-    if (device_count() == 0) return false;
+bool init(int device) {
+  static const bool ready = [device] {
+    const int n = device_count();
+    if (n == 0) return false;
+    check_cuda(cudaSetDevice(device % n), "cudaSetDevice");  // before any allocation: every buffer on it
     static CudaAllocator allocator;
     register_allocator(Device::CUDA, &allocator);
     register_backend(&f32_backend());
