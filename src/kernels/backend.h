@@ -1,7 +1,9 @@
 // A backend: the kernels of one device for one floating-point element type, behind one interface,
 // so that the ops (kernels/ops.h) choose at a single point which code runs. Buffers are untyped
-// here; each backend reads them as its element type (the ops have checked the tensors' dtypes and
-// devices). Token ids, targets, positions and row lists are int32. Semantics: kernels/params.h.
+// here; each backend reads them as its element type, and the statistics (norms' mean and rstd,
+// attention's stats, cross-entropy's losses, lse and row weights, rotary cos/sin) as
+// stats_dtype of it (tensor/dtype.h: float32 beside half storage); the ops have checked the
+// tensors' dtypes and devices. Token ids, targets, positions and row lists are int32. Semantics: kernels/params.h.
 //
 // Registered backends: "cpu" (float32; OpenMP + OpenBLAS) and "ref" (float64; the scalar
 // reference kernels, the ground truth of every test). A GPU backend registers itself for its

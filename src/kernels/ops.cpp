@@ -23,9 +23,12 @@ void* ptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
 const int32_t* ids(const Tensor& t) { return t.defined() ? t.device_data<int32_t>() : nullptr; }
 
 // The one dispatch point: every defined floating operand must share one device and element type,
-// id operands must be I32 on that device; the backend for that pair runs the op.
+// statistics (norms' means and reciprocal deviations, attention's and cross-entropy's softmax
+// statistics and losses, rotary tables) must be stats_dtype of it on that device, id operands I32
+// there; the backend for that pair runs the op.
 const Backend& select(const char* op, std::initializer_list<const Tensor*> floats,
-                      std::initializer_list<const Tensor*> id_tensors = {}) {
+                      std::initializer_list<const Tensor*> id_tensors = {},
+                      std::initializer_list<const Tensor*> stats = {}) {
   const Tensor* first = nullptr;
   for (const Tensor* t : floats)
     if (t->defined()) {
@@ -38,6 +41,12 @@ const Backend& select(const char* op, std::initializer_list<const Tensor*> float
              device_name(first->device()), dtype_name(first->dtype()), device_name(t->device()), dtype_name(t->dtype()));
     }
   GPTRAIN_CHECK(first != nullptr, "{}: no defined operand", op);
+  const DType stat_type = stats_dtype(first->dtype());
+  for (const Tensor* t : stats)
+    if (t->defined() && (t->device() != first->device() || t->dtype() != stat_type))
+      fail("{}: a statistics operand on {} {} beside operands on {} {}; statistics are {} on the operands' device", op,
+           device_name(t->device()), dtype_name(t->dtype()), device_name(first->device()), dtype_name(first->dtype()),
+           dtype_name(stat_type));
   for (const Tensor* t : id_tensors)
     if (t->defined())
       GPTRAIN_CHECK(t->dtype() == DType::I32 && t->device() == first->device(), "{}: ids must be i32 on {}, got {} on {}",
@@ -201,7 +210,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
   for (const auto& [t, what] : {std::pair{&out, "out"}, {&mean, "mean"}, {&rstd, "rstd"}, {&inp, "inp"},
                                 {&weight, "weight"}})
     require_defined(*t, "layernorm_forward", what);
-  const Backend& be = select("layernorm_forward", {&out, &mean, &rstd, &inp, &weight, &bias});
+  const Backend& be = select("layernorm_forward", {&out, &inp, &weight, &bias}, {}, {&mean, &rstd});
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(out, N * C, "layernorm_forward", "out");
   require_numel(mean, N, "layernorm_forward", "mean");
@@ -220,7 +229,7 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
   for (const auto& [t, what] : {std::pair{&dout, "dout"}, {&inp, "inp"}, {&weight, "weight"}, {&mean, "mean"},
                                 {&rstd, "rstd"}})
     require_defined(*t, "layernorm_backward", what);
-  const Backend& be = select("layernorm_backward", {&dinp, &dweight, &dbias, &dout, &inp, &weight, &mean, &rstd});
+  const Backend& be = select("layernorm_backward", {&dinp, &dweight, &dbias, &dout, &inp, &weight}, {}, {&mean, &rstd});
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(dinp, N * C, "layernorm_backward", "dinp");
   require_numel(dout, N * C, "layernorm_backward", "dout");
@@ -393,7 +402,7 @@ void attention_forward(const Tensor& out, const Tensor& stats, const Tensor& qkv
   require_defined(out, "attention_forward", "out");
   require_defined(stats, "attention_forward", "stats");
   require_defined(qkv, "attention_forward", "qkv");
-  const Backend& be = select("attention_forward", {&out, &stats, &qkv});
+  const Backend& be = select("attention_forward", {&out, &qkv}, {}, {&stats});
   AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_forward");
   p.dropout_offset = dropout_offset;
   require_numel(out, p.B * p.T * p.NH * p.HS, "attention_forward", "out");
@@ -409,7 +418,7 @@ void attention_backward(const Tensor& dqkv, const Tensor& dout, const Tensor& qk
   require_defined(dout, "attention_backward", "dout");
   require_defined(qkv, "attention_backward", "qkv");
   require_defined(stats, "attention_backward", "stats");
-  const Backend& be = select("attention_backward", {&dqkv, &dout, &qkv, &stats});
+  const Backend& be = select("attention_backward", {&dqkv, &dout, &qkv}, {}, {&stats});
   AttentionParams p = attention_params(qkv, shape, dropout_p, seed, "attention_backward");
   p.dinp = mode;
   p.dropout_offset = dropout_offset;
@@ -458,7 +467,7 @@ void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, c
   const OpTimer timer("rmsnorm_forward");
   for (const auto& [t, what] : {std::pair{&out, "out"}, {&rstd, "rstd"}, {&inp, "inp"}, {&weight, "weight"}})
     require_defined(*t, "rmsnorm_forward", what);
-  const Backend& be = select("rmsnorm_forward", {&out, &rstd, &inp, &weight});
+  const Backend& be = select("rmsnorm_forward", {&out, &inp, &weight}, {}, {&rstd});
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(out, N * C, "rmsnorm_forward", "out");
   require_numel(rstd, N, "rmsnorm_forward", "rstd");
@@ -472,7 +481,7 @@ void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& d
   if (!dinp.defined() && !dweight.defined()) return;
   for (const auto& [t, what] : {std::pair{&dout, "dout"}, {&inp, "inp"}, {&weight, "weight"}, {&rstd, "rstd"}})
     require_defined(*t, "rmsnorm_backward", what);
-  const Backend& be = select("rmsnorm_backward", {&dinp, &dweight, &dout, &inp, &weight, &rstd});
+  const Backend& be = select("rmsnorm_backward", {&dinp, &dweight, &dout, &inp, &weight}, {}, {&rstd});
   const int64_t C = inp.dim(-1), N = inp.numel() / C;
   require_numel(dinp, N * C, "rmsnorm_backward", "dinp");
   require_numel(dout, N * C, "rmsnorm_backward", "dout");
@@ -501,7 +510,7 @@ void qk_norm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, c
   for (const auto& [t, what] : {std::pair{&out, "out"}, {&rstd, "rstd"}, {&inp, "inp"}, {&q_weight, "q_weight"},
                                 {&k_weight, "k_weight"}})
     require_defined(*t, "qk_norm_forward", what);
-  const Backend& be = select("qk_norm_forward", {&out, &rstd, &inp, &q_weight, &k_weight});
+  const Backend& be = select("qk_norm_forward", {&out, &inp, &q_weight, &k_weight}, {}, {&rstd});
   QkNormParams p = qk_params(inp, shape, "qk_norm_forward");
   p.eps = eps;
   require_numel(out, inp.numel(), "qk_norm_forward", "out");
@@ -520,7 +529,8 @@ void qk_norm_backward(const Tensor& dinp, const Tensor& dq_weight, const Tensor&
   for (const auto& [t, what] : {std::pair{&dout, "dout"}, {&inp, "inp"}, {&q_weight, "q_weight"},
                                 {&k_weight, "k_weight"}, {&rstd, "rstd"}})
     require_defined(*t, "qk_norm_backward", what);
-  const Backend& be = select("qk_norm_backward", {&dinp, &dq_weight, &dk_weight, &dout, &inp, &q_weight, &k_weight, &rstd});
+  const Backend& be =
+      select("qk_norm_backward", {&dinp, &dq_weight, &dk_weight, &dout, &inp, &q_weight, &k_weight}, {}, {&rstd});
   QkNormParams p = qk_params(inp, shape, "qk_norm_backward");
   p.dinp = mode;
   require_numel(dinp, inp.numel(), "qk_norm_backward", "dinp");
@@ -567,7 +577,7 @@ RopeParams rope_params(const Tensor& qkv, const Tensor& cos, const Tensor& sin, 
 void rope_forward(const Tensor& qkv, const Tensor& cos, const Tensor& sin, const AttentionShape& shape) {
   const OpTimer timer("rope_forward");
   for (const auto& [t, what] : {std::pair{&qkv, "qkv"}, {&cos, "cos"}, {&sin, "sin"}}) require_defined(*t, "rope_forward", what);
-  const Backend& be = select("rope_forward", {&qkv, &cos, &sin});
+  const Backend& be = select("rope_forward", {&qkv}, {}, {&cos, &sin});
   be.rope_forward(qkv.raw(), cos.raw(), sin.raw(), rope_params(qkv, cos, sin, shape, "rope_forward"));
 }
 
@@ -576,7 +586,7 @@ void rope_backward(const Tensor& dqkv, const Tensor& cos, const Tensor& sin, con
   if (!dqkv.defined()) return;
   require_defined(cos, "rope_backward", "cos");
   require_defined(sin, "rope_backward", "sin");
-  const Backend& be = select("rope_backward", {&dqkv, &cos, &sin});
+  const Backend& be = select("rope_backward", {&dqkv}, {}, {&cos, &sin});
   be.rope_backward(dqkv.raw(), cos.raw(), sin.raw(), rope_params(dqkv, cos, sin, shape, "rope_backward"));
 }
 
@@ -661,7 +671,7 @@ CrossEntropyResult cross_entropy_forward(const Tensor& losses, const Tensor& lse
   require_defined(lse, "cross_entropy_forward", "lse");
   require_defined(logits, "cross_entropy_forward", "logits");
   require_defined(targets, "cross_entropy_forward", "targets");
-  const Backend& be = select("cross_entropy_forward", {&losses, &lse, &logits}, {&targets});
+  const Backend& be = select("cross_entropy_forward", {&logits}, {&targets}, {&losses, &lse});
   const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(losses, p.N, "cross_entropy_forward", "losses");
   require_numel(lse, p.N, "cross_entropy_forward", "lse");
@@ -677,7 +687,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   require_defined(logits, "cross_entropy_backward", "logits");
   require_defined(lse, "cross_entropy_backward", "lse");
   require_defined(targets, "cross_entropy_backward", "targets");
-  const Backend& be = select("cross_entropy_backward", {&dlogits, &logits, &lse}, {&targets});
+  const Backend& be = select("cross_entropy_backward", {&dlogits, &logits}, {&targets}, {&lse});
   CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(dlogits, logits.numel(), "cross_entropy_backward", "dlogits");
   // The mean's gradient: dloss / counted on every counted row.
@@ -694,7 +704,7 @@ void cross_entropy_backward_rows(const Tensor& dlogits, const Tensor& logits, co
   require_defined(lse, "cross_entropy_backward_rows", "lse");
   require_defined(targets, "cross_entropy_backward_rows", "targets");
   require_defined(row_dloss, "cross_entropy_backward_rows", "row_dloss");
-  const Backend& be = select("cross_entropy_backward_rows", {&dlogits, &logits, &lse, &row_dloss}, {&targets});
+  const Backend& be = select("cross_entropy_backward_rows", {&dlogits, &logits}, {&targets}, {&lse, &row_dloss});
   const CrossEntropyParams p = ce_params(logits, targets, ignore_index);
   require_numel(dlogits, logits.numel(), "cross_entropy_backward_rows", "dlogits");
   require_numel(row_dloss, p.N, "cross_entropy_backward_rows", "row_dloss");

@@ -364,8 +364,8 @@ namespace {
 
 void plan_norm(const ModelConfig& c, DType t, Arena& arena, NormActs& a, int64_t B, int64_t T) {
   a.out = arena.alloc({B, T, c.emb_dim}, t);
-  a.mean = c.norm == NormKind::LayerNorm ? arena.alloc({B * T}, t) : Tensor();
-  a.rstd = arena.alloc({B * T}, t);
+  a.mean = c.norm == NormKind::LayerNorm ? arena.alloc({B * T}, stats_dtype(t)) : Tensor();
+  a.rstd = arena.alloc({B * T}, stats_dtype(t));
 }
 
 int64_t mlp_hidden(const ModelConfig& c) { return c.mlp == MlpKind::SwiGLU ? 2 * c.mlp_width() : c.mlp_width(); }
@@ -383,12 +383,12 @@ void plan_block(const ModelConfig& c, DType t, Arena& arena, BlockActs& a, int64
   plan_norm(c, t, arena, a.ln1, B, T);
   if (c.qk_norm) {
     a.attn.qkv_raw = arena.alloc({B, T, c.qkv_width()}, t);
-    a.attn.qk_rstd = arena.alloc({B, T, c.n_heads + c.kv_heads()}, t);
+    a.attn.qk_rstd = arena.alloc({B, T, c.n_heads + c.kv_heads()}, stats_dtype(t));
   } else {
     a.attn.qkv_raw = a.attn.qk_rstd = Tensor();
   }
   a.attn.qkv = arena.alloc({B, T, c.qkv_width()}, t);
-  a.attn.stats = stats ? arena.alloc({B, c.n_heads, T, 2}, t) : Tensor();
+  a.attn.stats = stats ? arena.alloc({B, c.n_heads, T, 2}, stats_dtype(t)) : Tensor();
   a.attn.y = arena.alloc({B, T, c.q_width()}, t);
   if (attention_only) return;
   a.attn.proj = arena.alloc({B, T, C}, t);
@@ -444,15 +444,15 @@ void plan_batch(const ModelConfig& c, const AdapterPlan& plan, DType t, BatchWor
     plan_norm(c, t, arena, ws.lnf, B, T);
   }
   if (c.positions == PositionKind::Rotary) {
-    ws.rope_cos = arena.alloc({BT, c.head_size() / 2}, t);
-    ws.rope_sin = arena.alloc({BT, c.head_size() / 2}, t);
+    ws.rope_cos = arena.alloc({BT, c.head_size() / 2}, stats_dtype(t));
+    ws.rope_sin = arena.alloc({BT, c.head_size() / 2}, stats_dtype(t));
   } else {
     ws.rope_cos = ws.rope_sin = Tensor();
   }
   ws.pooled = arena.alloc({B, C}, t);
   ws.logits = classifier ? arena.alloc({B, c.n_classes}, t) : arena.alloc({B, T, c.vocab_size}, t);
-  ws.losses = arena.alloc({classifier ? B : BT}, t);
-  ws.lse = arena.alloc({classifier ? B : BT}, t);
+  ws.losses = arena.alloc({classifier ? B : BT}, stats_dtype(t));
+  ws.lse = arena.alloc({classifier ? B : BT}, stats_dtype(t));
   if (training) {
     ws.dresidual = arena.alloc({B, T, C}, t);
     ws.dlnf = tail.on ? Tensor() : arena.alloc({B, T, C}, t);
@@ -607,8 +607,8 @@ void Transformer::backward(BatchWorkspace& ws, float loss_scale) { backward_from
 void Transformer::backward_rows(BatchWorkspace& ws, std::span<const double> row_weights) {
   if (static_cast<int64_t>(row_weights.size()) != ws.targets.numel())
     fail("backward_rows: {} row weights for {} target rows", row_weights.size(), ws.targets.numel());
-  Tensor w = Tensor::empty({static_cast<int64_t>(row_weights.size())}, dtype());
-  if (dtype() == DType::F64)
+  Tensor w = Tensor::empty({static_cast<int64_t>(row_weights.size())}, stats_dtype(dtype()));
+  if (w.dtype() == DType::F64)
     std::copy(row_weights.begin(), row_weights.end(), w.data<double>());
   else
     std::transform(row_weights.begin(), row_weights.end(), w.data<float>(),
@@ -721,8 +721,8 @@ void plan_decode(const ModelConfig& c, DType t, DecodeWorkspace& ws, Arena& aren
   ws.y = ws.block.res3;
   plan_norm(c, t, arena, ws.lnf, 1, rows);
   if (c.positions == PositionKind::Rotary) {
-    ws.rope_cos = arena.alloc({rows, c.head_size() / 2}, t);
-    ws.rope_sin = arena.alloc({rows, c.head_size() / 2}, t);
+    ws.rope_cos = arena.alloc({rows, c.head_size() / 2}, stats_dtype(t));
+    ws.rope_sin = arena.alloc({rows, c.head_size() / 2}, stats_dtype(t));
   } else {
     ws.rope_cos = ws.rope_sin = Tensor();
   }

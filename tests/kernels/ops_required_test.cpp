@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kernels/ops.h"
 #include "tensor/tensor.h"
@@ -45,6 +46,24 @@ TEST(Ops, undefined_required_operands_are_errors) {
                   "embedding_forward: tokens is required");
   // A LayerNorm without bias (optional) runs.
   ops::layernorm_forward(out, row, row, x, Tensor::from_vector({C}, std::vector<float>(C, 1.0f)), none);
+}
+
+// Statistics are stats_dtype of the operands' type (float32 beside half storage, their own type
+// otherwise), on their device: anything else is refused naming the op and the types.
+TEST(Ops, statistics_of_another_type_are_refused) {
+  const int64_t N = 4, C = 8;
+  const Tensor x = Tensor::zeros({N, C}), out = Tensor::zeros({N, C}), w = Tensor::zeros({C}),
+               row64 = Tensor::zeros({N}, DType::F64), row = Tensor::zeros({N});
+  expect_required([&] { ops::layernorm_forward(out, row64, row, x, w, Tensor()); },
+                  "layernorm_forward: a statistics operand on cpu f64 beside operands on cpu f32; statistics are f32");
+  const Tensor logits = Tensor::zeros({N, C}), targets = Tensor::from_ids({N}, std::vector<int32_t>(N, 1));
+  expect_required([&] { ops::cross_entropy_forward(row64, row, logits, targets); },
+                  "cross_entropy_forward: a statistics operand on cpu f64");
+  EXPECT_EQ(stats_dtype(DType::BF16), DType::F32);
+  EXPECT_EQ(stats_dtype(DType::F16), DType::F32);
+  EXPECT_EQ(stats_dtype(DType::F32), DType::F32);
+  EXPECT_EQ(stats_dtype(DType::F64), DType::F64);
+  ops::layernorm_forward(out, row, row, x, w, Tensor());  // the types that belong together
 }
 
 }  // namespace
