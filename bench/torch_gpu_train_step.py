@@ -16,6 +16,7 @@ card's dense peak for the mode's arithmetic). Developer tool: needs torch and tr
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -97,15 +98,20 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--modes", default="f32,tf32,bf16,bf16-compile")
     a = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device visible to PyTorch")
+    failed = False
     for mode in a.modes.split(","):
         if mode not in PEAK_TFLOPS:
             raise SystemExit(f"unknown mode {mode}: one of {', '.join(PEAK_TFLOPS)}")
         try:
             print(json.dumps(run(mode, a.preset, a.batch, a.context, a.steps)), flush=True)
         except Exception as e:  # one mode failing (e.g. out of memory) must not hide the others
+            failed = True
             print(json.dumps({"impl": "torch", "mode": mode, "preset": a.preset, "error": repr(e)[:300]}), flush=True)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,20 @@ within_budget() {  # within_budget SECTION: false (and a note) once the budget i
 # llm.c's GPU trainer, built in the background while ours builds (bf16, no cuDNN, no MPI/NCCL).
 llmc=.gpu-debs/llm.c
 if [ -f "$llmc/train_gpt2.cu" ]; then
+  # CUDA 13's cudaMemAdvise takes a cudaMemLocation where llm.c (f1e2ace) passes cudaCpuDeviceId:
+  # the same advice (the host), spelled for the new signature, in the staged copy only.
+  if nvcc --version | grep -Eq 'release (1[3-9]|[2-9][0-9])\.'; then
+    sed -i 's/cudaMemAdviseSetPreferredLocation, cudaCpuDeviceId)/cudaMemAdviseSetPreferredLocation, cudaMemLocation{cudaMemLocationTypeHost, 0})/' \
+      "$llmc/llmc/cuda_utils.cuh"
+  fi
+  # llm.c links -lnvidia-ml; a driver installs libnvidia-ml.so.1, often without the unversioned
+  # name the linker looks for: a link to it in a dir of our own (the toolkit's stubs otherwise).
+  stubs=$PWD/$llmc/lib
+  mkdir -p "$stubs"
+  nvml=$(ldconfig -p 2>/dev/null | sed -n 's/.*libnvidia-ml\.so\.1 .*=> //p' | head -n 1)
+  if [ -n "$nvml" ]; then ln -sf "$nvml" "$stubs/libnvidia-ml.so"; else stubs=$(dirname "$(command -v nvcc)")/../lib64/stubs; fi
   (cd "$llmc" && make train_gpt2cu USE_CUDNN=0 NO_MULTI_GPU=1 NO_USE_MPI=1 GPU_COMPUTE_CAPABILITY=90 \
+     NVCC_LDLIBS="-L$stubs" \
      > build.log 2>&1; echo "exit $?" >> build.log) &
   llmc_build=$!
 else
@@ -93,6 +106,7 @@ fi
 if [ -n "${llmc_build:-}" ]; then
   wait "$llmc_build"
   run "llm.c build" tail -n 3 "$llmc/build.log"
+  [ -x "$llmc/train_gpt2cu" ] || status=1
   if [ -x "$llmc/train_gpt2cu" ] && within_budget "gpt2-small step, llm.c"; then
     python3 - <<'PY'
 import numpy as np, os
@@ -113,6 +127,7 @@ fi
 
 # 3. the book's three runs on the GPU
 gdata=.gpu-debs/data
+[ -f "$gdata/the-verdict.txt" ] || log "no $gdata/the-verdict.txt: run scripts/fetch-gpu-debs.sh here first for the book's runs"
 if [ -f "$gdata/the-verdict.txt" ] && within_budget "the book's runs"; then
   runs=/tmp/gptrain-book-runs
   rm -rf "$runs"
