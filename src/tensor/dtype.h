@@ -40,6 +40,18 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+// Stochastic rounding to bfloat16 (the bf16 mode's weight updates, docs/DESIGN.md): `random`'s
+// 16 bits added below the kept ones, then truncated, so f rounds up with probability equal to its
+// distance from the bf16 value below it over the gap: over all 2^16 values of `random` the mean
+// is f exactly. bf16 values stay themselves; NaN stays NaN; beyond the largest bf16 it may reach
+// infinity, as the gap rounds.
+inline uint16_t float_to_bf16_stochastic(float f, uint16_t random) {
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
+  if ((bits & 0x7fffffffu) == 0x7f800000u) return static_cast<uint16_t>(bits >> 16);  // infinity
+  return static_cast<uint16_t>((bits + random) >> 16);
+}
+
 // IEEE half precision (binary16).
 float f16_to_float(uint16_t h);
 uint16_t float_to_f16(float f);  // round to nearest even; overflow to infinity; NaN stays NaN

@@ -2,6 +2,8 @@
 // access, views, host/device rules, and the arena's measuring mode.
 #include <gtest/gtest.h>
 
+#include <bit>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -27,6 +29,25 @@ uint16_t nearest(float f, Decode decode) {
     }
   }
   return best;
+}
+
+// Stochastic rounding: always one of the two bf16 neighbours, and unbiased exactly: summed over
+// every one of the 2^16 random values, the rounded values average to the input (the sum of
+// 2^16 bf16 values of one binade is exact in double).
+TEST(DType, bf16_stochastic_rounding_is_unbiased_and_stays_between_neighbours) {
+  for (const float f : {1.0f, 1.00390625f, 1.001f, -3.14159265f, 1e-30f, -7.5e12f, 65504.3f, 3.3895e38f, 0.0f}) {
+    const uint16_t down = static_cast<uint16_t>(std::bit_cast<uint32_t>(f) >> 16);  // toward zero
+    const float lo = bf16_to_float(down), hi = bf16_to_float(static_cast<uint16_t>(down + 1));
+    double sum = 0;
+    for (uint32_t r = 0; r < 65536; ++r) {
+      const float v = bf16_to_float(float_to_bf16_stochastic(f, static_cast<uint16_t>(r)));
+      ASSERT_TRUE(v == lo || (v == hi && lo != f)) << f << " rounded to " << v;
+      sum += v;
+    }
+    EXPECT_EQ(sum / 65536.0, static_cast<double>(f)) << f;
+  }
+  for (const float f : {INFINITY, -INFINITY}) EXPECT_EQ(bf16_to_float(float_to_bf16_stochastic(f, 0xffff)), f);
+  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16_stochastic(NAN, 0x1234))));
 }
 
 TEST(DType, bf16_and_f16_round_trip_every_value_exactly) {
