@@ -22,7 +22,9 @@ void add_device_option(CLI::App* s, std::string& device) {
 }
 
 void add_dtype_option(CLI::App* s, std::string& dtype) {
-  s->add_option("--dtype", dtype, "Training precision: f32 (float32 weights, activations and gradients; bf16 mixed precision is not built yet)")
+  s->add_option("--dtype", dtype,
+                "Training precision: f32 (float32 weights, activations and gradients; bf16 mixed precision is not "
+                "built yet)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
 }
@@ -31,8 +33,7 @@ Device activate_device(const std::string& device, const std::string& dtype) {
   if (dtype == "bf16")
     fail("--dtype bf16: bf16 mixed precision (bf16 weights and activations, fp32 master weights) is not built yet; "
          "train with --dtype f32");
-  if (device == "cpu") return Device::CPU;
-  if (device != "cuda") fail("--device must be cpu or cuda, got '{}'", device);
+  if (device_named(device) == Device::CPU) return Device::CPU;
   if (const char* e = std::getenv("GPTRAIN_TEST_EMULATE_CUDA"); e && std::strcmp(e, "1") == 0) {
     std::fprintf(stderr, "note: GPTRAIN_TEST_EMULATE_CUDA=1: --device cuda runs the CPU kernels on host memory\n");
     kernels::emulate_cuda_on_host();

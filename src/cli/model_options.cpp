@@ -47,7 +47,7 @@ ModelLoadOptions load_options(const ModelChoice& c) {
 }
 
 std::unique_ptr<Transformer> load_chosen_model(const ModelChoice& c, const std::string& weights_dtype) {
-  const Device device = activate_device(c.device);
+  const Device device = device_named(c.device);  // made ready by resolve_model_choice
   std::unique_ptr<Transformer> model = load_model_dir(c.model, load_options(c));
   apply_weights_dtype(*model, weights_dtype);
   model->to_device(device);

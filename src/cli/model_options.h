@@ -27,9 +27,9 @@ void resolve_model_choice(ModelChoice& c);
 
 ModelLoadOptions load_options(const ModelChoice& c);
 
-// The chosen model on its device: the device made ready first (an error before any file is read),
-// then the model and adapter loaded, its decode weights rounded to `weights_dtype` (f32: none)
-// and moved.
+// The chosen model on its device (after resolve_model_choice, which makes the device ready before
+// any file is read): the model and adapter loaded, its decode weights rounded to `weights_dtype`
+// (f32: none), then moved.
 std::unique_ptr<Transformer> load_chosen_model(const ModelChoice& c, const std::string& weights_dtype = "f32");
 
 // --weights-dtype f32|f16|bf16 of the decoding commands: decode rows read the weights in that type

@@ -340,14 +340,13 @@ Tensor SafeTensorsFile::load_as(std::string_view name, DType dtype) const {
 void SafeTensorsFile::load_into(std::string_view name, const Tensor& dst) const {
   const TensorInfo& info = at(name);
   GPTRAIN_CHECK(dst.defined(), "load_into({}) needs a defined tensor", name);
-  if (dst.device() != Device::CPU) {  // read on the host, then one copy to the device
-    if (dst.shape() != info.shape) load_into(name, Tensor::empty(dst.shape(), dst.dtype()));  // the shape error
-    dst.copy_from(load_as(name, dst.dtype()));
-    return;
-  }
   if (dst.shape() != info.shape)
     fail("{}: tensor {} has shape {} but {} was expected; the file does not match the model configuration",
          impl_->label, quote_name(info.name), shape_string(info.shape), shape_string(dst.shape()));
+  if (dst.device() != Device::CPU) {  // read on the host, then one copy to the device
+    dst.copy_from(load_as(name, dst.dtype()));
+    return;
+  }
   const std::byte* src = impl_->buffer + info.begin;
   const int64_t n = info.numel();
   const bool stored_half = info.dtype == "F16" || info.dtype == "BF16";

@@ -53,6 +53,12 @@ uint16_t float_to_f16(float f) {
 
 const char* device_name(Device device) { return device == Device::CPU ? "cpu" : "cuda"; }
 
+Device device_named(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "cuda") return Device::CUDA;
+  fail("--device must be cpu or cuda, got '{}'", name);
+}
+
 std::string shape_string(const Shape& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {

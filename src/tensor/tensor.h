@@ -19,6 +19,7 @@ namespace gptrain {
 
 enum class Device : uint8_t { CPU, CUDA };
 const char* device_name(Device device);
+Device device_named(const std::string& name);  // "cpu" or "cuda"; another name is an error naming it
 
 using Shape = std::vector<int64_t>;
 std::string shape_string(const Shape& shape);

@@ -33,15 +33,23 @@ AdamWOptions adamw_options(const TrainOptions& o) {
 
 namespace {
 
-// A buffer summed over the ranks in place. The communicator (MPI) works on host memory: a device's
-// buffer goes through a host copy and back.
-void all_reduce_sum(dist::Communicator& comm, const Tensor& t) {
+// `collective` on `t` in host memory, where the communicator (MPI) works: t itself on the CPU, a
+// device's buffer through a host copy that is written back after.
+template <class Collective>
+void on_host(const Tensor& t, Collective&& collective) {
   const Tensor h = t.host();
-  if (h.dtype() == DType::F64)
-    comm.all_reduce_sum(h.data<double>(), static_cast<size_t>(h.numel()));
-  else
-    comm.all_reduce_sum(h.data<float>(), static_cast<size_t>(h.numel()));
+  collective(h);
   if (h.raw() != t.raw()) t.copy_from(h);
+}
+
+// A buffer summed over the ranks in place.
+void all_reduce_sum(dist::Communicator& comm, const Tensor& t) {
+  on_host(t, [&](const Tensor& h) {
+    if (h.dtype() == DType::F64)
+      comm.all_reduce_sum(h.data<double>(), static_cast<size_t>(h.numel()));
+    else
+      comm.all_reduce_sum(h.data<float>(), static_cast<size_t>(h.numel()));
+  });
 }
 
 // --zero 1 (optimizer state sharded as llm.c does): each rank keeps the AdamW moments of one block
@@ -64,9 +72,8 @@ class ZeroShards {
   // The gradient buffer's block of this rank, summed over the ranks, in place (the rest of the
   // buffer is left undefined and is not read).
   void reduce_scatter_gradients() {
-    const Tensor g = params_.flat_grads(), h = g.host();  // a device's buffer through the host
-    comm_.reduce_scatter_blocks(h.data<float>(), count(), block());
-    if (h.raw() != g.raw()) g.copy_from(h);
+    on_host(params_.flat_grads(),
+            [&](const Tensor& h) { comm_.reduce_scatter_blocks(h.data<float>(), count(), block()); });
   }
 
   // clip_grad_norm over the blocks: the norm of the whole summed gradient, the same on every rank.
@@ -80,9 +87,8 @@ class ZeroShards {
 
   // After each rank updated its block: everyone's weights from the blocks of all.
   void gather_weights() {
-    const Tensor w = params_.flat_values(), h = w.host();
-    comm_.all_gather_blocks(h.data<float>(), count(), block());
-    if (h.raw() != w.raw()) w.copy_from(h);
+    on_host(params_.flat_values(),
+            [&](const Tensor& h) { comm_.all_gather_blocks(h.data<float>(), count(), block()); });
   }
 
   // The whole moments on the main rank (a collective: every rank calls it).

@@ -9,10 +9,9 @@
 namespace gptrain {
 
 Device training_device(const TrainOptions& o) {
-  if (o.device == "cpu") return Device::CPU;
-  if (o.device != "cuda") fail("--device must be cpu or cuda, got '{}'", o.device);
-  (void)kernels::backend_for(Device::CUDA, DType::F32);  // fails naming the device when it is not ready
-  return Device::CUDA;
+  const Device device = device_named(o.device);
+  (void)kernels::backend_for(device, DType::F32);  // fails naming the device when it is not ready
+  return device;
 }
 
 nlohmann::json train_options_json(const TrainOptions& o) {
