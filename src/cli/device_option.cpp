@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "dist/communicator.h"
+#include "kernels/backend.h"
 #include "kernels/emulated_device.h"
 #include "util/error.h"
 #if GPTRAIN_HAVE_CUDA
@@ -23,17 +24,16 @@ void add_device_option(CLI::App* s, std::string& device) {
 
 void add_dtype_option(CLI::App* s, std::string& dtype) {
   s->add_option("--dtype", dtype,
-                "Training precision: f32 (float32 weights, activations and gradients; bf16 mixed precision is not "
-                "built yet)")
+                "Training precision: f32, or bf16 (mixed precision: float32 weights stay the model and the "
+                "optimizer's; the passes read their bf16 copy, written by stochastic rounding after each update, "
+                "and keep bf16 activations and gradients)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
 }
 
-Device activate_device(const std::string& device, const std::string& dtype) {
-  if (dtype == "bf16")
-    fail("--dtype bf16: bf16 mixed precision (bf16 weights and activations, fp32 master weights) is not built yet; "
-         "train with --dtype f32");
-  if (device_named(device) == Device::CPU) return Device::CPU;
+namespace {
+
+Device activate(const std::string& device) {  if (device_named(device) == Device::CPU) return Device::CPU;
   if (const char* e = std::getenv("GPTRAIN_TEST_EMULATE_CUDA"); e && std::strcmp(e, "1") == 0) {
     std::fprintf(stderr, "note: GPTRAIN_TEST_EMULATE_CUDA=1: --device cuda runs the CPU kernels on host memory\n");
     kernels::emulate_cuda_on_host();
@@ -49,6 +49,15 @@ Device activate_device(const std::string& device, const std::string& dtype) {
   fail("--device cuda: this gptrain was built without CUDA (no nvcc was found when it was configured); rebuild with "
        "the CUDA toolkit installed, or use --device cpu");
 #endif
+}
+
+}  // namespace
+
+Device activate_device(const std::string& device, const std::string& dtype) {
+  const Device d = activate(device);
+  // A device without kernels of the type is refused here too, before any file is read.
+  if (dtype == "bf16") (void)kernels::backend_for(d, DType::BF16);
+  return d;
 }
 
 }  // namespace gptrain::cli

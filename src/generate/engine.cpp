@@ -151,8 +151,9 @@ void DecodeEngine::advance(Sequence& s, const float* logits, const std::function
 }
 
 const float* DecodeEngine::host_logits(const Tensor& logits) {
-  if (logits.device() == Device::CPU) return logits.data<float>();
+  if (logits.device() == Device::CPU && logits.dtype() == DType::F32) return logits.data<float>();
   host_logits_ = logits.host();
+  if (host_logits_.dtype() != DType::F32) host_logits_ = host_logits_.to(DType::F32);  // bf16 mode's logits
   return host_logits_.data<float>();
 }
 

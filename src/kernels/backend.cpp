@@ -8,11 +8,16 @@ namespace gptrain::kernels {
 namespace {
 
 std::vector<const Backend*>& registry() {
-  static std::vector<const Backend*> list{&cpu_backend(), &ref_backend()};
+  static std::vector<const Backend*> list{&cpu_backend(), &cpu_bf16_backend(), &ref_backend()};
   return list;
 }
 
 }  // namespace
+
+void Backend::adamw_step_mixed(float*, uint16_t*, const void*, float*, float*, const AdamWParams&) const {
+  fail("the {} backend keeps no separate master weights: AdamW updates its {} weights in place", name(),
+       dtype_name(dtype()));
+}
 
 void register_backend(const Backend* backend) { registry().push_back(backend); }
 
@@ -21,9 +26,12 @@ std::vector<const Backend*> backends() { return registry(); }
 const Backend& backend_for(Device device, DType dtype) {
   for (const Backend* b : registry())
     if (b->device() == device && b->dtype() == dtype) return *b;
-  if (device == Device::CPU && (dtype == DType::BF16 || dtype == DType::F16))
-    fail("{} tensors are a storage format on the CPU; the kernels compute in f32 (convert with to(DType::F32))",
-         dtype_name(dtype));
+  if (device == Device::CPU && dtype == DType::F16)
+    fail("f16 tensors are a storage format on the CPU; the kernels compute in f32 or bf16 (convert with to(DType::F32))");
+  for (const Backend* b : registry())
+    if (b->device() == device)
+      fail("no {} kernels on {}: its backend ({}) computes in other types (the {} kernels are not built yet)",
+           dtype_name(dtype), device_name(device), b->name(), dtype_name(dtype));
   if (device != Device::CPU) fail("no {} kernels for {}: gptrain was built without {} support", dtype_name(dtype),
                                   device_name(device), device_name(device));
   fail("no kernels compute in {} on {}", dtype_name(dtype), device_name(device));

@@ -5,8 +5,9 @@
 // stats_dtype of it (tensor/dtype.h: float32 beside half storage); the ops have checked the
 // tensors' dtypes and devices. Token ids, targets, positions and row lists are int32. Semantics: kernels/params.h.
 //
-// Registered backends: "cpu" (float32; OpenMP + OpenBLAS) and "ref" (float64; the scalar
-// reference kernels, the ground truth of every test). A GPU backend registers itself for its
+// Registered backends: "cpu" (float32; OpenMP + OpenBLAS), "cpu-bf16" (bf16 storage: operands
+// widened, the float32 kernels run, results rounded; the bf16 mode's semantics) and "ref"
+// (float64; the scalar reference kernels, the ground truth of every test). A GPU backend registers itself for its
 // device (register_backend) and brings the device's allocator (tensor/tensor.h).
 #pragma once
 
@@ -84,20 +85,27 @@ class Backend {
   virtual void gather_rows_forward(void* out, const void* inp, const int32_t* rows,
                                    const GatherRowsParams& p) const = 0;
   virtual void adamw_step(void* param, const void* grad, void* m, void* v, const AdamWParams& p) const = 0;
+  // The bf16 mode's update (half-precision backends only): float32 master weights, moments m and
+  // v, and this backend's gradients; the master weights are updated as adamw_step does, then
+  // written into `copy` (what the passes read) by stochastic rounding (kernels/stochastic_rounding.h
+  // at p.rounding_seed, p.step, p.element_offset).
+  virtual void adamw_step_mixed(float* master, uint16_t* copy, const void* grad, float* m, float* v,
+                                const AdamWParams& p) const;
   virtual double sum_squares(const void* x, int64_t n) const = 0;
   virtual void scale(void* x, float factor, int64_t n) const = 0;
 };
 
 // The backend for tensors of `dtype` on `device`; fails with a message naming both when there is
-// none (bf16 and f16 are storage formats on the CPU: convert with Tensor::to(DType::F32)).
+// none (f16 is a storage format on the CPU: convert with Tensor::to(DType::F32)).
 const Backend& backend_for(Device device, DType dtype);
 // Every registered backend (the test harness runs each against the reference).
 std::vector<const Backend*> backends();
 // A backend of another build part (a GPU) announces itself; `backend` must outlive the program.
 void register_backend(const Backend* backend);
 
-// The two built in.
+// The three built in.
 const Backend& cpu_backend();
+const Backend& cpu_bf16_backend();
 const Backend& ref_backend();
 
 }  // namespace gptrain::kernels

@@ -1,5 +1,5 @@
 // A stand-in for a GPU where none is visible: Device::CUDA tensors in host memory, every op run by
-// the CPU backend on them. It tests what sits above the kernels (a job moving its model to the
+// the CPU backend of their element type on them. It tests what sits above the kernels (a job moving its model to the
 // device, workspaces, KV caches, checkpoints and logits crossing between devices) on machines
 // without a GPU, such as CI: host code that reads a device tensor directly fails here as it would
 // on a GPU (Tensor::data refuses it), and every result must equal the CPU's bit for bit. The CLI

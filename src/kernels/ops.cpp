@@ -759,6 +759,23 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
   be.adamw_step(param.raw(), grad.raw(), m.raw(), v.raw(), p);
 }
 
+void adamw_step_mixed(const Tensor& master, const Tensor& copy, const Tensor& grad, const Tensor& m, const Tensor& v,
+                      const AdamWParams& params) {
+  const OpTimer timer("adamw_step");
+  for (const auto& [t, what] : {std::pair{&master, "master"}, {&copy, "copy"}, {&grad, "grad"}, {&m, "m"}, {&v, "v"}})
+    require_defined(*t, "adamw_step_mixed", what);
+  // The master weights and moments are the half-precision gradients' statistics type (float32).
+  const Backend& be = select("adamw_step_mixed", {&grad, &copy}, {}, {&master, &m, &v});
+  GPTRAIN_CHECK(copy.dtype() == DType::BF16, "adamw_step_mixed: the copy is {}, not bf16", dtype_name(copy.dtype()));
+  for (const auto& [t, what] : {std::pair{&copy, "copy"}, {&grad, "grad"}, {&m, "m"}, {&v, "v"}})
+    require_numel(*t, master.numel(), "adamw_step_mixed", what);
+  GPTRAIN_CHECK(params.step >= 1, "adamw_step_mixed: step {} (counts from 1)", params.step);
+  AdamWParams p = params;
+  p.n = master.numel();
+  be.adamw_step_mixed(master.device_data<float>(), copy.device_data<uint16_t>(), grad.raw(), m.device_data<float>(),
+                      v.device_data<float>(), p);
+}
+
 double sum_squares(const Tensor& x) {
   const OpTimer timer("sum_squares");
   require_defined(x, "sum_squares", "x");

@@ -169,6 +169,10 @@ void gather_rows_forward(const Tensor& out, const Tensor& inp, const Tensor& row
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                 const kernels::AdamWParams& params);
+// The bf16 mode's AdamW (Backend::adamw_step_mixed): master, m and v float32, grad and copy bf16 on
+// one device; updates master, m and v, and writes copy by stochastic rounding.
+void adamw_step_mixed(const Tensor& master, const Tensor& copy, const Tensor& grad, const Tensor& m, const Tensor& v,
+                      const kernels::AdamWParams& params);
 
 double sum_squares(const Tensor& x);
 void scale_(const Tensor& x, float factor);

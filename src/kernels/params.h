@@ -217,6 +217,11 @@ struct AdamWParams {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double weight_decay = 0.0;
   int64_t step = 1;
+  // The bf16 mode (Backend::adamw_step_mixed): the seed of the copy's stochastic rounding, and
+  // where element 0 of the call sits in the flat parameter buffer (its random bits are that
+  // element's).
+  uint64_t rounding_seed = 0;
+  uint64_t element_offset = 0;
 };
 
 }  // namespace gptrain::kernels

@@ -8,7 +8,7 @@
 namespace gptrain {
 
 namespace {
-Tensor value(const ParameterSet& P, int index) { return index >= 0 ? P[index].value : Tensor(); }
+Tensor value(const ParameterSet& P, int index) { return index >= 0 ? P[index].compute : Tensor(); }
 Tensor grad(const ParameterSet& P, int index) { return index >= 0 ? P[index].grad : Tensor(); }
 }  // namespace
 
@@ -73,7 +73,7 @@ void Linear::forward(const ParameterSet& P, const Tensor& y, const Tensor& x, co
     input = scratch_like(pass.lora_x, x);
     ops::dropout_forward(input, x, pass.lora_dropout, pass.site_seed(site.layer, site.site), pass.mask_offset(x));
   }
-  ops::lora_forward(y, input, P[lora_a].value, P[lora_b].value, lora, pass.batch_invariant);
+  ops::lora_forward(y, input, P[lora_a].compute, P[lora_b].compute, lora, pass.batch_invariant);
 }
 
 void Linear::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const Tensor& x, InputGrad mode,
@@ -83,7 +83,7 @@ void Linear::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const
   const Tensor dA = grad(P, lora_a), dB = grad(P, lora_b);
   if (!dx.defined() && !dA.defined() && !dB.defined()) return;
   if (pass.lora_dropout <= 0) {
-    ops::lora_backward(dx, dA, dB, dy, x, P[lora_a].value, P[lora_b].value, lora);
+    ops::lora_backward(dx, dA, dB, dy, x, P[lora_a].compute, P[lora_b].compute, lora);
     return;
   }
   // The adapter saw drop(x): recompute it, and route its gradient back through the same mask.
@@ -95,7 +95,7 @@ void Linear::backward(ParameterSet& P, const Tensor& dx, const Tensor& dy, const
     dinput = scratch_like(pass.lora_dx, x);
     dinput.zero();
   }
-  ops::lora_backward(dinput, dA, dB, dy, input, P[lora_a].value, P[lora_b].value, lora);
+  ops::lora_backward(dinput, dA, dB, dy, input, P[lora_a].compute, P[lora_b].compute, lora);
   if (dx.defined()) ops::dropout_backward(dx, dinput, pass.lora_dropout, seed, InputGrad::Accumulate, pass.mask_offset(x));
 }
 

@@ -2,6 +2,7 @@
 
 #include <climits>
 
+#include "kernels/stochastic_rounding.h"
 #include "util/error.h"
 
 namespace gptrain {
@@ -30,6 +31,7 @@ int ParameterSet::add(const std::string& name, const Shape& shape, ParamKind kin
 void ParameterSet::allocate(DType dtype, Device device) {
   GPTRAIN_CHECK(!flat_.defined(), "parameters allocated twice");
   dtype_ = dtype;
+  compute_dtype_ = dtype;
   total_ = 0;
   for (Parameter& p : params_) {
     p.offset = total_;
@@ -40,15 +42,57 @@ void ParameterSet::allocate(DType dtype, Device device) {
 }
 
 void ParameterSet::bind_values() {
-  for (Parameter& p : params_)
+  for (Parameter& p : params_) {
     p.value = Tensor::view_of(static_cast<char*>(flat_.raw()) + static_cast<size_t>(p.offset) * dtype_size(dtype_),
                               p.value.shape(), dtype_, flat_.storage(), flat_.device());
+    p.compute = !flat_compute_.defined()
+                    ? p.value
+                    : Tensor::view_of(static_cast<char*>(flat_compute_.raw()) +
+                                          static_cast<size_t>(p.offset) * dtype_size(compute_dtype_),
+                                      p.value.shape(), compute_dtype_, flat_compute_.storage(), flat_compute_.device());
+  }
+}
+
+void ParameterSet::set_compute_dtype(DType dtype) {
+  GPTRAIN_CHECK(flat_.defined(), "compute type set before the parameters are allocated");
+  if (dtype == compute_dtype_) return;
+  if (dtype == dtype_) {
+    flat_compute_ = Tensor();
+  } else {
+    if (dtype_ != DType::F32 || dtype != DType::BF16)
+      fail("parameters of {} compute in {} or bf16 beside f32 values, not {}", dtype_name(dtype_), dtype_name(dtype_),
+           dtype_name(dtype));
+    flat_compute_ = Tensor::zeros({total_}, dtype, flat_.device());  // the values' layout, element for element
+  }
+  compute_dtype_ = dtype;
+  bind_values();
+  refresh_compute();
+  if (grads_allocated_) allocate_grads();
+}
+
+void ParameterSet::refresh_compute(uint64_t seed, int64_t step) {
+  if (!flat_compute_.defined()) return;
+  const Tensor values = flat_.host();
+  const Tensor copy = Tensor::zeros({total_}, compute_dtype_);
+  const float* x = values.data<float>();
+  uint16_t* y = copy.data<uint16_t>();
+  for (const Parameter& p : params_) {
+    const int64_t n = p.value.numel(), at = p.offset;
+    if (p.trainable && step > 0) {
+      const kernels::StochasticRounding rounding(seed, step, static_cast<uint64_t>(at));
+      for (int64_t i = 0; i < n; ++i) y[at + i] = rounding.round(x[at + i], static_cast<uint64_t>(i));
+    } else {
+      for (int64_t i = 0; i < n; ++i) y[at + i] = float_to_bf16(x[at + i]);
+    }
+  }
+  flat_compute_.copy_from(copy);
 }
 
 void ParameterSet::move_to(Device device) {
   GPTRAIN_CHECK(flat_.defined(), "parameters moved before they are allocated");
   if (flat_.device() == device) return;
   flat_ = flat_.to(device);
+  if (flat_compute_.defined()) flat_compute_ = flat_compute_.to(device);
   bind_values();
   if (grads_allocated_) {
     const Tensor old = flat_grads_;
@@ -100,15 +144,18 @@ void ParameterSet::allocate_grads() {
   int64_t n = 0;
   for (const Parameter& p : params_)
     if (p.trainable) n += padded(p.value.numel(), dtype_);
-  flat_grads_ = n ? Tensor::zeros({n}, dtype_, flat_.device()) : Tensor();
+  // The values' layout (padding counted in their type), so the moments keep one layout whatever
+  // the compute type: a bf16 run's optimizer state resumes an f32 run's and the reverse.
+  flat_grads_ = n ? Tensor::zeros({n}, compute_dtype_, flat_.device()) : Tensor();
   int64_t offset = 0;
   for (Parameter& p : params_) {
     if (!p.trainable) {
       p.grad = Tensor();
       continue;
     }
-    p.grad = Tensor::view_of(static_cast<char*>(flat_grads_.raw()) + static_cast<size_t>(offset) * dtype_size(dtype_),
-                             p.value.shape(), dtype_, flat_grads_.storage(), flat_.device());
+    p.grad = Tensor::view_of(
+        static_cast<char*>(flat_grads_.raw()) + static_cast<size_t>(offset) * dtype_size(compute_dtype_),
+        p.value.shape(), compute_dtype_, flat_grads_.storage(), flat_.device());
     offset += padded(p.value.numel(), dtype_);
   }
   grads_allocated_ = true;

@@ -1,6 +1,11 @@
 // Named parameters in one flat buffer (so the optimizer, clipping and checkpoints walk a few large
 // arrays), with gradients only for the trainable ones, in a second flat buffer. Each parameter
 // records the layer it belongs to, so backward knows where it may stop.
+//
+// The compute type (the bf16 mode, docs/DESIGN.md): the values stay the model (float32: loading,
+// saving, checkpoints, merges), and with a compute type other than theirs a third flat buffer, in
+// the values' layout, holds their copy in that type, which is what the passes read; the gradients
+// are of the compute type. Without one, `compute` is the value itself.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +30,8 @@ struct Parameter {
   int64_t fan_in = 0;  // linear weights and biases: the layer's input width; LoraA: the rank (the book's A is [in, rank])
   int64_t layer = 0;   // kEmbeddingLayer, a block index, or n_layers (final norm and head)
   Tensor value;
-  Tensor grad;  // undefined while frozen: frozen parameters cost no gradient work
+  Tensor compute;  // what the passes read: `value`, or its copy in the set's compute type
+  Tensor grad;  // of the compute type; undefined while frozen: frozen parameters cost no gradient work
 
   bool is_bias_or_norm() const { return kind == ParamKind::Norm || kind == ParamKind::LinearBias; }
   bool is_adapter() const { return kind == ParamKind::LoraA || kind == ParamKind::LoraB; }
@@ -51,10 +57,22 @@ class ParameterSet {
   const Parameter* find(const std::string& name) const;
   Parameter& at(const std::string& name);  // throws naming the parameter when it does not exist
 
+  // Passes compute in `dtype` (BF16 beside F32 values, or the values' own type); the gradient
+  // buffer is rebuilt in it when it exists, and the copy made by refresh_compute().
+  void set_compute_dtype(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
+  bool has_compute_copy() const { return flat_compute_.defined(); }
+  // Rebuilds the compute copy from the values (after a load, or an update outside the optimizer):
+  // round to nearest, except for trainable parameters once the optimizer has taken `step` > 0
+  // steps, which get the stochastic rounding its step `step` drew (kernels/stochastic_rounding.h
+  // at `seed`), so a resumed run reads exactly the copy the interrupted one had. A no-op without a copy.
+  void refresh_compute(uint64_t seed = 0, int64_t step = 0);
+
   int64_t numel() const;  // elements of every parameter (without alignment padding)
   int64_t trainable_numel() const;
   DType dtype() const { return dtype_; }
   Tensor flat_values() const { return flat_; }
+  Tensor flat_compute() const { return flat_compute_; }  // the copy; undefined without one
   Tensor flat_grads() const { return flat_grads_; }  // trainable parameters only, in order
   // The lowest layer holding a trainable parameter; INT64_MAX when nothing is trainable.
   int64_t lowest_trainable_layer() const;
@@ -67,12 +85,14 @@ class ParameterSet {
   void zero_grads();  // ensure_grads(), then zeroes
 
  private:
-  void bind_values();  // each parameter's value: its view of flat_
+  void bind_values();  // each parameter's value and compute: their views of flat_ (and flat_compute_)
 
   std::vector<Parameter> params_;
   int64_t total_ = 0;  // padded elements of the flat buffer
   DType dtype_ = DType::F32;
+  DType compute_dtype_ = DType::F32;
   Tensor flat_;
+  Tensor flat_compute_;
   Tensor flat_grads_;
   bool grads_allocated_ = false;
 };

@@ -206,6 +206,7 @@ void Transformer::init_where(uint64_t seed, bool adapters_only) {
     else
       init_values(p.value.data<float>(), p, rng, normal_std);
   }
+  params_.refresh_compute();
 }
 
 void Transformer::set_decode_weights(DType dtype) {
@@ -214,6 +215,8 @@ void Transformer::set_decode_weights(DType dtype) {
     fail("decode weights: {} is not f16 or bf16", dtype_name(dtype));
   if (decode_dtype_ != DType::F32)
     fail("decode weights are {} already; a model is rounded once", dtype_name(decode_dtype_));
+  if (params_.has_compute_copy())
+    fail("decode weights: this model computes in {}; they round an f32 model", dtype_name(params_.compute_dtype()));
   if (params_[0].value.dtype() != DType::F32) fail("decode weights need an f32 model, this one is {}",
                                                    dtype_name(params_[0].value.dtype()));
   const bool bf16 = dtype == DType::BF16;
@@ -253,6 +256,13 @@ void Transformer::merge_adapters() {
     ops::lora_merge(params_[l->weight].value, params_[l->lora_a].value, params_[l->lora_b].value, l->lora);
     params_[l->lora_b].value.zero();
   }
+  params_.refresh_compute();
+}
+
+void Transformer::set_compute_dtype(DType dtype) {
+  if (dtype != DType::F32 && decode_dtype_ != DType::F32)
+    fail("a model with {} decode weights computes in f32", dtype_name(decode_dtype_));
+  params_.set_compute_dtype(dtype);
 }
 
 void Transformer::set_trainable_all(bool trainable) {

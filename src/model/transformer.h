@@ -129,7 +129,13 @@ class Transformer {
   Device device() const { return params_.device(); }
   ParameterSet& params() { return params_; }
   const ParameterSet& params() const { return params_; }
-  DType dtype() const { return params_.dtype(); }
+  // The type the passes compute in: activations, gradients, KV caches (the weights' copy in it,
+  // ParameterSet::set_compute_dtype). The weights themselves are params().dtype().
+  DType dtype() const { return params_.compute_dtype(); }
+  // The bf16 mode (docs/DESIGN.md): the f32 weights stay the model, every pass reads their bf16
+  // copy and keeps bf16 activations and gradients (the cpu-bf16 backend, or a GPU's). Call after
+  // loading and freezing, before to_device; not with decode weights. F32 turns it off.
+  void set_compute_dtype(DType dtype);
 
   // PyTorch's default initialisation, as the book's model gets it: embeddings N(0, 1), linear
   // weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norm scale 1 and shift 0.
@@ -155,6 +161,8 @@ class Transformer {
   // head.weight (head.bias for classifiers).
   void set_trainable_all(bool trainable);
   void set_trainable_prefix(const std::string& prefix, bool trainable);
+  // After the f32 weights changed outside the optimizer (a load): their compute copy again.
+  void refresh_compute() { params_.refresh_compute(); }
   void allocate_grads() { params_.allocate_grads(); }
   void zero_grads() { params_.zero_grads(); }
 

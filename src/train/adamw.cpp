@@ -37,7 +37,8 @@ void AdamW::step(double lr) {
   if (!sharded()) GPTRAIN_CHECK(grads.numel() == m_.numel(), "trainable parameters changed after the optimizer was built");
   for (const Parameter& p : params_.all()) {
     if (!p.trainable) continue;
-    const int64_t offset = p.grad.device_data() - grads.device_data();
+    const int64_t offset = (static_cast<const char*>(p.grad.raw()) - static_cast<const char*>(grads.raw())) /
+                           static_cast<int64_t>(dtype_size(grads.dtype()));
     const int64_t n = p.value.numel();
     // The part of this parameter in the shard (all of it without shards).
     const int64_t a = std::max(offset, begin_), b = std::min(offset + n, end_);
@@ -46,8 +47,15 @@ void AdamW::step(double lr) {
     if (options_.no_decay_bias_and_norm && p.is_bias_or_norm()) ap.weight_decay = 0.0;
     const Tensor value = p.value.reshape({n}).slice_rows(a - offset, b - offset);
     const Tensor grad = p.grad.reshape({n}).slice_rows(a - offset, b - offset);
-    ops::adamw_step(value, grad, m_.reshape({m_.numel()}).slice_rows(a - begin_, b - begin_),
-                    v_.reshape({v_.numel()}).slice_rows(a - begin_, b - begin_), ap);
+    const Tensor m = m_.reshape({m_.numel()}).slice_rows(a - begin_, b - begin_);
+    const Tensor v = v_.reshape({v_.numel()}).slice_rows(a - begin_, b - begin_);
+    if (params_.has_compute_copy()) {
+      ap.rounding_seed = options_.rounding_seed;
+      ap.element_offset = static_cast<uint64_t>(p.offset + (a - offset));  // the random bits of the flat buffer's elements
+      ops::adamw_step_mixed(value, p.compute.reshape({n}).slice_rows(a - offset, b - offset), grad, m, v, ap);
+    } else {
+      ops::adamw_step(value, grad, m, v, ap);
+    }
   }
 }
 

@@ -20,6 +20,9 @@ struct AdamWOptions {
   // ZeRO stage 1 (--zero 1): the optimizer state of `shards` ranks split in equal blocks of the
   // trainable gradient buffer; this one keeps and updates block `shard` only.
   int shards = 1, shard = 0;
+  // The bf16 mode: the seed of the stochastic rounding that writes the weights' bf16 copy after
+  // each update (kernels/stochastic_rounding.h; the training seed's, so runs are deterministic).
+  uint64_t rounding_seed = 0;
 };
 
 class AdamW {
@@ -28,6 +31,8 @@ class AdamW {
   AdamW(ParameterSet& params, const AdamWOptions& options);
 
   // One update with learning rate `lr` (the schedule's value for this step); counts steps from 1.
+  // With a compute copy (ParameterSet::set_compute_dtype) the float32 weights are updated from the
+  // bf16 gradients and the copy written by stochastic rounding.
   void step(double lr);
   void step() { step(options_.lr); }
 

@@ -246,6 +246,8 @@ TrainerState load_checkpoint(const fs::path& checkpoint, Transformer& model, Ada
     fail("{}: metadata 'steps_taken' is {}, not a count of steps; the checkpoint is damaged", opt_path.string(),
          steps == meta.end() ? "missing" : "'" + steps->second + "'");
   optimizer.set_steps_taken(steps_taken);
+  // The bf16 copy the interrupted run read: its last update's stochastic rounding, redrawn.
+  model.params().refresh_compute(optimizer.options().rounding_seed, steps_taken);
   return state;
 }
 

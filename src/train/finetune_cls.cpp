@@ -94,7 +94,8 @@ SetScore score(Transformer& model, const data::ClassificationLoader& loader, int
     loader.get(epoch, b, x, y);
     const int64_t B = loader.rows(b);
     loss_sum += model.forward_loss(x, y, B, T, ForwardOptions{false, 0});
-    const Tensor logits = model.logits().host();  // [B, n_classes]
+    Tensor logits = model.logits().host();  // [B, n_classes]
+    if (logits.dtype() != DType::F32) logits = logits.to(DType::F32);  // the bf16 mode's
     const int64_t classes = logits.shape()[1];
     const float* l = logits.data();
     for (int64_t i = 0; i < B; ++i) {
@@ -224,7 +225,7 @@ int run_finetune_cls(const FinetuneClsOptions& o_in) {
   std::unique_ptr<Transformer> model = build_classifier(mo, n_classes);
   const ModelConfig& cfg = model->config();
   const std::string trainable_what = apply_trainable(*model, o.trainable);
-  model->to_device(device);  // after freezing: the gradients of what trains go with it
+  place_for_training(*model, o, device);  // after freezing
   if (!fs::is_directory(o.init) && o.trainable != "all")
     fmt::print("note: --init {} is a preset, so the body is random, and only {} will learn; pass a pretrained model "
                "dir (the book uses OpenAI's GPT-2 124M) or --trainable all\n",

@@ -282,7 +282,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
       choose_chat_template(o.init, cfg.family, o.chat_template.empty() ? o.prompt_template : "chat", o.chat_template);
   check_instruction_model(o, cfg, chat);
   const std::string trainable_what = apply_trainable(*policy, o.trainable);
-  policy->to_device(device);  // after freezing: the gradients of what trains go with it
+  place_for_training(*policy, o, device);  // after freezing
 
   const nlohmann::json opts = options_json(o);
   fmt::print("gptrain finetune-dpo\n");
@@ -358,7 +358,7 @@ int run_finetune_dpo(const DpoOptions& o_in) {
   const auto frozen_copy = [&] {
     const std::string source = o.reference.empty() ? o.init : o.reference;
     std::unique_ptr<Transformer> frozen = load_model_dir(source, ModelLoadOptions{});
-    frozen->to_device(device);
+    place_for_training(*frozen, o, device);  // the reference computes as the policy does
     if (frozen->config().vocab_size != cfg.vocab_size)
       fail("--reference {}: its vocabulary ({}) is not the policy's ({})", source, frozen->config().vocab_size,
            cfg.vocab_size);

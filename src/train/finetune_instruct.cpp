@@ -202,7 +202,7 @@ int run_finetune_instruct(const InstructOptions& o_in) {
   if (cfg.head != HeadType::LanguageModel)
     fail("--init {}: a classifier model; instruction finetuning needs a language-model head", o.init);
   const std::string trainable_what = apply_trainable(*model, o.trainable);
-  model->to_device(device);  // after freezing: the gradients of what trains go with it
+  place_for_training(*model, o, device);  // after freezing
 
   const nlohmann::json opts = options_json(o);
   fmt::print("gptrain finetune-instruct\n");

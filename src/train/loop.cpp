@@ -19,11 +19,17 @@
 
 namespace gptrain {
 
+void place_for_training(Transformer& model, const TrainOptions& o, Device device) {
+  model.set_compute_dtype(training_dtype(o));
+  model.to_device(device);
+}
+
 AdamWOptions adamw_options(const TrainOptions& o) {
   AdamWOptions ao;
   ao.lr = o.lr;
   ao.weight_decay = o.weight_decay;
   ao.no_decay_bias_and_norm = o.no_decay_bias_norm;
+  ao.rounding_seed = derive_seed(o.seed, 0x726f756e64ULL /* "round" */);
   if (o.zero) {
     ao.shards = dist::world().size();
     ao.shard = dist::world().rank();
@@ -45,10 +51,15 @@ void on_host(const Tensor& t, Collective&& collective) {
 // A buffer summed over the ranks in place.
 void all_reduce_sum(dist::Communicator& comm, const Tensor& t) {
   on_host(t, [&](const Tensor& h) {
-    if (h.dtype() == DType::F64)
+    if (h.dtype() == DType::F64) {
       comm.all_reduce_sum(h.data<double>(), static_cast<size_t>(h.numel()));
-    else
+    } else if (h.dtype() == DType::BF16) {  // summed in float32, rounded once: round(sum of the ranks' gradients)
+      const Tensor wide = h.to(DType::F32);
+      comm.all_reduce_sum(wide.data<float>(), static_cast<size_t>(wide.numel()));
+      h.copy_from(wide.to(DType::BF16));
+    } else {
       comm.all_reduce_sum(h.data<float>(), static_cast<size_t>(h.numel()));
+    }
   });
 }
 
@@ -60,6 +71,7 @@ class ZeroShards {
   ZeroShards(dist::Communicator& comm, const AdamW& optimizer, ParameterSet& params)
       : comm_(comm), opt_(optimizer), params_(params) {
     if (params.dtype() != DType::F32) fail("--zero 1 shards float32 models only");
+    if (params.has_compute_copy()) fail("--zero 1 with --dtype bf16 is not built yet; use --dtype f32 or no --zero");
     if (opt_.options().shards != comm.size())
       fail("the optimizer is split in {} shards for {} ranks", opt_.options().shards, comm.size());
     // The weights are gathered in place in the parameter buffer, which has the gradient buffer's

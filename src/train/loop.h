@@ -120,6 +120,9 @@ int64_t planned_steps(const LoopOptions& options, int64_t batches_per_epoch);
 
 // The optimizer and loop settings of a training command's shared options.
 AdamWOptions adamw_options(const TrainOptions& o);
+// A loaded, frozen model made ready to train as --dtype and --device say: its compute type set
+// (the bf16 copy rounded on the host), then moved, the gradients of what trains with it.
+void place_for_training(Transformer& model, const TrainOptions& o, Device device);
 LoopOptions loop_options(const TrainOptions& o, int64_t batches_per_epoch);
 
 

@@ -252,7 +252,7 @@ int run_pretrain(const PretrainOptions& o_in) {
              cfg.n_heads, cfg.emb_dim, cfg.context_length, with_commas(counts.total),
              with_commas(model->params().trainable_numel()), o.trainable == "all" && !o.lora.enabled() ? "" : ": " + trainable_what);
 
-  model->to_device(device);  // after freezing: the gradients of what trains go with it
+  place_for_training(*model, o, device);  // after freezing
   AdamW optimizer(model->params(), adamw_options(o));
   const LoopOptions lo = loop_options(o, task.batches_per_epoch());
 

@@ -176,6 +176,12 @@ RunDirPlan prepare_here(const fs::path& dir, const nlohmann::json& options, bool
       if (before != it.value())
         diffs += fmt::format("\n  --{}: checkpoint {}, now {}", it.key(), before.dump(), it.value().dump());
     }
+    // Options recorded only when not their defaults (--dtype, --lora-*): one the checkpoint has and
+    // this run leaves out is a change too.
+    for (auto it = saved.begin(); it != saved.end(); ++it) {
+      if (options.contains(it.key()) || may_change.count(it.key()) || defaults.contains(it.key())) continue;
+      diffs += fmt::format("\n  --{}: checkpoint {}, now not given", it.key(), it.value().dump());
+    }
     // A step's micro-batches (ranks x --grad-accum) fix what every step computes; how they are
     // shared between ranks and accumulation may change (2 ranks, then 1 with --grad-accum 2).
     if (options.contains("grad-accum")) {

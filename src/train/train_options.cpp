@@ -14,6 +14,13 @@ Device training_device(const TrainOptions& o) {
   return device;
 }
 
+DType training_dtype(const TrainOptions& o) {
+  if (o.dtype != "f32" && o.dtype != "bf16") fail("--dtype {}: f32 or bf16", o.dtype);
+  const DType dtype = o.dtype == "bf16" ? DType::BF16 : DType::F32;
+  (void)kernels::backend_for(device_named(o.device), dtype);  // fails naming the pair when there are no kernels
+  return dtype;
+}
+
 nlohmann::json train_options_json(const TrainOptions& o) {
   nlohmann::json j = {{"drop-rate", o.drop_rate},
           {"batch-size", o.batch_size},

@@ -49,6 +49,8 @@ struct TrainOptions {
 // The device of --device, with its backend registered (cli/device_option.h); an error when it is
 // not.
 Device training_device(const TrainOptions& o);
+// The compute type of --dtype (F32, or BF16: the bf16 mode), checked to have kernels on --device.
+DType training_dtype(const TrainOptions& o);
 
 // The shared options as run.json and checkpoints record them (CLI spelling; out-dir, resume and
 // overwrite are not part of a run's identity). The --lora-* options appear only when LoRA is on,

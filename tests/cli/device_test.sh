@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of --device (issue 20) on a machine without a GPU:
 #   1. refusals: --device cuda where no GPU is visible (or the build has no CUDA) names the
-#      option and the reason before any file is read; --dtype bf16 is refused; an unknown device
-#      is a usage error;
+#      option and the reason before any file is read; an unknown device is a usage error;
 #   2. with GPTRAIN_TEST_EMULATE_CUDA=1 (kernels/emulated_device.h: Device::CUDA tensors in host
 #      memory, every op run by the CPU kernels, host code reading a device tensor an error), every
 #      job on --device cuda equals the same job on the CPU bit for bit: pretrain (dropout, a
@@ -25,7 +24,6 @@ if [ -z "${GPTRAIN_TEST_HAVE_GPU:-}" ]; then
   [ -e "$work/e1" ] && fail "a refused --device cuda left $work/e1 behind"
   expect_error "\-\-device cuda: " generate --model "$work/nowhere" --device cuda --prompt x
 fi
-expect_error "\-\-dtype bf16: bf16 mixed precision" pretrain "${tiny[@]}" --max-steps 1 --dtype bf16 --out-dir "$work/e2"
 expect_usage_error "device" pretrain "${tiny[@]}" --max-steps 1 --device tpu --out-dir "$work/e3"
 expect_usage_error "device" generate --model "$work/nowhere" --device tpu --prompt x
 
