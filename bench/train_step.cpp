@@ -1,6 +1,6 @@
 // One GPT-2 training step (zero grads, forward, cross-entropy, backward, AdamW) timed per phase.
 // Usage: train_step [--preset gpt2-small] [--batch 2] [--context 256] [--steps 5] [--threads N]
-//        [--drop 0.1] [--tie] [--classes N [--last-block-only]] [--sgemm] [--device cuda]
+//        [--drop 0.1] [--tie] [--classes N [--last-block-only]] [--sgemm] [--device cuda] [--dtype bf16]
 // (--sgemm also measures this machine's sgemm rate; --device cuda times the step on the GPU, each
 // phase ended by a device synchronisation, in a build with the CUDA backend).
 // Prints one JSON line per run so bench/compare_train_step.sh can put it beside PyTorch's.
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   int64_t classes = 0;  // > 0: the book's ch06 classifier head on the last token
   bool last_block_only = false;  // train only the last block, final norm and head (ch06 freezing)
   std::string device = "cpu";
+  std::string dtype = "f32";  // bf16: the bf16 mode (float32 masters, bf16 copy, activations and gradients)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return std::string(argv[++i]); };
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
     else if (a == "--classes") classes = std::stoll(next());
     else if (a == "--last-block-only") last_block_only = true;
     else if (a == "--device") device = next();
+    else if (a == "--dtype") dtype = next();
     else {
       fmt::print(stderr, "unknown option {}\n", a);
       return 2;
@@ -114,6 +116,11 @@ int main(int argc, char** argv) {
     model.set_trainable_prefix("head.", true);
     model.allocate_grads();
   }
+  if (dtype != "f32" && dtype != "bf16") {
+    fmt::print(stderr, "--dtype must be f32 or bf16\n");
+    return 2;
+  }
+  model.set_compute_dtype(dtype == "bf16" ? DType::BF16 : DType::F32);
   model.to_device(on_gpu ? Device::CUDA : Device::CPU);
   AdamWOptions o;
   o.lr = 4e-4;
@@ -168,7 +175,7 @@ int main(int argc, char** argv) {
              device, classes > 0 ? (last_block_only ? "classify-last-block" : "classify-all") : "lm", preset, B, T,
              ops::num_threads(), med, median(t_fwd), median(t_bwd), median(t_opt), B * T / med,
              flops / med / 1e9, loss);
-  fmt::print(", \"peak_rss_mb\": {:.0f}", peak_rss_mb());
+  fmt::print(", \"dtype\": \"{}\", \"peak_rss_mb\": {:.0f}", dtype, peak_rss_mb());
   if (sgemm) fmt::print(", \"sgemm_gflops\": {:.2f}", sgemm_gflops(B * T, 3 * C, C));
   fmt::print("}}\n");
   // GPTRAIN_PROFILE=1: where the step's time goes, per op (mean per step).

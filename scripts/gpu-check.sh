@@ -11,12 +11,13 @@
 # this order (later sections are skipped, saying so, once GPU_CHECK_BUDGET seconds have passed,
 # 270 by default):
 #   1. each kernel against the scalar reference under the harness's error bounds
-#      (tests/kernels/cuda_staged.cpp), the model on the GPU against the parity fixtures;
-#   2. the gpt2-small training step, batch 16 x 1024: gptrain f32 (bench/train_step --device cuda)
-#      beside PyTorch f32, TF32, bf16 and bf16 + torch.compile (bench/torch_gpu_train_step.py),
+#      (tests/kernels/cuda_staged.cpp), the model on the GPU against the parity fixtures, the bf16
+#      backend's conversions against the host's (tests/kernels/cuda_bf16_test.cpp);
+#   2. the gpt2-small training step, batch 16 x 1024: gptrain f32 and bf16 (bench/train_step
+#      --device cuda [--dtype bf16]) beside PyTorch f32, TF32, bf16 and bf16 + torch.compile (bench/torch_gpu_train_step.py),
 #      and llm.c (bf16) built from source;
 #   3. the book's three runs with --device cuda: chapter 5 pretraining, the spam classifier, the
-#      instruction finetune (from the chapter 5 model: no pretrained weights here);
+#      instruction finetune (from the chapter 5 model: no pretrained weights here); chapter 5 in bf16;
 #   4. gpt2-medium and a Qwen3-0.6B-shaped model, gptrain and PyTorch;
 #   5. the CUDA ops at GPT-2 small's shapes beside PyTorch's (bench/cuda_ops.cpp).
 # Everything it prints goes to the results file too.
@@ -89,17 +90,21 @@ run "configure" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPT
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DICU_ROOT="$prefix/usr" -DOPENSSL_ROOT_DIR="$prefix/usr" \
   -DZLIB_ROOT="$prefix/usr" -DBLAS_LIBRARY="$lib/openblas-openmp/libopenblas.so" \
   -DCBLAS_INCLUDE_DIR="$prefix/usr/include/x86_64-linux-gnu/openblas-openmp" || exit 1
-run "build" ninja -C "$build" gptrain cuda_backend_test cuda_model_parity_test cuda_ops train_step || exit 1
+run "build" ninja -C "$build" gptrain cuda_backend_test cuda_bf16_test cuda_model_parity_test cuda_ops train_step || exit 1
 
 status=0
 # 1. correctness
 run "CUDA kernels against the reference" "$build/tests/kernels/cuda_backend_test" || status=1
 run "the model on the GPU against PyTorch's float64 (parity fixtures)" "$build/tests/model/cuda_model_parity_test" || status=1
+run "the bf16 backend: conversions against the host's, a product within its bound" \
+  "$build/tests/kernels/cuda_bf16_test" || status=1
 
 # 2. the gpt2-small training step, batch 16 x 1024, dropout off, tied head (GPT-2's and llm.c's layout)
 if within_budget "gpt2-small step"; then
   run "gpt2-small step, gptrain f32" "$build/bench/train_step" --device cuda --preset gpt2-small --batch 16 \
     --context 1024 --steps 5 --drop 0 --tie || status=1
+  run "gpt2-small step, gptrain bf16 (widening backend)" "$build/bench/train_step" --device cuda --dtype bf16 \
+    --preset gpt2-small --batch 16 --context 1024 --steps 5 --drop 0 --tie || status=1
   run "gpt2-small step, PyTorch" python3 bench/torch_gpu_train_step.py --preset gpt2-small --batch 16 --context 1024 \
     --steps 5 --modes f32,tf32,bf16,bf16-compile || status=1
 fi
@@ -139,6 +144,9 @@ if [ -f "$gdata/the-verdict.txt" ] && within_budget "the book's runs"; then
     { run "chapter 7 instruction finetune from the chapter 5 model, --device cuda" "$build/gptrain" \
         finetune-instruct --data-dir "$gdata" --init "$runs/ch5/final" --device cuda --answer-tokens 64 \
         --out-dir "$runs/ch7" || status=1; }
+  within_budget "chapter 5 in bf16" &&
+    { run "chapter 5 pretraining, --device cuda --dtype bf16" "$build/gptrain" pretrain --data-dir "$gdata" \
+        --device cuda --dtype bf16 --out-dir "$runs/ch5-bf16" || status=1; }
   within_budget "generate" &&
     { run "generate with the KV cache, --device cuda" "$build/gptrain" generate --model "$runs/ch5/final" \
         --device cuda --prompt "Every effort moves you" --max-new-tokens 200 || status=1; }

@@ -14,11 +14,6 @@ std::vector<const Backend*>& registry() {
 
 }  // namespace
 
-void Backend::adamw_step_mixed(float*, uint16_t*, const void*, float*, float*, const AdamWParams&) const {
-  fail("the {} backend keeps no separate master weights: AdamW updates its {} weights in place", name(),
-       dtype_name(dtype()));
-}
-
 void register_backend(const Backend* backend) { registry().push_back(backend); }
 
 std::vector<const Backend*> backends() { return registry(); }

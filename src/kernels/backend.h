@@ -16,6 +16,7 @@
 
 #include "kernels/params.h"
 #include "tensor/tensor.h"
+#include "util/error.h"
 
 namespace gptrain::kernels {
 
@@ -89,8 +90,12 @@ class Backend {
   // v, and this backend's gradients; the master weights are updated as adamw_step does, then
   // written into `copy` (what the passes read) by stochastic rounding (kernels/stochastic_rounding.h
   // at p.rounding_seed, p.step, p.element_offset).
-  virtual void adamw_step_mixed(float* master, uint16_t* copy, const void* grad, float* m, float* v,
-                                const AdamWParams& p) const;
+  // Other backends refuse it (inline: the interface keeps no key function, so its vtable is
+  // emitted wherever a backend is defined, whatever the libraries' link order).
+  virtual void adamw_step_mixed(float*, uint16_t*, const void*, float*, float*, const AdamWParams&) const {
+    fail("the {} backend keeps no separate master weights: AdamW updates its {} weights in place", name(),
+         dtype_name(dtype()));
+  }
   virtual double sum_squares(const void* x, int64_t n) const = 0;
   virtual void scale(void* x, float factor, int64_t n) const = 0;
 };

@@ -3,12 +3,12 @@
 // (float_to_bf16_stochastic, tensor/dtype.h) with 16 bits that are a pure function of
 // (seed, s, e). Every backend draws the same bits, so a CPU and a GPU run round alike, a run is
 // deterministic whatever the threads or shards, and a resumed run rebuilds the copy exactly from
-// the float32 weights and the step count.
+// the float32 weights and the step count. Element i's copy is float_to_bf16_stochastic(x, bits(i))
+// (tensor/dtype.h; bf16_kernels.cu has the device's). C++17, for nvcc.
 #pragma once
 
 #include <cstdint>
 
-#include "tensor/dtype.h"
 #include "util/rng.h"
 
 namespace gptrain::kernels {
@@ -25,7 +25,6 @@ struct StochasticRounding {
     const uint64_t e = offset + i;
     return static_cast<uint16_t>(rng.bits(e >> 2) >> ((e & 3) * 16));
   }
-  uint16_t round(float x, uint64_t i) const { return float_to_bf16_stochastic(x, bits(i)); }
 };
 
 }  // namespace gptrain::kernels

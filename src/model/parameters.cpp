@@ -80,7 +80,7 @@ void ParameterSet::refresh_compute(uint64_t seed, int64_t step) {
     const int64_t n = p.value.numel(), at = p.offset;
     if (p.trainable && step > 0) {
       const kernels::StochasticRounding rounding(seed, step, static_cast<uint64_t>(at));
-      for (int64_t i = 0; i < n; ++i) y[at + i] = rounding.round(x[at + i], static_cast<uint64_t>(i));
+      for (int64_t i = 0; i < n; ++i) y[at + i] = float_to_bf16_stochastic(x[at + i], rounding.bits(static_cast<uint64_t>(i)));
     } else {
       for (int64_t i = 0; i < n; ++i) y[at + i] = float_to_bf16(x[at + i]);
     }

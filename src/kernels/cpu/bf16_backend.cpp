@@ -1,316 +1,43 @@
-// The CPU's bf16 backend ("cpu-bf16"), the semantics of the bf16 mode (docs/DESIGN.md): every op
-// widens its bf16 operands to float32, runs the float32 CPU kernel on them and rounds what it
-// wrote back to bf16 (to nearest, ties to even). An accumulated output (a parameter gradient, a
-// residual stream's gradient) is widened too, so it becomes round(old + contribution), one
-// rounding per op as a GPU kernel that loads bf16, computes in float32 and stores bf16 has.
-// Statistics (norms' mean and rstd, attention stats, losses, log-sum-exps, rotary tables, row
-// weights) are float32 (stats_dtype) and pass through untouched. Speed is not the point: this is
-// the reference the CUDA bf16 kernels are checked against, and what `--dtype bf16` runs on a CPU.
-#include <map>
+// "cpu-bf16": the bf16 mode's reference, the widening backend (kernels/widening_backend.h) over
+// the float32 CPU kernels, its conversions OpenMP loops on host memory. Speed is not the point:
+// it is what the CUDA bf16 backend is checked against, and what --dtype bf16 runs on a CPU.
 #include <vector>
 
-#include "kernels/backend.h"
-#include "kernels/cpu/cpu.h"
-#include "kernels/stochastic_rounding.h"
+#include "kernels/widening_backend.h"
 #include "tensor/dtype.h"
-#include "util/error.h"
 
 namespace gptrain::kernels {
 
 namespace {
 
-const float* S(const void* p) { return static_cast<const float*>(p); }  // a statistics operand (float32)
-float* S(void* p) { return static_cast<float*>(p); }
+struct HostConversions {
+  class Buffer {
+   public:
+    Buffer() = default;
+    explicit Buffer(int64_t n) : values_(static_cast<size_t>(n)) {}
+    float* data() { return values_.data(); }
 
-// The float32 copies of one call's bf16 operands. Operands sharing a pointer share one copy, so
-// in-place ops (dlogits over logits, a gradient replacing its output's) stay in place.
-class Widened {
- public:
-  const float* in(const void* p, int64_t n) { return copy_of(p, n, false); }
-  // An operand the op writes or accumulates into: widened now (accumulation reads it), rounded
-  // back by finish().
-  float* out(void* p, int64_t n) { return copy_of(p, n, true); }
-  void finish() {
-    for (auto& [p, b] : buffers_) {
-      if (!b.written) continue;
-      uint16_t* dst = static_cast<uint16_t*>(const_cast<void*>(p));
-      const float* src = b.values.data();
-      const int64_t n = static_cast<int64_t>(b.values.size());
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
-    }
-  }
-
- private:
-  struct Buffer {
-    std::vector<float> values;
-    bool written = false;
+   private:
+    std::vector<float> values_;
   };
-  float* copy_of(const void* p, int64_t n, bool written) {
-    if (!p) return nullptr;
-    auto it = buffers_.find(p);
-    if (it != buffers_.end()) {
-      GPTRAIN_CHECK(static_cast<int64_t>(it->second.values.size()) == n, "cpu-bf16: an aliased operand of two sizes");
-      it->second.written |= written;
-      return it->second.values.data();
-    }
-    Buffer& b = buffers_[p];
-    b.written = written;
-    b.values.resize(static_cast<size_t>(n));
-    const uint16_t* src = static_cast<const uint16_t*>(p);
-    float* dst = b.values.data();
+  static void widen(float* dst, const uint16_t* src, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
-    return dst;
   }
-  std::map<const void*, Buffer> buffers_;
-};
-
-const Backend& f32() { return cpu_backend(); }
-
-class CpuBf16Backend final : public Backend {
- public:
-  const char* name() const override { return "cpu-bf16"; }
-  Device device() const override { return Device::CPU; }
-  DType dtype() const override { return DType::BF16; }
-
-  void embedding_forward(void* out, const int32_t* tokens, const int32_t* positions, const void* wte, const void* wpe,
-                         const EmbeddingParams& p) const override {
-    Widened w;
-    const int64_t N = p.B * p.T;
-    f32().embedding_forward(w.out(out, N * p.C), tokens, positions, w.in(wte, p.V * p.C),
-                            w.in(wpe, p.n_positions * p.C), p);
-    w.finish();
-  }
-  void embedding_backward(void* dwte, void* dwpe, const void* dout, const int32_t* tokens, const int32_t* positions,
-                          const EmbeddingParams& p) const override {
-    Widened w;
-    const int64_t N = p.B * p.T;
-    f32().embedding_backward(w.out(dwte, p.V * p.C), w.out(dwpe, p.n_positions * p.C), w.in(dout, N * p.C), tokens,
-                             positions, p);
-    w.finish();
-  }
-  void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
-    Widened w;
-    f32().dropout_forward(w.out(out, p.n), w.in(inp, p.n), p);
-    w.finish();
-  }
-  void dropout_backward(void* dinp, const void* dout, const DropoutParams& p) const override {
-    Widened w;
-    f32().dropout_backward(w.out(dinp, p.n), w.in(dout, p.n), p);
-    w.finish();
-  }
-  void layernorm_forward(void* out, void* mean, void* rstd, const void* inp, const void* weight, const void* bias,
-                         const LayerNormParams& p) const override {
-    Widened w;
-    f32().layernorm_forward(w.out(out, p.N * p.C), S(mean), S(rstd), w.in(inp, p.N * p.C), w.in(weight, p.C),
-                            w.in(bias, p.C), p);
-    w.finish();
-  }
-  void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
-                          const void* mean, const void* rstd, const LayerNormParams& p) const override {
-    Widened w;
-    f32().layernorm_backward(w.out(dinp, p.N * p.C), w.out(dweight, p.C), w.out(dbias, p.C), w.in(dout, p.N * p.C),
-                             w.in(inp, p.N * p.C), w.in(weight, p.C), S(mean), S(rstd), p);
-    w.finish();
-  }
-  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
-                      const MatmulParams& p) const override {
-    Widened w;
-    f32().matmul_forward(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(weight, p.OC * p.IC), w.in(bias, p.OC),
-                         p);
-    w.finish();
-  }
-  void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
-                       const MatmulParams& p) const override {
-    Widened w;
-    f32().matmul_backward(w.out(dinp, p.N * p.IC), w.out(dweight, p.OC * p.IC), w.out(dbias, p.OC),
-                          w.in(dout, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(weight, p.OC * p.IC), p);
-    w.finish();
-  }
-  void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type, const void* bias,
-                           const MatmulParams& p) const override {
-    Widened w;
-    f32().matmul_forward_half(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), weight, weight_type, w.in(bias, p.OC),
-                              p);
-    w.finish();
-  }
-  void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const override {
-    Widened w;
-    f32().lora_forward(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(A, p.S * p.R * p.IC),
-                       w.in(B, p.seg[p.S] * p.R), p);
-    w.finish();
-  }
-  void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A, const void* B,
-                     const LoraParams& p) const override {
-    Widened w;
-    f32().lora_backward(w.out(dinp, p.N * p.IC), w.out(dA, p.S * p.R * p.IC), w.out(dB, p.seg[p.S] * p.R),
-                        w.in(dout, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(A, p.S * p.R * p.IC),
-                        w.in(B, p.seg[p.S] * p.R), p);
-    w.finish();
-  }
-  void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const override {
-    Widened w;
-    f32().lora_merge(w.out(weight, p.OC * p.IC), w.in(A, p.S * p.R * p.IC), w.in(B, p.seg[p.S] * p.R), p);
-    w.finish();
-  }
-  void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const override {
-    Widened w;
-    const int64_t rows = p.B * p.T;
-    f32().attention_forward(w.out(out, rows * p.NH * p.HS), S(stats), w.in(qkv, rows * p.qkv_width()), p);
-    w.finish();
-  }
-  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
-                          const AttentionParams& p) const override {
-    Widened w;
-    const int64_t rows = p.B * p.T;
-    f32().attention_backward(w.out(dqkv, rows * p.qkv_width()), w.in(dout, rows * p.NH * p.HS),
-                             w.in(qkv, rows * p.qkv_width()), S(stats), p);
-    w.finish();
-  }
-  void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
-                                const AttentionDecodeParams& p) const override {
-    Widened w;
-    int64_t rows = 0;
-    std::vector<DecodeSeq> widened(seqs, seqs + p.n_seqs);
-    const int64_t KV = p.NKV * p.HS;
-    for (DecodeSeq& d : widened) {  // the caches are bf16 too: the new keys and values are rounded into them
-      rows += d.rows;
-      d.k_cache = w.out(d.k_cache, d.max_T * KV);
-      d.v_cache = w.out(d.v_cache, d.max_T * KV);
-    }
-    f32().attention_decode_forward(w.out(out, rows * p.NH * p.HS), w.in(qkv, rows * p.qkv_width()), widened.data(), p);
-    w.finish();
-  }
-  void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight,
-                       const RmsNormParams& p) const override {
-    Widened w;
-    f32().rmsnorm_forward(w.out(out, p.N * p.C), S(rstd), w.in(inp, p.N * p.C), w.in(weight, p.C), p);
-    w.finish();
-  }
-  void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
-                        const void* rstd, const RmsNormParams& p) const override {
-    Widened w;
-    f32().rmsnorm_backward(w.out(dinp, p.N * p.C), w.out(dweight, p.C), w.in(dout, p.N * p.C), w.in(inp, p.N * p.C),
-                           w.in(weight, p.C), S(rstd), p);
-    w.finish();
-  }
-  void qk_norm_forward(void* out, void* rstd, const void* inp, const void* qw, const void* kw,
-                       const QkNormParams& p) const override {
-    Widened w;
-    const int64_t W = p.qkv_width();
-    f32().qk_norm_forward(w.out(out, p.N * W), S(rstd), w.in(inp, p.N * W), w.in(qw, p.HS), w.in(kw, p.HS), p);
-    w.finish();
-  }
-  void qk_norm_backward(void* dinp, void* dqw, void* dkw, const void* dout, const void* inp, const void* qw,
-                        const void* kw, const void* rstd, const QkNormParams& p) const override {
-    Widened w;
-    const int64_t W = p.qkv_width();
-    f32().qk_norm_backward(w.out(dinp, p.N * W), w.out(dqw, p.HS), w.out(dkw, p.HS), w.in(dout, p.N * W),
-                           w.in(inp, p.N * W), w.in(qw, p.HS), w.in(kw, p.HS), S(rstd), p);
-    w.finish();
-  }
-  void rope_table(void* c, void* sn, const void* inv_freq, const int32_t* positions,
-                  const RopeTableParams& p) const override {
-    f32().rope_table(c, sn, inv_freq, positions, p);  // every operand is a statistic (float32)
-  }
-  void rope_forward(void* qkv, const void* c, const void* sn, const RopeParams& p) const override {
-    Widened w;
-    f32().rope_forward(w.out(qkv, p.N * p.qkv_width()), c, sn, p);
-    w.finish();
-  }
-  void rope_backward(void* dqkv, const void* c, const void* sn, const RopeParams& p) const override {
-    Widened w;
-    f32().rope_backward(w.out(dqkv, p.N * p.qkv_width()), c, sn, p);
-    w.finish();
-  }
-  void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
-    Widened w;
-    f32().swiglu_forward(w.out(out, p.N * p.M), w.in(inp, p.N * 2 * p.M), p);
-    w.finish();
-  }
-  void swiglu_backward(void* dinp, const void* inp, const void* dout, const SwigluParams& p) const override {
-    Widened w;
-    f32().swiglu_backward(w.out(dinp, p.N * 2 * p.M), w.in(inp, p.N * 2 * p.M), w.in(dout, p.N * p.M), p);
-    w.finish();
-  }
-  void gelu_forward(void* out, const void* inp, const GeluParams& p) const override {
-    Widened w;
-    f32().gelu_forward(w.out(out, p.n), w.in(inp, p.n), p);
-    w.finish();
-  }
-  void gelu_backward(void* dinp, const void* inp, const void* dout, const GeluParams& p) const override {
-    Widened w;
-    f32().gelu_backward(w.out(dinp, p.n), w.in(inp, p.n), w.in(dout, p.n), p);
-    w.finish();
-  }
-  void residual_forward(void* out, const void* a, const void* b, const ResidualParams& p) const override {
-    Widened w;
-    f32().residual_forward(w.out(out, p.n), w.in(a, p.n), w.in(b, p.n), p);
-    w.finish();
-  }
-  void residual_backward(void* da, void* db, const void* dout, const ResidualParams& p) const override {
-    Widened w;
-    f32().residual_backward(w.out(da, p.n), w.out(db, p.n), w.in(dout, p.n), p);
-    w.finish();
-  }
-  void cross_entropy_forward(void* losses, void* lse, const void* logits, const int32_t* targets,
-                             const CrossEntropyParams& p) const override {
-    Widened w;
-    f32().cross_entropy_forward(S(losses), S(lse), w.in(logits, p.N * p.V), targets, p);
-  }
-  void cross_entropy_backward(void* dlogits, const void* logits, const void* lse, const int32_t* targets,
-                              const void* dloss, const CrossEntropyParams& p) const override {
-    Widened w;
-    f32().cross_entropy_backward(w.out(dlogits, p.N * p.V), w.in(logits, p.N * p.V), S(lse), targets, S(dloss), p);
-    w.finish();
-  }
-  LossTotal loss_total(const void* losses, const int32_t* targets, const CrossEntropyParams& p) const override {
-    return f32().loss_total(losses, targets, p);  // the losses are float32
-  }
-  void pool_forward(void* out, const void* inp, const PoolParams& p) const override {
-    Widened w;
-    f32().pool_forward(w.out(out, p.B * p.C), w.in(inp, p.B * p.T * p.C), p);
-    w.finish();
-  }
-  void pool_backward(void* dinp, const void* dout, const PoolParams& p) const override {
-    Widened w;
-    f32().pool_backward(w.out(dinp, p.B * p.T * p.C), w.in(dout, p.B * p.C), p);
-    w.finish();
-  }
-  void gather_rows_forward(void* out, const void* inp, const int32_t* rows, const GatherRowsParams& p) const override {
-    Widened w;
-    f32().gather_rows_forward(w.out(out, p.R * p.C), w.in(inp, p.N * p.C), rows, p);
-    w.finish();
-  }
-  void adamw_step(void*, const void*, void*, void*, const AdamWParams&) const override {
-    fail("cpu-bf16: AdamW updates float32 master weights (adamw_step_mixed), never bf16 ones in place");
-  }
-  // The float32 update of the master weights from the widened gradient, then their bf16 copy by
-  // stochastic rounding (kernels/stochastic_rounding.h).
-  void adamw_step_mixed(float* master, uint16_t* copy, const void* grad, float* m, float* v,
-                        const AdamWParams& p) const override {
-    Widened w;
-    f32().adamw_step(master, w.in(grad, p.n), m, v, p);
-    const StochasticRounding rounding(p.rounding_seed, p.step, p.element_offset);
+  static void round(uint16_t* dst, const float* src, int64_t n) {
 #pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < p.n; ++i) copy[i] = rounding.round(master[i], static_cast<uint64_t>(i));
+    for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
   }
-  double sum_squares(const void* x, int64_t n) const override {
-    Widened w;
-    return f32().sum_squares(w.in(x, n), n);
-  }
-  void scale(void* x, float factor, int64_t n) const override {
-    Widened w;
-    f32().scale(w.out(x, n), factor, n);
-    w.finish();
+  static void round_stochastic(uint16_t* dst, const float* src, int64_t n, const StochasticRounding& rounding) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16_stochastic(src[i], rounding.bits(static_cast<uint64_t>(i)));
   }
 };
 
 }  // namespace
 
 const Backend& cpu_bf16_backend() {
-  static const CpuBf16Backend backend;
+  static const WideningBackend<HostConversions> backend("cpu-bf16", Device::CPU, cpu_backend());
   return backend;
 }
 

@@ -1,6 +1,7 @@
 // The CUDA backend (issue 20, in progress): what the rest of the program sees of it, without any
-// CUDA header. init() registers the device's allocator and the f32 backend ("cuda") with the
-// tensor and kernel registries when a GPU is visible; the ops then dispatch CUDA tensors to it
+// CUDA header. init() registers the device's allocator, the f32 backend ("cuda") and the bf16
+// mode's ("cuda-bf16": the widening backend over it, kernels/widening_backend.h) with the tensor
+// and kernel registries when a GPU is visible; the ops then dispatch CUDA tensors to it
 // (kernels/backend.h). Built only when nvcc is found (GPTRAIN_HAVE_CUDA; docs/DESIGN.md §1).
 //
 // Every op of the Backend interface is there in f32 (issue 20, first step), each run through the

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/params.h"
+#include "kernels/stochastic_rounding.h"
 
 namespace gptrain::kernels::cuda {
 
@@ -70,5 +71,10 @@ void adamw_step(float* param, const float* grad, float* m, float* v, const AdamW
 int64_t sum_squares_chunks(int64_t n);
 double sum_squares(const float* x, int64_t n, double* partial);
 void scale(float* x, float factor, int64_t n);
+
+// The bf16 backend's conversions (bf16_kernels.cu), bit for bit tensor/dtype.h's.
+void widen_bf16(float* dst, const uint16_t* src, int64_t n);
+void round_bf16(uint16_t* dst, const float* src, int64_t n);  // to nearest, ties to even
+void round_bf16_stochastic(uint16_t* dst, const float* src, int64_t n, const StochasticRounding& rounding);
 
 }  // namespace gptrain::kernels::cuda

@@ -15,7 +15,8 @@
 
 namespace gptrain::kernels::cuda {
 
-const Backend& f32_backend();  // backend.cpp
+const Backend& f32_backend();   // backend.cpp
+const Backend& bf16_backend();  // bf16_backend.cpp
 
 void check_cuda(int status, const char* what) {
   const auto e = static_cast<cudaError_t>(status);
@@ -128,6 +129,7 @@ bool init(int device) {
     static CudaAllocator allocator;
     register_allocator(Device::CUDA, &allocator);
     register_backend(&f32_backend());
+    register_backend(&bf16_backend());
     return true;
   }();
   return ready;
