@@ -11,7 +11,8 @@
 // widen(float* dst, const uint16_t* src, n), round(uint16_t* dst, const float* src, n) and
 // round_stochastic(uint16_t* dst, const float* src, n, const StochasticRounding&). The CPU's
 // (kernels/cpu/bf16_backend.cpp, "cpu-bf16") is the mode's reference; the GPU's
-// (kernels/cuda/bf16_backend.cpp) is the same ops over the CUDA float32 kernels.
+// (kernels/cuda/bf16_backend.cpp) is the same ops over the CUDA float32 kernels, with the ops that
+// have bf16 kernels of their own overridden.
 #pragma once
 
 #include <map>
@@ -71,7 +72,7 @@ using widening::S;
 using widening::Widened;
 
 template <class Conv>
-class WideningBackend final : public Backend {
+class WideningBackend : public Backend {
  public:
   // `f32`: the float32 backend of `device` that runs every op (it must outlive this one).
   WideningBackend(const char* name, Device device, const Backend& f32) : name_(name), device_(device), f32_(f32) {}
@@ -83,8 +84,8 @@ class WideningBackend final : public Backend {
                          const EmbeddingParams& p) const override {
     Widened<Conv> w;
     const int64_t N = p.B * p.T;
-    f32_.embedding_forward(w.out(out, N * p.C), tokens, positions, w.in(wte, p.V * p.C),
-                            w.in(wpe, p.n_positions * p.C), p);
+    f32_.embedding_forward(w.out(out, N * p.C), tokens, positions, w.in(wte, p.V * p.C), w.in(wpe, p.n_positions * p.C),
+                           p);
     w.finish();
   }
   void embedding_backward(void* dwte, void* dwpe, const void* dout, const int32_t* tokens, const int32_t* positions,
@@ -92,7 +93,7 @@ class WideningBackend final : public Backend {
     Widened<Conv> w;
     const int64_t N = p.B * p.T;
     f32_.embedding_backward(w.out(dwte, p.V * p.C), w.out(dwpe, p.n_positions * p.C), w.in(dout, N * p.C), tokens,
-                             positions, p);
+                            positions, p);
     w.finish();
   }
   void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
@@ -109,49 +110,47 @@ class WideningBackend final : public Backend {
                          const LayerNormParams& p) const override {
     Widened<Conv> w;
     f32_.layernorm_forward(w.out(out, p.N * p.C), S(mean), S(rstd), w.in(inp, p.N * p.C), w.in(weight, p.C),
-                            w.in(bias, p.C), p);
+                           w.in(bias, p.C), p);
     w.finish();
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
     Widened<Conv> w;
     f32_.layernorm_backward(w.out(dinp, p.N * p.C), w.out(dweight, p.C), w.out(dbias, p.C), w.in(dout, p.N * p.C),
-                             w.in(inp, p.N * p.C), w.in(weight, p.C), S(mean), S(rstd), p);
+                            w.in(inp, p.N * p.C), w.in(weight, p.C), S(mean), S(rstd), p);
     w.finish();
   }
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
                       const MatmulParams& p) const override {
     Widened<Conv> w;
-    f32_.matmul_forward(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(weight, p.OC * p.IC), w.in(bias, p.OC),
-                         p);
+    f32_.matmul_forward(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(weight, p.OC * p.IC), w.in(bias, p.OC), p);
     w.finish();
   }
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                        const MatmulParams& p) const override {
     Widened<Conv> w;
     f32_.matmul_backward(w.out(dinp, p.N * p.IC), w.out(dweight, p.OC * p.IC), w.out(dbias, p.OC),
-                          w.in(dout, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(weight, p.OC * p.IC), p);
+                         w.in(dout, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(weight, p.OC * p.IC), p);
     w.finish();
   }
   void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type, const void* bias,
                            const MatmulParams& p) const override {
     Widened<Conv> w;
-    f32_.matmul_forward_half(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), weight, weight_type, w.in(bias, p.OC),
-                              p);
+    f32_.matmul_forward_half(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), weight, weight_type, w.in(bias, p.OC), p);
     w.finish();
   }
   void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const override {
     Widened<Conv> w;
     f32_.lora_forward(w.out(out, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(A, p.S * p.R * p.IC),
-                       w.in(B, p.seg[p.S] * p.R), p);
+                      w.in(B, p.seg[p.S] * p.R), p);
     w.finish();
   }
   void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A, const void* B,
                      const LoraParams& p) const override {
     Widened<Conv> w;
     f32_.lora_backward(w.out(dinp, p.N * p.IC), w.out(dA, p.S * p.R * p.IC), w.out(dB, p.seg[p.S] * p.R),
-                        w.in(dout, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(A, p.S * p.R * p.IC),
-                        w.in(B, p.seg[p.S] * p.R), p);
+                       w.in(dout, p.N * p.OC), w.in(inp, p.N * p.IC), w.in(A, p.S * p.R * p.IC),
+                       w.in(B, p.seg[p.S] * p.R), p);
     w.finish();
   }
   void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const override {
@@ -170,7 +169,7 @@ class WideningBackend final : public Backend {
     Widened<Conv> w;
     const int64_t rows = p.B * p.T;
     f32_.attention_backward(w.out(dqkv, rows * p.qkv_width()), w.in(dout, rows * p.NH * p.HS),
-                             w.in(qkv, rows * p.qkv_width()), S(stats), p);
+                            w.in(qkv, rows * p.qkv_width()), S(stats), p);
     w.finish();
   }
   void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
@@ -197,7 +196,7 @@ class WideningBackend final : public Backend {
                         const void* rstd, const RmsNormParams& p) const override {
     Widened<Conv> w;
     f32_.rmsnorm_backward(w.out(dinp, p.N * p.C), w.out(dweight, p.C), w.in(dout, p.N * p.C), w.in(inp, p.N * p.C),
-                           w.in(weight, p.C), S(rstd), p);
+                          w.in(weight, p.C), S(rstd), p);
     w.finish();
   }
   void qk_norm_forward(void* out, void* rstd, const void* inp, const void* qw, const void* kw,
@@ -212,7 +211,7 @@ class WideningBackend final : public Backend {
     Widened<Conv> w;
     const int64_t W = p.qkv_width();
     f32_.qk_norm_backward(w.out(dinp, p.N * W), w.out(dqw, p.HS), w.out(dkw, p.HS), w.in(dout, p.N * W),
-                           w.in(inp, p.N * W), w.in(qw, p.HS), w.in(kw, p.HS), S(rstd), p);
+                          w.in(inp, p.N * W), w.in(qw, p.HS), w.in(kw, p.HS), S(rstd), p);
     w.finish();
   }
   void rope_table(void* c, void* sn, const void* inv_freq, const int32_t* positions,
@@ -308,6 +307,7 @@ class WideningBackend final : public Backend {
     f32_.scale(w.out(x, n), factor, n);
     w.finish();
   }
+
  private:
   const char* name_;
   Device device_;

@@ -19,12 +19,11 @@
 #include "kernels/ops.h"
 #include "kernels/stochastic_rounding.h"
 #include "tensor/tensor.h"
+#include "tests/kernels/bf16_bounds.h"
 #include "tests/kernels/harness.h"
 
 namespace gptrain::test {
 namespace {
-
-constexpr double kUnitBf16 = 0x1.0p-8;  // unit roundoff of bf16's 8-bit significand
 
 // A bf16 tensor of `values` rounded to nearest, and the float32 tensor of the same (exact) values.
 struct Pair {
@@ -36,16 +35,6 @@ Pair pair_of(const Shape& shape, const std::vector<float>& values) {
 }
 Pair random_pair(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   return pair_of(shape, random_floats(shape_numel(shape), seed, lo, hi));
-}
-
-// The float32 result rounded to bf16, as float32 values (the bf16 backend's result must be these bits).
-std::vector<float> rounded(const Tensor& f32) { return f32.to(DType::BF16).to_vector(); }
-
-void expect_same(const std::string& what, const std::vector<float>& got, const std::vector<float>& want) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int64_t diff = 0;
-  for (size_t i = 0; i < got.size(); ++i) diff += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
-  EXPECT_EQ(diff, 0) << what << ": " << diff << " of " << got.size() << " elements differ";
 }
 
 TEST(Bf16Backend, is_registered_for_bf16_tensors_on_the_cpu) {
@@ -60,21 +49,7 @@ TEST(Bf16Backend, matmul_is_the_float32_product_rounded_once_within_the_derived_
     ops::matmul_forward(out, x.bf16, w.bf16, b.bf16);
     ops::matmul_forward(out32, x.f32, w.f32, b.f32);
     expect_same("matmul forward", out.to_vector(), rounded(out32));
-    // Against exact arithmetic on the same (bf16) operands.
-    const std::vector<float> xv = x.f32.to_vector(), wv = w.f32.to_vector(), bv = b.f32.to_vector();
-    std::vector<double> want(static_cast<size_t>(N * OC)), bound(want.size());
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t o = 0; o < OC; ++o) {
-        double y = bv[o], abs = std::fabs(bv[o]);
-        for (int64_t i = 0; i < IC; ++i) {
-          y += static_cast<double>(xv[n * IC + i]) * wv[o * IC + i];
-          abs += std::fabs(static_cast<double>(xv[n * IC + i]) * wv[o * IC + i]);
-        }
-        const double e = gamma(IC + 1) * abs;
-        want[n * OC + o] = y;
-        bound[n * OC + o] = kUnitBf16 * (std::fabs(y) + e) + e;
-      }
-    expect_within("matmul forward against exact arithmetic", out.to_vector(), want, bound);
+    expect_bf16_product_within_bound({Device::CPU}, N, IC, OC);  // against exact arithmetic
 
     // Backward: dinp written, dweight and dbias accumulated onto what they held, each rounded once.
     const Pair dout = random_pair({N, OC}, 4), dw0 = random_pair({OC, IC}, 5), db0 = random_pair({OC}, 6);
@@ -85,6 +60,10 @@ TEST(Bf16Backend, matmul_is_the_float32_product_rounded_once_within_the_derived_
     expect_same("matmul dweight: round(old + contribution)", dw0.bf16.to_vector(), rounded(dw0.f32));
     expect_same("matmul dbias: round(old + contribution)", db0.bf16.to_vector(), rounded(db0.f32));
   }
+}
+
+TEST(Bf16Backend, backward_products_are_within_the_derived_bound) {
+  expect_bf16_backward_products_within_bound({Device::CPU});
 }
 
 TEST(Bf16Backend, statistics_stay_float32_and_in_place_ops_stay_in_place) {

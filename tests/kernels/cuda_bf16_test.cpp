@@ -1,17 +1,19 @@
 // The CUDA bf16 backend ("cuda-bf16", kernels/cuda/bf16_backend.cpp) against the cpu-bf16
-// reference. Its ops are the float32 CUDA kernels (proven by tests/kernels/cuda_staged.cpp) over
-// the shared widening code (proven on the CPU by bf16_backend_test.cpp and, through the emulated
-// device, by tests/cli/bf16_test.sh); what is new on the GPU is the conversions, so they are
-// checked bit for bit against the host's: widening, rounding to nearest (ties to even, NaN,
-// infinities, overflow), and the weight copy's stochastic rounding with the same counter bits.
-// Then one op end to end: a bf16 product on the GPU and on the CPU each within the derived bound
-// 2^-8 (|y| + e) + e of exact arithmetic (e = gamma(IC + 1) sum |x w|), and the mixed AdamW's copy
-// equal to the host's stochastic rounding of the GPU's master weights. Skips without a GPU.
+// reference. Its ops other than the products are the float32 CUDA kernels (proven by tests/kernels/cuda_staged.cpp)
+// over the shared widening code (proven on the CPU by bf16_backend_test.cpp and, through the emulated device, by
+// tests/cli/bf16_test.sh); what is new on the GPU is the conversions, so they are checked bit for bit against the
+// host's: widening, rounding to nearest (ties to even, NaN, infinities, overflow), and the weight copy's stochastic
+// rounding with the same counter bits. Then the products, which cuda-bf16 computes with cuBLASLt on bf16 operands:
+// forward and backward on the GPU and on the CPU each within the derived bound 2^-8 (|y| + e) + e of exact arithmetic
+// (e = gamma(k + 1) sum |a b|), and the mixed AdamW's copy equal to the host's stochastic rounding
+// of the GPU's master weights. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -20,6 +22,7 @@
 #include "kernels/ops.h"
 #include "kernels/stochastic_rounding.h"
 #include "tensor/tensor.h"
+#include "tests/kernels/bf16_bounds.h"
 #include "tests/kernels/harness.h"
 
 namespace gptrain::test {
@@ -35,12 +38,21 @@ class CudaBf16 : public ::testing::Test {
 // Floats that exercise every rounding path: ties either way, NaNs, infinities, overflow, zeros of
 // both signs, subnormals, and random values of every exponent.
 std::vector<float> awkward_floats() {
-  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, std::numeric_limits<float>::infinity(),
-                          -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
-                          std::bit_cast<float>(0x7f800001u), std::bit_cast<float>(0xff812345u),
-                          std::numeric_limits<float>::max(), std::numeric_limits<float>::denorm_min(),
-                          std::bit_cast<float>(0x3f808000u), std::bit_cast<float>(0x3f818000u),  // ties to even
-                          std::bit_cast<float>(0x7f7fffffu), std::bit_cast<float>(0x7f7f8000u)};  // overflow
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -1.0f,
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          std::bit_cast<float>(0x7f800001u),
+                          std::bit_cast<float>(0xff812345u),
+                          std::numeric_limits<float>::max(),
+                          std::numeric_limits<float>::denorm_min(),
+                          std::bit_cast<float>(0x3f808000u),
+                          std::bit_cast<float>(0x3f818000u),  // ties to even
+                          std::bit_cast<float>(0x7f7fffffu),
+                          std::bit_cast<float>(0x7f7f8000u)};  // overflow
   const CounterRng rng(5, 1);
   for (uint64_t i = 0; i < 20000; ++i) v.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng.bits(i))));
   return v;
@@ -76,7 +88,8 @@ TEST_F(CudaBf16, conversions_are_the_hosts_bit_for_bit) {
   // (the masters stay; the copy is their rounding at the step's bits).
   const Tensor finite = Tensor::from_vector({n}, random_floats(n, 9, -3.0f, 3.0f)).to(Device::CUDA);
   const Tensor m = Tensor::zeros({n}, DType::F32, Device::CUDA), v = Tensor::zeros({n}, DType::F32, Device::CUDA);
-  const Tensor grad = Tensor::zeros({n}, DType::BF16, Device::CUDA), copy = Tensor::zeros({n}, DType::BF16, Device::CUDA);
+  const Tensor grad = Tensor::zeros({n}, DType::BF16, Device::CUDA),
+               copy = Tensor::zeros({n}, DType::BF16, Device::CUDA);
   kernels::AdamWParams p{n, 0.0, 0.9, 0.999, 1e-8, 0.0, 4};
   p.rounding_seed = 11;
   p.element_offset = 123;
@@ -92,28 +105,12 @@ TEST_F(CudaBf16, conversions_are_the_hosts_bit_for_bit) {
 }
 
 TEST_F(CudaBf16, a_product_is_within_the_derived_bound_on_both_devices) {
-  const int64_t N = 33, IC = 257, OC = 19;
-  const Tensor x = Tensor::from_vector({N, IC}, random_floats(N * IC, 1)).to(DType::BF16);
-  const Tensor w = Tensor::from_vector({OC, IC}, random_floats(OC * IC, 2)).to(DType::BF16);
-  const Tensor b = Tensor::from_vector({OC}, random_floats(OC, 3)).to(DType::BF16);
-  const Tensor cpu = Tensor::empty({N, OC}, DType::BF16), gpu = Tensor::empty({N, OC}, DType::BF16, Device::CUDA);
-  ops::matmul_forward(cpu, x, w, b);
-  ops::matmul_forward(gpu, x.to(Device::CUDA), w.to(Device::CUDA), b.to(Device::CUDA));
-  const std::vector<float> xv = x.to_vector(), wv = w.to_vector(), bv = b.to_vector();
-  std::vector<double> want(static_cast<size_t>(N * OC)), bound(want.size());
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < OC; ++o) {
-      double y = bv[o], abs = std::fabs(bv[o]);
-      for (int64_t i = 0; i < IC; ++i) {
-        y += static_cast<double>(xv[n * IC + i]) * wv[o * IC + i];
-        abs += std::fabs(static_cast<double>(xv[n * IC + i]) * wv[o * IC + i]);
-      }
-      const double e = gamma(IC + 1) * abs;
-      want[n * OC + o] = y;
-      bound[n * OC + o] = 0x1.0p-8 * (std::fabs(y) + e) + e;
-    }
-  expect_within("cpu-bf16 product", cpu.to_vector(), want, bound);
-  expect_within("cuda-bf16 product", gpu.to_vector(), want, bound);
+  expect_bf16_product_within_bound({Device::CPU, Device::CUDA}, 33, 257, 19);
+  expect_bf16_product_within_bound({Device::CPU, Device::CUDA}, 64, 768, 96);  // aligned: tensor-core kernels
+}
+
+TEST_F(CudaBf16, backward_products_are_within_the_derived_bound_on_both_devices) {
+  expect_bf16_backward_products_within_bound({Device::CPU, Device::CUDA});
 }
 
 }  // namespace

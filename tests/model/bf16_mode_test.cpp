@@ -13,20 +13,12 @@
 #include "model/parameters.h"
 #include "model/transformer.h"
 #include "tensor/tensor.h"
+#include "tests/kernels/bf16_bounds.h"
 #include "tests/kernels/harness.h"
 #include "train/adamw.h"
 
 namespace gptrain::test {
 namespace {
-
-std::vector<float> rounded(const Tensor& f32) { return f32.to(DType::BF16).to_vector(); }
-
-void expect_same(const std::string& what, const std::vector<float>& got, const std::vector<float>& want) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int64_t diff = 0;
-  for (size_t i = 0; i < got.size(); ++i) diff += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
-  EXPECT_EQ(diff, 0) << what << ": " << diff << " of " << got.size() << " elements differ";
-}
 
 TEST(Bf16Mode, the_compute_copy_is_rebuilt_as_the_optimizer_wrote_it) {
   // A refresh after step s draws, for trainable parameters, the bits AdamW's step s drew (a

@@ -54,24 +54,29 @@ class Lt {
 // RAII for cuBLASLt's descriptors.
 struct Layout {
   cublasLtMatrixLayout_t d = nullptr;
-  Layout(int64_t rows, int64_t cols, int64_t ld) {
-    check_cublas(cublasLtMatrixLayoutCreate(&d, CUDA_R_32F, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld),
+  Layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld) {
+    check_cublas(cublasLtMatrixLayoutCreate(&d, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld),
                  "cublasLtMatrixLayoutCreate");
   }
   ~Layout() { cublasLtMatrixLayoutDestroy(d); }
 };
 
-// Column-major D[m,n] = alpha op(A) op(B) + beta C (C = D), with an optional bias[m] added to every
-// column. Row-major tensors are the column-major transposes; the callers below do that bookkeeping.
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
-          int64_t ldb, float* D, int64_t ldd, float beta, const float* bias) {
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
+          int64_t ldb, void* D, int64_t ldd, float beta, const void* bias, GemmType element) {
   if (m == 0 || n == 0) return;
+  const bool bf16 = element == GemmType::BF16;
+  const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  const size_t size = bf16 ? 2 : 4;
   if (k == 0) {  // an empty sum: D = beta D (beta is 0 or 1 here)
-    if (beta == 0.0f) check_cuda(cudaMemset2D(D, ldd * sizeof(float), 0, m * sizeof(float), n), "gemm: zero D");
+    if (beta == 0.0f) check_cuda(cudaMemset2D(D, ldd * size, 0, m * size, n), "gemm: zero D");
     return;
   }
   Lt& lt = Lt::get();
   cublasLtMatmulDesc_t desc = nullptr;
+  // float32 accumulation and scalars in both modes: a bf16 product's error is then one bf16
+  // rounding of its output on top of the float32 gamma(k) bound.
   check_cublas(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
   struct DescGuard {
     cublasLtMatmulDesc_t d;
@@ -84,8 +89,11 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
     const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     check_cublas(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "EPILOGUE");
     check_cublas(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "BIAS");
+    check_cublas(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof type),
+                 "BIAS_DATA_TYPE");  // the bias is of the operands' type
   }
-  const Layout a(trans_a ? k : m, trans_a ? m : k, lda), b(trans_b ? n : k, trans_b ? k : n, ldb), d(m, n, ldd);
+  const Layout a(type, trans_a ? k : m, trans_a ? m : k, lda), b(type, trans_b ? n : k, trans_b ? k : n, ldb),
+      d(type, m, n, ldd);
   cublasLtMatmulPreference_t pref = nullptr;
   check_cublas(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   struct PrefGuard {
@@ -110,16 +118,23 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const flo
                                                     sizeof align_d), "MIN_ALIGNMENT_C");
   check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
                                                     sizeof align_d), "MIN_ALIGNMENT_D");
+  if (bf16) {  // split-k partial sums in float32 only, never in the bf16 output (one rounding per product)
+    const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    check_cublas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+                                                      sizeof schemes), "REDUCTION_SCHEME_MASK");
+  }
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   check_cublas(cublasLtMatmulAlgoGetHeuristic(lt.handle, desc, a.d, b.d, d.d, d.d, pref, 1, &heuristic, &found),
                "cublasLtMatmulAlgoGetHeuristic");
-  if (found == 0) fail("cuBLASLt has no algorithm for a {}x{}x{} f32 product", m, n, k);
+  if (found == 0) fail("cuBLASLt has no algorithm for a {}x{}x{} {} product", m, n, k, bf16 ? "bf16" : "f32");
   const float alpha = 1.0f;
   check_cublas(cublasLtMatmul(lt.handle, desc, &alpha, A, a.d, B, b.d, &beta, D, d.d, D, d.d, &heuristic.algo,
                               lt.workspace, lt.workspace_bytes, nullptr),
                "cublasLtMatmul");
 }
+
+namespace {
 
 const float* f(const void* p) { return static_cast<const float*>(p); }
 float* f(void* p) { return static_cast<float*>(p); }

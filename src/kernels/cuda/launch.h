@@ -72,6 +72,13 @@ int64_t sum_squares_chunks(int64_t n);
 double sum_squares(const float* x, int64_t n, double* partial);
 void scale(float* x, float factor, int64_t n);
 
+// cuBLASLt (backend.cpp): column-major D[m,n] = op(A) op(B) + beta D, with an optional bias[m]
+// added to every column; A, B, D and the bias all of `element`'s type, float32 accumulation.
+// Row-major tensors are the column-major transposes; the callers do that bookkeeping.
+enum class GemmType { F32, BF16 };
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
+          int64_t ldb, void* D, int64_t ldd, float beta, const void* bias, GemmType element = GemmType::F32);
+
 // The bf16 backend's conversions (bf16_kernels.cu), bit for bit tensor/dtype.h's.
 void widen_bf16(float* dst, const uint16_t* src, int64_t n);
 void round_bf16(uint16_t* dst, const float* src, int64_t n);  // to nearest, ties to even
