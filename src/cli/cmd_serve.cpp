@@ -69,9 +69,11 @@ int run_serve(ServeOptions o) {
   served.context_length = model->config().context_length;
   served.max_tokens_limit = o.max_tokens;
   served.family = model->config().family;
-  served.dtype = o.weights_dtype == "f32" ? "F32" : o.weights_dtype == "f16" ? "F16" : "BF16";
+  // The weights the passes read: the decode copy, the bf16 mode's copy, or the f32 values.
+  const std::string weights = o.choice.dtype == "bf16" ? "bf16" : o.weights_dtype;
+  served.dtype = weights == "f32" ? "F32" : weights == "f16" ? "F16" : "BF16";
   served.parameters = model->params().numel();
-  served.file_bytes = served.parameters * (o.weights_dtype == "f32" ? 4 : 2);
+  served.file_bytes = served.parameters * (weights == "f32" ? 4 : 2);
 
   serve::Scheduler scheduler(*model, [&tokenizer](int32_t id) { return token_text(tokenizer, id); }, o.scheduler);
   serve::Server server(served, scheduler, o.server);
@@ -85,7 +87,7 @@ int run_serve(ServeOptions o) {
              "listening on http://{}:{} (OpenAI /v1/chat/completions, /v1/completions; Ollama /api/chat, /api/generate; "
              "chat page at /){}\n",
              o.choice.adapter.empty() ? o.choice.model : o.choice.model + " + adapter " + o.choice.adapter,
-             fmt::join(served.names, "', '"), served.parameters, o.weights_dtype, served.context_length, prompt_line,
+             fmt::join(served.names, "', '"), served.parameters, weights, served.context_length, prompt_line,
              o.scheduler.parallel, o.scheduler.max_queue, o.server.host, server.port(),
              o.server.api_key.empty() ? "" : "; API key required");
   std::fflush(stdout);

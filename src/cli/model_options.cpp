@@ -13,11 +13,18 @@ void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help, bool
   s->add_option("--adapter", o.adapter,
                 "LoRA adapter dir (adapter_config.json + adapter_model.safetensors, from gptrain or PEFT) applied to "
                 "--model without merging [--model default: the adapter's base_model_name_or_path]");
-  if (with_device) add_device_option(s, o.device);
+  if (!with_device) return;
+  add_device_option(s, o.device);
+  s->add_option("--dtype", o.dtype,
+                "What the passes compute in: f32, or bf16 (the float32 weights' bf16 copy, bf16 activations and KV "
+                "caches; the bf16 mode of training)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
 }
 
 void resolve_model_choice(ModelChoice& c) {
-  activate_device(c.device);  // a device that cannot be used is refused before any file is read
+  // A device, or a --dtype it has no kernels of, is refused before any file is read.
+  activate_device(c.device, c.dtype);
   if (!c.adapter.empty()) {
     if (!is_adapter_dir(c.adapter))
       fail("--adapter {}: no adapter_config.json there; give a LoRA adapter dir (a LoRA run's final/, or PEFT's "
@@ -48,8 +55,13 @@ ModelLoadOptions load_options(const ModelChoice& c) {
 
 std::unique_ptr<Transformer> load_chosen_model(const ModelChoice& c, const std::string& weights_dtype) {
   const Device device = device_named(c.device);  // made ready by resolve_model_choice
+  if (c.dtype == "bf16" && weights_dtype != "f32")
+    fail("--dtype bf16 with --weights-dtype {}: the bf16 mode reads its own bf16 copy of the weights; give one of "
+         "the two",
+         weights_dtype);
   std::unique_ptr<Transformer> model = load_model_dir(c.model, load_options(c));
   apply_weights_dtype(*model, weights_dtype);
+  if (c.dtype == "bf16") model->set_compute_dtype(DType::BF16);
   model->to_device(device);
   return model;
 }

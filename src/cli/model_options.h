@@ -16,9 +16,10 @@ struct ModelChoice {
   std::string model;         // the base model dir
   std::string adapter;       // a LoRA adapter dir, or ""
   std::string device = "cpu";  // --device (cli/device_option.h)
+  std::string dtype = "f32";   // --dtype: what the passes compute in (bf16: activations and KV caches too)
 };
 
-// --model, --adapter and (with_device) --device.
+// --model, --adapter and (with_device) --device and --dtype.
 void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help, bool with_device = true);
 
 // Fills --model from the adapter when it was omitted; checks that both are directories. Errors
@@ -29,7 +30,8 @@ ModelLoadOptions load_options(const ModelChoice& c);
 
 // The chosen model on its device (after resolve_model_choice, which makes the device ready before
 // any file is read): the model and adapter loaded, its decode weights rounded to `weights_dtype`
-// (f32: none), then moved.
+// (f32: none) or its compute type set (--dtype bf16: the bf16 mode's copy of the f32 weights,
+// read by every pass), then moved.
 std::unique_ptr<Transformer> load_chosen_model(const ModelChoice& c, const std::string& weights_dtype = "f32");
 
 // --weights-dtype f32|f16|bf16 of the decoding commands: decode rows read the weights in that type

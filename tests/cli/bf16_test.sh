@@ -7,7 +7,8 @@
 #      (model, optimizer state, metrics): the copy is rebuilt from the weights, the seed and the step;
 #   3. with GPTRAIN_TEST_EMULATE_CUDA=1 (kernels/emulated_device.h) every training job in bf16 on
 #      --device cuda equals the CPU's bit for bit, a run resumed across devices too: pretrain,
-#      finetune-cls, finetune-instruct with LoRA, finetune-dpo (its reference in bf16 as well).
+#      finetune-cls, finetune-instruct with LoRA, finetune-dpo (its reference in bf16 as well);
+#   4. inference with --dtype bf16 (generate, answer, chat): the emulated device's tokens are the CPU's.
 # Usage: bf16_test.sh GPTRAIN_BINARY   (needs $GPTRAIN_TEST_DATA_DIR; exits 77 = skipped without it)
 set -uo pipefail
 source "$(dirname "$0")/common.sh" "$1" the-verdict.txt instruction-data.json sms_spam/SMSSpamCollection \
@@ -90,5 +91,27 @@ run d-cpu "${dpo[@]}" --out-dir "$work/d-cpu"
 run d-gpu "${dpo[@]}" --device cuda --out-dir "$work/d-gpu"
 same "bf16 finetune-dpo" "$work/d-cpu/final/model.safetensors" "$work/d-gpu/final/model.safetensors"
 cmp -s <(metrics "$work/d-cpu") <(metrics "$work/d-gpu") || fail "bf16 finetune-dpo metrics differ"
+
+# 4. inference in bf16 (generate with and without the KV cache, sampling; answer; chat): the CPU's
+# and the emulated device's tokens are the same; --dtype bf16 with half decode weights is refused.
+gen=(generate --adapter "$work/i-cpu/final" --prompt "Every effort moves" --max-new-tokens 6 --print-ids --threads 1
+     --dtype bf16)
+for mode in "" "--no-kv-cache" "--temperature 1.5 --top-k 20 --seed 7"; do
+  # shellcheck disable=SC2086
+  "$gptrain" "${gen[@]}" $mode > "$work/g-cpu.out" 2>/dev/null || fail "generate --dtype bf16 $mode exited $?"
+  # shellcheck disable=SC2086
+  "$gptrain" "${gen[@]}" $mode --device cuda > "$work/g-gpu.out" 2>/dev/null || fail "generate bf16 --device cuda $mode exited $?"
+  expect_in "$work/g-cpu.out" "Every effort moves"
+  same "generate --dtype bf16 $mode" "$work/g-cpu.out" "$work/g-gpu.out"
+done
+run a-cpu answer --adapter "$work/i-cpu/final" --data "$work/test.jsonl" --max-new-tokens 4 --dtype bf16 \
+  --out "$work/a-cpu.json"
+run a-gpu answer --adapter "$work/i-cpu/final" --data "$work/test.jsonl" --max-new-tokens 4 --dtype bf16 \
+  --out "$work/a-gpu.json" --device cuda
+same "answer --dtype bf16" "$work/a-cpu.json" "$work/a-gpu.json"
+printf 'Name a color.\n' | "$gptrain" chat --adapter "$work/i-cpu/final" --max-new-tokens 4 --dtype bf16 \
+  > "$work/chat.out" 2>&1 || fail "chat --dtype bf16 exited $?"
+expect_error "\-\-dtype bf16 with \-\-weights-dtype f16" generate --model "$base" --prompt x --dtype bf16 \
+  --weights-dtype f16
 
 finish bf16_test 8
