@@ -11,6 +11,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -111,6 +112,112 @@ TEST_F(CudaBf16, a_product_is_within_the_derived_bound_on_both_devices) {
 
 TEST_F(CudaBf16, backward_products_are_within_the_derived_bound_on_both_devices) {
   expect_bf16_backward_products_within_bound({Device::CPU, Device::CUDA});
+}
+
+// The ops cuda-bf16 runs with the float32 kernels instantiated on bf16 storage: the same float32
+// arithmetic on exactly loaded values, one rounding per store, so each equals the widened op
+// (widened_bf16_backend: widen, the float32 kernel, round) bit for bit, outputs and statistics.
+TEST_F(CudaBf16, bf16_storage_kernels_equal_the_widened_ops_bit_for_bit) {
+  const kernels::Backend& native = kernels::backend_for(Device::CUDA, DType::BF16);
+  const kernels::Backend& widened = kernels::cuda::widened_bf16_backend();
+  const auto bf16 = [](int64_t n, uint64_t seed, float lo = -2.0f, float hi = 2.0f) {
+    return Tensor::from_vector({n}, random_floats(n, seed, lo, hi)).to(DType::BF16).to(Device::CUDA);
+  };
+  const auto copy = [](const Tensor& t) {
+    Tensor c = Tensor::empty(t.shape(), t.dtype(), Device::CUDA);
+    c.copy_from(t);
+    return c;
+  };
+  const auto f32 = [](int64_t n) { return Tensor::zeros({n}, DType::F32, Device::CUDA); };
+  const auto same = [](const std::string& what, const Tensor& a, const Tensor& b) {
+    const Tensor ha = a.host(), hb = b.host();
+    ASSERT_EQ(ha.nbytes(), hb.nbytes()) << what;
+    EXPECT_EQ(std::memcmp(ha.raw(), hb.raw(), ha.nbytes()), 0)
+        << what << ": the bf16 kernel differs from the widened op";
+  };
+  // Each case runs `op` on one backend over fresh copies of its buffers and compares what it wrote.
+  const int64_t N = 37, C = 200, n = N * C, V = 301;
+  const Tensor x = bf16(n, 1), y = bf16(n, 2), g = bf16(n, 3), w = bf16(C, 4), b = bf16(C, 5);
+  for (const kernels::InputGrad mode : {kernels::InputGrad::Write, kernels::InputGrad::Accumulate}) {
+    const std::string m = mode == kernels::InputGrad::Write ? " (write)" : " (accumulate)";
+    {
+      const kernels::DropoutParams p{n, 0.1f, 7, mode};
+      const Tensor o1 = copy(y), o2 = copy(y);
+      native.dropout_forward(o1.raw(), x.raw(), p);
+      widened.dropout_forward(o2.raw(), x.raw(), p);
+      same("dropout forward", o1, o2);
+      const Tensor d1 = copy(y), d2 = copy(y);
+      native.dropout_backward(d1.raw(), g.raw(), p);
+      widened.dropout_backward(d2.raw(), g.raw(), p);
+      same("dropout backward" + m, d1, d2);
+    }
+    {
+      const kernels::LayerNormParams p{N, C, 1e-5f, mode};
+      const Tensor o1 = copy(y), o2 = copy(y), m1 = f32(N), m2 = f32(N), r1 = f32(N), r2 = f32(N);
+      native.layernorm_forward(o1.raw(), m1.raw(), r1.raw(), x.raw(), w.raw(), b.raw(), p);
+      widened.layernorm_forward(o2.raw(), m2.raw(), r2.raw(), x.raw(), w.raw(), b.raw(), p);
+      same("layernorm forward", o1, o2);
+      same("layernorm mean", m1, m2);
+      same("layernorm rstd", r1, r2);
+      const Tensor d1 = copy(y), d2 = copy(y), dw1 = copy(w), dw2 = copy(w), db1 = copy(b), db2 = copy(b);
+      native.layernorm_backward(d1.raw(), dw1.raw(), db1.raw(), g.raw(), x.raw(), w.raw(), m1.raw(), r1.raw(), p);
+      widened.layernorm_backward(d2.raw(), dw2.raw(), db2.raw(), g.raw(), x.raw(), w.raw(), m1.raw(), r1.raw(), p);
+      same("layernorm dinp" + m, d1, d2);
+      same("layernorm dweight", dw1, dw2);
+      same("layernorm dbias", db1, db2);
+    }
+    {
+      const kernels::GeluParams p{n, mode};
+      const Tensor o1 = copy(y), o2 = copy(y);
+      native.gelu_forward(o1.raw(), x.raw(), p);
+      widened.gelu_forward(o2.raw(), x.raw(), p);
+      same("gelu forward", o1, o2);
+      const Tensor d1 = copy(y), d2 = copy(y);
+      native.gelu_backward(d1.raw(), x.raw(), g.raw(), p);
+      widened.gelu_backward(d2.raw(), x.raw(), g.raw(), p);
+      same("gelu backward" + m, d1, d2);
+    }
+  }
+  {
+    const kernels::ResidualParams p{n};
+    const Tensor o1 = copy(y), o2 = copy(y);
+    native.residual_forward(o1.raw(), x.raw(), g.raw(), p);
+    widened.residual_forward(o2.raw(), x.raw(), g.raw(), p);
+    same("residual forward", o1, o2);
+    const Tensor a1 = copy(x), a2 = copy(x), b1 = copy(y), b2 = copy(y);
+    native.residual_backward(a1.raw(), b1.raw(), g.raw(), p);
+    widened.residual_backward(a2.raw(), b2.raw(), g.raw(), p);
+    same("residual backward a", a1, a2);
+    same("residual backward b", b1, b2);
+  }
+  {
+    const Tensor logits = bf16(N * V, 6, -6.0f, 6.0f);
+    std::vector<int32_t> t(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) t[static_cast<size_t>(i)] = i % 5 == 0 ? -100 : static_cast<int32_t>((i * 37) % V);
+    const Tensor targets = Tensor::from_ids({N}, t).to(Device::CUDA);
+    const kernels::CrossEntropyParams p{N, V, -100, 0.25f};
+    const Tensor l1 = f32(N), l2 = f32(N), s1 = f32(N), s2 = f32(N);
+    native.cross_entropy_forward(l1.raw(), s1.raw(), logits.raw(), targets.device_data<int32_t>(), p);
+    widened.cross_entropy_forward(l2.raw(), s2.raw(), logits.raw(), targets.device_data<int32_t>(), p);
+    same("cross-entropy losses", l1, l2);
+    same("cross-entropy lse", s1, s2);
+    const Tensor d1 = copy(logits), d2 = copy(logits);  // in place, as the model runs it
+    native.cross_entropy_backward(d1.raw(), d1.raw(), s1.raw(), targets.device_data<int32_t>(), nullptr, p);
+    widened.cross_entropy_backward(d2.raw(), d2.raw(), s1.raw(), targets.device_data<int32_t>(), nullptr, p);
+    same("cross-entropy backward in place", d1, d2);
+  }
+  {
+    const kernels::MatmulParams p{N, 3, C};  // the bias gradient alone: column sums of dout[N, C]
+    const Tensor db1 = copy(w), db2 = copy(w);
+    native.matmul_backward(nullptr, nullptr, db1.raw(), g.raw(), nullptr, nullptr, p);
+    widened.matmul_backward(nullptr, nullptr, db2.raw(), g.raw(), nullptr, nullptr, p);
+    same("matmul dbias", db1, db2);
+  }
+  EXPECT_EQ(native.sum_squares(g.raw(), n), widened.sum_squares(g.raw(), n));
+  const Tensor s1 = copy(g), s2 = copy(g);
+  native.scale(s1.raw(), 0.3f, n);
+  widened.scale(s2.raw(), 0.3f, n);
+  same("scale", s1, s2);
 }
 
 }  // namespace

@@ -3,9 +3,15 @@
 // caching allocator. Its results have the cpu-bf16 reference's semantics (each op computed in
 // float32 from its bf16 operands and rounded once), with the CUDA kernels' own accumulation order.
 // The ops with bf16 kernels of their own replace the widened ones one by one (docs/DESIGN.md,
-// "bf16 mode"); so far the matrix products: cuBLASLt on bf16 operands (tensor cores) with
+// "bf16 mode"). So far: the matrix products, cuBLASLt on bf16 operands (tensor cores) with
 // float32 accumulation and one rounding of the output (dweight += as round(old + product) by
-// beta = 1), the bias gradient through the widened column sums.
+// beta = 1); and the float32 kernels instantiated on bf16 storage (launch.h: exact loads, one
+// rounding per store, the same arithmetic), which therefore equal the widened op bit for bit
+// (tests/kernels/cuda_bf16_test.cpp checks each against widened_bf16_backend()): dropout,
+// LayerNorm, GELU, residual, cross-entropy, the bias gradient, sum of squares and scale. The
+// rest (embedding, attention, RMSNorm, rotary, SwiGLU, LoRA, pooling) still widen.
+#include <algorithm>
+
 #include "kernels/cuda/launch.h"
 #include "kernels/widening_backend.h"
 #include "tensor/tensor.h"
@@ -33,9 +39,54 @@ struct DeviceConversions {
   }
 };
 
+uint16_t* h(void* p) { return static_cast<uint16_t*>(p); }
+const uint16_t* h(const void* p) { return static_cast<const uint16_t*>(p); }
+const float* S32(const void* p) { return static_cast<const float*>(p); }
+float* S32(void* p) { return static_cast<float*>(p); }
+
 class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
  public:
   CudaBf16Backend() : WideningBackend("cuda-bf16", Device::CUDA, f32_backend()) {}
+
+  void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
+    cuda::dropout_forward(h(out), h(inp), p);
+  }
+  void dropout_backward(void* dinp, const void* dout, const DropoutParams& p) const override {
+    cuda::dropout_backward(h(dinp), h(dout), p);
+  }
+  void layernorm_forward(void* out, void* mean, void* rstd, const void* inp, const void* weight, const void* bias,
+                         const LayerNormParams& p) const override {
+    cuda::layernorm_forward(h(out), S32(mean), S32(rstd), h(inp), h(weight), h(bias), p);
+  }
+  void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
+                          const void* mean, const void* rstd, const LayerNormParams& p) const override {
+    cuda::layernorm_backward(h(dinp), h(dweight), h(dbias), h(dout), h(inp), h(weight), S32(mean), S32(rstd), p);
+  }
+  void gelu_forward(void* out, const void* inp, const GeluParams& p) const override {
+    cuda::gelu_forward(h(out), h(inp), p);
+  }
+  void gelu_backward(void* dinp, const void* inp, const void* dout, const GeluParams& p) const override {
+    cuda::gelu_backward(h(dinp), h(inp), h(dout), p);
+  }
+  void residual_forward(void* out, const void* a, const void* b, const ResidualParams& p) const override {
+    cuda::residual_forward(h(out), h(a), h(b), p);
+  }
+  void residual_backward(void* da, void* db, const void* dout, const ResidualParams& p) const override {
+    if (da || db) cuda::residual_backward(h(da), h(db), h(dout), p);
+  }
+  void cross_entropy_forward(void* losses, void* lse, const void* logits, const int32_t* targets,
+                             const CrossEntropyParams& p) const override {
+    cuda::cross_entropy_forward(S32(losses), S32(lse), h(logits), targets, p);
+  }
+  void cross_entropy_backward(void* dlogits, const void* logits, const void* lse, const int32_t* targets,
+                              const void* dloss, const CrossEntropyParams& p) const override {
+    cuda::cross_entropy_backward(h(dlogits), h(logits), S32(lse), targets, S32(dloss), p);
+  }
+  double sum_squares(const void* x, int64_t n) const override {
+    const Tensor partial = Tensor::empty({std::max<int64_t>(1, sum_squares_chunks(n))}, DType::F64, Device::CUDA);
+    return cuda::sum_squares(h(x), n, partial.device_data<double>());
+  }
+  void scale(void* x, float factor, int64_t n) const override { cuda::scale(h(x), factor, n); }
 
   // Row-major out[N,OC] is column-major out^T[OC,N] = W^T-view times inp^T (backend.cpp's layout).
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
@@ -50,11 +101,7 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
            p.dinp == InputGrad::Write ? 0.0f : 1.0f, nullptr, GemmType::BF16);
     if (dweight)
       gemm(false, true, p.IC, p.OC, p.N, inp, p.IC, dout, p.OC, dweight, p.IC, 1.0f, nullptr, GemmType::BF16);
-    if (dbias) {
-      Widened<DeviceConversions> w;
-      column_sums_add(w.out(dbias, p.OC), w.in(dout, p.N * p.OC), p.N, p.OC);
-      w.finish();
-    }
+    if (dbias) column_sums_add(h(dbias), h(dout), p.N, p.OC);
   }
 };
 
@@ -62,6 +109,11 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
 
 const Backend& bf16_backend() {
   static const CudaBf16Backend backend;
+  return backend;
+}
+
+const Backend& widened_bf16_backend() {
+  static const WideningBackend<DeviceConversions> backend("cuda-bf16 (widened)", Device::CUDA, f32_backend());
   return backend;
 }
 

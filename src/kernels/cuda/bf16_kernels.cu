@@ -10,12 +10,6 @@ namespace gptrain::kernels::cuda {
 
 namespace {
 
-__device__ inline uint16_t to_bf16_nearest(float f) {
-  const uint32_t bits = __float_as_uint(f);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
-  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
 __device__ inline uint16_t to_bf16_stochastic(float f, uint16_t random) {
   const uint32_t bits = __float_as_uint(f);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN

@@ -56,6 +56,20 @@ __device__ inline float head_dot(const float* a, const float* b, int64_t HS) {
   return warp_sum(d);
 }
 
+// The storage types of the kernels that come in float32 and bf16 (bf16 as its bits): arithmetic is
+// float32 either way; a bf16 load is exact, a bf16 store rounds to nearest, ties to even, NaN kept
+// quiet (tensor/dtype.h's float_to_bf16, bit for bit), so a kernel instantiated for bf16 computes
+// what the float32 one computes on the widened values, rounded once where it stores.
+__device__ inline uint16_t to_bf16_nearest(float f) {
+  const uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+__device__ inline float load(const float* p) { return *p; }
+__device__ inline float load(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
+__device__ inline void store(float* p, float v) { *p = v; }
+__device__ inline void store(uint16_t* p, float v) { *p = to_bf16_nearest(v); }
+
 // Grid-stride loop over [0, n).
 #define GPTRAIN_CUDA_FOR(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)

@@ -41,15 +41,20 @@ __device__ float mask_factor(const DeviceMask& m, uint64_t i) {
   return bits >= m.threshold ? m.scale : 0.0f;
 }
 
-__global__ void dropout_forward_kernel(float* out, const float* inp, int64_t n, DeviceMask m) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = m.active ? inp[i] * mask_factor(m, static_cast<uint64_t>(i)) : inp[i];
+template <class T>
+__global__ void dropout_forward_kernel(T* out, const T* inp, int64_t n, DeviceMask m) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float x = load(inp + i);
+    store(out + i, m.active ? x * mask_factor(m, static_cast<uint64_t>(i)) : x);
+  }
 }
 
-__global__ void dropout_backward_kernel(float* dinp, const float* dout, int64_t n, bool write, DeviceMask m) {
+template <class T>
+__global__ void dropout_backward_kernel(T* dinp, const T* dout, int64_t n, bool write, DeviceMask m) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = m.active ? dout[i] * mask_factor(m, static_cast<uint64_t>(i)) : dout[i];
-    dinp[i] = write ? g : dinp[i] + g;
+    const float d = load(dout + i);
+    const float g = m.active ? d * mask_factor(m, static_cast<uint64_t>(i)) : d;
+    store(dinp + i, write ? g : load(dinp + i) + g);
   }
 }
 
@@ -216,64 +221,67 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, const float*
 }
 
 // One warp per row.
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                                         const float* bias, LayerNormParams p) {
+template <class T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight,
+                                         const T* bias, LayerNormParams p) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= p.N) return;
-  const float* x = inp + row * p.C;
+  const T* x = inp + row * p.C;
   float s = 0.0f;
-  for (int64_t c = lane; c < p.C; c += 32) s += x[c];
+  for (int64_t c = lane; c < p.C; c += 32) s += load(x + c);
   const float m = warp_sum(s) / static_cast<float>(p.C);
   float v = 0.0f;
-  for (int64_t c = lane; c < p.C; c += 32) v += (x[c] - m) * (x[c] - m);
+  for (int64_t c = lane; c < p.C; c += 32) v += (load(x + c) - m) * (load(x + c) - m);
   const float var = warp_sum(v) / static_cast<float>(p.C);
   const float r = 1.0f / sqrtf(var + p.eps);
   for (int64_t c = lane; c < p.C; c += 32)
-    out[row * p.C + c] = (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f);
+    store(out + row * p.C + c, (load(x + c) - m) * r * load(weight + c) + (bias ? load(bias + c) : 0.0f));
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = r;
   }
 }
 
-__global__ void layernorm_backward_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
+template <class T>
+__global__ void layernorm_backward_dinp_kernel(T* dinp, const T* dout, const T* inp, const T* weight,
                                                const float* mean, const float* rstd, LayerNormParams p) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= p.N) return;
-  const float* x = inp + row * p.C;
-  const float* dy = dout + row * p.C;
+  const T* x = inp + row * p.C;
+  const T* dy = dout + row * p.C;
   const float m = mean[row], r = rstd[row];
   float a = 0.0f, b = 0.0f;
   for (int64_t c = lane; c < p.C; c += 32) {
-    const float norm = (x[c] - m) * r, dnorm = weight[c] * dy[c];
+    const float norm = (load(x + c) - m) * r, dnorm = load(weight + c) * load(dy + c);
     a += dnorm;
     b += dnorm * norm;
   }
   const float dnorm_mean = warp_sum(a) / static_cast<float>(p.C);
   const float dnorm_norm_mean = warp_sum(b) / static_cast<float>(p.C);
   for (int64_t c = lane; c < p.C; c += 32) {
-    const float norm = (x[c] - m) * r, dnorm = weight[c] * dy[c];
+    const float norm = (load(x + c) - m) * r, dnorm = load(weight + c) * load(dy + c);
     const float g = (dnorm - dnorm_mean - norm * dnorm_norm_mean) * r;
-    float& d = dinp[row * p.C + c];
-    d = p.dinp == InputGrad::Write ? g : d + g;
+    T* d = dinp + row * p.C + c;
+    store(d, p.dinp == InputGrad::Write ? g : load(d) + g);
   }
 }
 
 // dweight[c] += sum_n norm * dout, dbias[c] += sum_n dout: one thread per column, rows in order.
-__global__ void layernorm_backward_params_kernel(float* dweight, float* dbias, const float* dout, const float* inp,
+template <class T>
+__global__ void layernorm_backward_params_kernel(T* dweight, T* dbias, const T* dout, const T* inp,
                                                  const float* mean, const float* rstd, LayerNormParams p) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= p.C) return;
   float dw = 0.0f, db = 0.0f;
   for (int64_t n = 0; n < p.N; ++n) {
-    const float dy = dout[n * p.C + c];
-    dw += (inp[n * p.C + c] - mean[n]) * rstd[n] * dy;
+    const float dy = load(dout + n * p.C + c);
+    dw += (load(inp + n * p.C + c) - mean[n]) * rstd[n] * dy;
     db += dy;
   }
-  if (dweight) dweight[c] += dw;
-  if (dbias) dbias[c] += db;
+  if (dweight) store(dweight + c, load(dweight + c) + dw);
+  if (dbias) store(dbias + c, load(dbias + c) + db);
 }
 
 __device__ float weight_at(const void* w, int kind, int64_t i) {
@@ -296,68 +304,75 @@ __global__ void matmul_rowwise_kernel(float* out, const float* inp, const void* 
   }
 }
 
-__global__ void column_sums_add_kernel(float* dbias, const float* dout, int64_t N, int64_t OC) {
+template <class T>
+__global__ void column_sums_add_kernel(T* dbias, const T* dout, int64_t N, int64_t OC) {
   const int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (o >= OC) return;
   float s = 0.0f;
-  for (int64_t n = 0; n < N; ++n) s += dout[n * OC + o];
-  dbias[o] += s;
+  for (int64_t n = 0; n < N; ++n) s += load(dout + n * OC + o);
+  store(dbias + o, load(dbias + o) + s);
 }
 
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluCubic = 0.044715f;
 
-__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
+template <class T>
+__global__ void gelu_forward_kernel(T* out, const T* inp, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + tanhf(kGeluScale * (x + kGeluCubic * x * x * x)));
+    const float x = load(inp + i);
+    store(out + i, 0.5f * x * (1.0f + tanhf(kGeluScale * (x + kGeluCubic * x * x * x))));
   }
 }
 
-__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout, GeluParams p) {
+template <class T>
+__global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, GeluParams p) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = inp[i];
+    const float x = load(inp + i);
     const float th = tanhf(kGeluScale * (x + kGeluCubic * x * x * x));
     const float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
-    const float g = local * dout[i];  // read before dinp is written: they may alias
-    dinp[i] = p.dinp == InputGrad::Write ? g : dinp[i] + g;
+    const float g = local * load(dout + i);  // read before dinp is written: they may alias
+    store(dinp + i, p.dinp == InputGrad::Write ? g : load(dinp + i) + g);
   }
 }
 
-__global__ void residual_forward_kernel(float* out, const float* a, const float* b, int64_t n) {
+template <class T>
+__global__ void residual_forward_kernel(T* out, const T* a, const T* b, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = a[i] + b[i];
+    store(out + i, load(a + i) + load(b + i));
 }
 
-__global__ void residual_backward_kernel(float* da, float* db, const float* dout, int64_t n) {
+template <class T>
+__global__ void residual_backward_kernel(T* da, T* db, const T* dout, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = dout[i];
-    if (da) da[i] += g;
-    if (db) db[i] += g;
+    const float g = load(dout + i);
+    if (da) store(da + i, load(da + i) + g);
+    if (db) store(db + i, load(db + i) + g);
   }
 }
 
 // One block per row: the log-sum-exp with the row's maximum subtracted.
-__global__ void cross_entropy_forward_kernel(float* losses, float* lse, const float* logits, const int32_t* targets,
+template <class T>
+__global__ void cross_entropy_forward_kernel(float* losses, float* lse, const T* logits, const int32_t* targets,
                                              CrossEntropyParams p) {
   __shared__ float shared[32];
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * p.V;
+  const T* x = logits + row * p.V;
   float m = -INFINITY;
-  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) m = fmaxf(m, x[v]);
+  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) m = fmaxf(m, load(x + v));
   m = block_max(m, shared);
   float s = 0.0f;
-  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) s += expf(x[v] - m);
+  for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) s += expf(load(x + v) - m);
   s = block_sum(s, shared);
   if (threadIdx.x == 0) {
     const float l = m + logf(s);
     lse[row] = l;
     const int32_t t = targets[row];
-    losses[row] = t == p.ignore_index ? 0.0f : l - x[t];
+    losses[row] = t == p.ignore_index ? 0.0f : l - load(x + t);
   }
 }
 
-__global__ void cross_entropy_backward_kernel(float* dlogits, const float* logits, const float* lse,
+template <class T>
+__global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const float* lse,
                                               const int32_t* targets, const float* dloss, CrossEntropyParams p) {
   const int64_t row = blockIdx.x;
   const int32_t t = targets[row];
@@ -366,8 +381,8 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logit
   const float l = lse[row];
   for (int64_t v = threadIdx.x; v < p.V; v += blockDim.x) {
     const int64_t i = row * p.V + v;
-    const float prob = expf(logits[i] - l);  // read before the write: dlogits may alias logits
-    dlogits[i] = ignored ? 0.0f : (prob - (v == t ? 1.0f : 0.0f)) * scale;
+    const float prob = expf(load(logits + i) - l);  // read before the write: dlogits may alias logits
+    store(dlogits + i, ignored ? 0.0f : (prob - (v == t ? 1.0f : 0.0f)) * scale);
   }
 }
 
@@ -397,11 +412,15 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
 constexpr int64_t kSumChunk = 1 << 16;
 
 // partial[c] = the sum of squares of chunk c in double: one block per chunk, a fixed tree.
-__global__ void sum_squares_kernel(double* partial, const float* x, int64_t n) {
+template <class T>
+__global__ void sum_squares_kernel(double* partial, const T* x, int64_t n) {
   __shared__ double shared[kThreads];
   const int64_t begin = blockIdx.x * kSumChunk, end = min(n, begin + kSumChunk);
   double acc = 0.0;
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) acc += double(x[i]) * x[i];
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const double xi = load(x + i);
+    acc += xi * xi;
+  }
   shared[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
@@ -411,9 +430,10 @@ __global__ void sum_squares_kernel(double* partial, const float* x, int64_t n) {
   if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
 }
 
-__global__ void scale_kernel(float* x, float factor, int64_t n) {
+template <class T>
+__global__ void scale_kernel(T* x, float factor, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    x[i] *= factor;
+    store(x + i, load(x + i) * factor);
 }
 
 DeviceMask attention_mask(const AttentionParams& p) {
@@ -459,26 +479,30 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
   check_launch("embedding_backward");
 }
 
-void dropout_forward(float* out, const float* inp, const DropoutParams& p) {
+template <class T>
+void dropout_forward(T* out, const T* inp, const DropoutParams& p) {
   if (p.n == 0) return;
   dropout_forward_kernel<<<blocks_for(p.n), kThreads>>>(out, inp, p.n, device_mask(p));
   check_launch("dropout_forward");
 }
 
-void dropout_backward(float* dinp, const float* dout, const DropoutParams& p) {
+template <class T>
+void dropout_backward(T* dinp, const T* dout, const DropoutParams& p) {
   if (p.n == 0) return;
   dropout_backward_kernel<<<blocks_for(p.n), kThreads>>>(dinp, dout, p.n, p.dinp == InputGrad::Write, device_mask(p));
   check_launch("dropout_backward");
 }
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+template <class T>
+void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias,
                        const LayerNormParams& p) {
   layernorm_forward_kernel<<<blocks_for(p.N * 32), kThreads>>>(out, mean, rstd, inp, weight, bias, p);
   check_launch("layernorm_forward");
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, const LayerNormParams& p) {
+template <class T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                        const float* mean, const float* rstd, const LayerNormParams& p) {
   if (dweight || dbias) {
     layernorm_backward_params_kernel<<<blocks_for(p.C), kThreads>>>(dweight, dbias, dout, inp, mean, rstd, p);
     check_launch("layernorm_backward (weights)");
@@ -495,40 +519,47 @@ void matmul_rowwise(float* out, const float* inp, const void* weight, int weight
   check_launch("matmul_forward (row-wise)");
 }
 
-void column_sums_add(float* dbias, const float* dout, int64_t N, int64_t OC) {
+template <class T>
+void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC) {
   column_sums_add_kernel<<<blocks_for(OC), kThreads>>>(dbias, dout, N, OC);
   check_launch("matmul_backward (bias)");
 }
 
-void gelu_forward(float* out, const float* inp, const GeluParams& p) {
+template <class T>
+void gelu_forward(T* out, const T* inp, const GeluParams& p) {
   gelu_forward_kernel<<<blocks_for(p.n), kThreads>>>(out, inp, p.n);
   check_launch("gelu_forward");
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p) {
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, const GeluParams& p) {
   gelu_backward_kernel<<<blocks_for(p.n), kThreads>>>(dinp, inp, dout, p);
   check_launch("gelu_backward");
 }
 
-void residual_forward(float* out, const float* a, const float* b, const ResidualParams& p) {
+template <class T>
+void residual_forward(T* out, const T* a, const T* b, const ResidualParams& p) {
   residual_forward_kernel<<<blocks_for(p.n), kThreads>>>(out, a, b, p.n);
   check_launch("residual_forward");
 }
 
-void residual_backward(float* da, float* db, const float* dout, const ResidualParams& p) {
+template <class T>
+void residual_backward(T* da, T* db, const T* dout, const ResidualParams& p) {
   if (!da && !db) return;
   residual_backward_kernel<<<blocks_for(p.n), kThreads>>>(da, db, dout, p.n);
   check_launch("residual_backward");
 }
 
-void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+template <class T>
+void cross_entropy_forward(float* losses, float* lse, const T* logits, const int32_t* targets,
                            const CrossEntropyParams& p) {
   if (p.N == 0) return;
   cross_entropy_forward_kernel<<<static_cast<unsigned>(p.N), kThreads>>>(losses, lse, logits, targets, p);
   check_launch("cross_entropy_forward");
 }
 
-void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
+template <class T>
+void cross_entropy_backward(T* dlogits, const T* logits, const float* lse, const int32_t* targets,
                             const float* dloss, const CrossEntropyParams& p) {
   if (p.N == 0) return;
   cross_entropy_backward_kernel<<<static_cast<unsigned>(p.N), kThreads>>>(dlogits, logits, lse, targets, dloss, p);
@@ -549,7 +580,8 @@ void adamw_step(float* param, const float* grad, float* m, float* v, const AdamW
 
 int64_t sum_squares_chunks(int64_t n) { return (n + kSumChunk - 1) / kSumChunk; }
 
-double sum_squares(const float* x, int64_t n, double* partial) {
+template <class T>
+double sum_squares(const T* x, int64_t n, double* partial) {
   if (n == 0) return 0.0;
   const int64_t chunks = sum_squares_chunks(n);
   sum_squares_kernel<<<static_cast<unsigned>(chunks), kThreads>>>(partial, x, n);
@@ -562,10 +594,32 @@ double sum_squares(const float* x, int64_t n, double* partial) {
   return total;
 }
 
-void scale(float* x, float factor, int64_t n) {
+template <class T>
+void scale(T* x, float factor, int64_t n) {
   if (n == 0) return;
   scale_kernel<<<blocks_for(n), kThreads>>>(x, factor, n);
   check_launch("scale");
 }
+
+// The two storage types of the kernels above (common.cuh: load / store).
+#define GPTRAIN_STORAGE_KERNELS(T)                                                                                 \
+  template void dropout_forward<T>(T*, const T*, const DropoutParams&);                                          \
+  template void dropout_backward<T>(T*, const T*, const DropoutParams&);                                         \
+  template void layernorm_forward<T>(T*, float*, float*, const T*, const T*, const T*, const LayerNormParams&);  \
+  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const float*, const float*,      \
+                                      const LayerNormParams&);                                                   \
+  template void column_sums_add<T>(T*, const T*, int64_t, int64_t);                                              \
+  template void gelu_forward<T>(T*, const T*, const GeluParams&);                                                \
+  template void gelu_backward<T>(T*, const T*, const T*, const GeluParams&);                                     \
+  template void residual_forward<T>(T*, const T*, const T*, const ResidualParams&);                              \
+  template void residual_backward<T>(T*, T*, const T*, const ResidualParams&);                                   \
+  template void cross_entropy_forward<T>(float*, float*, const T*, const int32_t*, const CrossEntropyParams&);   \
+  template void cross_entropy_backward<T>(T*, const T*, const float*, const int32_t*, const float*,              \
+                                          const CrossEntropyParams&);                                            \
+  template double sum_squares<T>(const T*, int64_t, double*);                                                    \
+  template void scale<T>(T*, float, int64_t);
+GPTRAIN_STORAGE_KERNELS(float)
+GPTRAIN_STORAGE_KERNELS(uint16_t)
+#undef GPTRAIN_STORAGE_KERNELS
 
 }  // namespace gptrain::kernels::cuda

@@ -1,12 +1,18 @@
-// Host-side launchers of the CUDA kernels (kernels.cu), f32, on the default stream; pointers are
-// device memory. Semantics are those of kernels/params.h, as every backend's. No CUDA header
-// here, so the backend class (backend.cpp) compiles with the host compiler.
+// Host-side launchers of the CUDA kernels (kernels.cu), on the default stream; pointers are device
+// memory. Semantics are those of kernels/params.h, as every backend's. Those templated on T come
+// for T = float and T = uint16_t (bf16 bits): the same float32 arithmetic, bf16 loads exact and
+// stores rounded once (common.cuh), statistics float32. No CUDA header here, so the backend
+// classes (backend.cpp, bf16_backend.cpp) compile with the host compiler.
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/params.h"
 #include "kernels/stochastic_rounding.h"
+
+namespace gptrain::kernels {
+class Backend;  // kernels/backend.h (C++20; this header is read by nvcc too)
+}
 
 namespace gptrain::kernels::cuda {
 
@@ -18,19 +24,24 @@ void embedding_forward(float* out, const int32_t* tokens, const int32_t* positio
                        const float* wpe, const EmbeddingParams& p);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
                         const EmbeddingParams& p);
-void dropout_forward(float* out, const float* inp, const DropoutParams& p);  // out may alias inp
-void dropout_backward(float* dinp, const float* dout, const DropoutParams& p);
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+template <class T>
+void dropout_forward(T* out, const T* inp, const DropoutParams& p);  // out may alias inp
+template <class T>
+void dropout_backward(T* dinp, const T* dout, const DropoutParams& p);
+template <class T>
+void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias,
                        const LayerNormParams& p);
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, const LayerNormParams& p);
+template <class T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                        const float* mean, const float* rstd, const LayerNormParams& p);
 // out[N,OC] = inp[N,IC] @ weight^T + bias, each row on its own (a dot product per output in
 // index order): the batch-invariant product, and the one that reads f16/bf16 weights
 // (weight_kind 0 f32, 1 f16, 2 bf16).
 void matmul_rowwise(float* out, const float* inp, const void* weight, int weight_kind, const float* bias,
                     const MatmulParams& p);
 // dbias[OC] += column sums of dout[N,OC], rows in order (deterministic).
-void column_sums_add(float* dbias, const float* dout, int64_t N, int64_t OC);
+template <class T>
+void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC);
 // Causal grouped-query attention (head size up to 256); the backward needs dsum[B*NH*T] of scratch.
 void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p);
 void attention_backward(float* dqkv, float* dsum, const float* dout, const float* qkv, const float* stats,
@@ -57,20 +68,28 @@ void lora_merge(float* weight, const float* A, const float* B, const LoraParams&
 void pool_forward(float* out, const float* inp, const PoolParams& p);
 void pool_backward(float* dinp, const float* dout, const PoolParams& p);
 void gather_rows_forward(float* out, const float* inp, const int32_t* rows, const GatherRowsParams& p);
-void gelu_forward(float* out, const float* inp, const GeluParams& p);
-void gelu_backward(float* dinp, const float* inp, const float* dout, const GeluParams& p);
-void residual_forward(float* out, const float* a, const float* b, const ResidualParams& p);
-void residual_backward(float* da, float* db, const float* dout, const ResidualParams& p);
-void cross_entropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+template <class T>
+void gelu_forward(T* out, const T* inp, const GeluParams& p);
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, const GeluParams& p);
+template <class T>
+void residual_forward(T* out, const T* a, const T* b, const ResidualParams& p);
+template <class T>
+void residual_backward(T* da, T* db, const T* dout, const ResidualParams& p);
+template <class T>
+void cross_entropy_forward(float* losses, float* lse, const T* logits, const int32_t* targets,
                            const CrossEntropyParams& p);
-void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
+template <class T>
+void cross_entropy_backward(T* dlogits, const T* logits, const float* lse, const int32_t* targets,
                             const float* dloss, const CrossEntropyParams& p);
 void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p);
 // The sum of squares in fixed-size chunks (partial: sum_squares_chunks(n) doubles of scratch),
 // summed in chunk order on the host.
 int64_t sum_squares_chunks(int64_t n);
-double sum_squares(const float* x, int64_t n, double* partial);
-void scale(float* x, float factor, int64_t n);
+template <class T>
+double sum_squares(const T* x, int64_t n, double* partial);
+template <class T>
+void scale(T* x, float factor, int64_t n);
 
 // cuBLASLt (backend.cpp): column-major D[m,n] = op(A) op(B) + beta D, with an optional bias[m]
 // added to every column; A, B, D and the bias all of `element`'s type, float32 accumulation.
@@ -78,6 +97,10 @@ void scale(float* x, float factor, int64_t n);
 enum class GemmType { F32, BF16 };
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
           int64_t ldb, void* D, int64_t ldd, float beta, const void* bias, GemmType element = GemmType::F32);
+
+// Every op of the bf16 mode by widening alone (bf16_backend.cpp; not registered): what the
+// bf16 kernels of cuda-bf16 must equal bit for bit (tests/kernels/cuda_bf16_test.cpp).
+const Backend& widened_bf16_backend();
 
 // The bf16 backend's conversions (bf16_kernels.cu), bit for bit tensor/dtype.h's.
 void widen_bf16(float* dst, const uint16_t* src, int64_t n);
