@@ -213,6 +213,32 @@ TEST_F(CudaBf16, bf16_storage_kernels_equal_the_widened_ops_bit_for_bit) {
     widened.matmul_backward(nullptr, nullptr, db2.raw(), g.raw(), nullptr, nullptr, p);
     same("matmul dbias", db1, db2);
   }
+  for (const kernels::InputGrad mode : {kernels::InputGrad::Write, kernels::InputGrad::Accumulate}) {
+    // Grouped-query attention with dropout on the probabilities: B 2, T 19, 4 query heads over 2.
+    kernels::AttentionParams p{2, 19, 4, 2, 32, 0.1f, 9, mode};
+    const int64_t rows = p.B * p.T, W = p.qkv_width();
+    const Tensor qkv = bf16(rows * W, 7), dout = bf16(rows * p.NH * p.HS, 8), dq0 = bf16(rows * W, 9);
+    const Tensor o1 = copy(dout), o2 = copy(dout), st1 = f32(p.B * p.NH * p.T * 2), st2 = f32(p.B * p.NH * p.T * 2);
+    native.attention_forward(o1.raw(), st1.raw(), qkv.raw(), p);
+    widened.attention_forward(o2.raw(), st2.raw(), qkv.raw(), p);
+    same("attention forward", o1, o2);
+    same("attention stats", st1, st2);
+    const Tensor d1 = copy(dq0), d2 = copy(dq0);
+    native.attention_backward(d1.raw(), dout.raw(), qkv.raw(), st1.raw(), p);
+    widened.attention_backward(d2.raw(), dout.raw(), qkv.raw(), st1.raw(), p);
+    same(std::string("attention backward") + (mode == kernels::InputGrad::Write ? " (write)" : " (accumulate)"), d1,
+         d2);
+  }
+  {
+    const kernels::EmbeddingParams p{3, 11, C, 50, 16};
+    std::vector<int32_t> ids(33);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % 50);
+    const Tensor tokens = Tensor::from_ids({33}, ids).to(Device::CUDA);
+    const Tensor wte = bf16(50 * C, 10), wpe = bf16(16 * C, 11), o1 = bf16(33 * C, 12), o2 = copy(o1);
+    native.embedding_forward(o1.raw(), tokens.device_data<int32_t>(), nullptr, wte.raw(), wpe.raw(), p);
+    widened.embedding_forward(o2.raw(), tokens.device_data<int32_t>(), nullptr, wte.raw(), wpe.raw(), p);
+    same("embedding forward", o1, o2);
+  }
   EXPECT_EQ(native.sum_squares(g.raw(), n), widened.sum_squares(g.raw(), n));
   const Tensor s1 = copy(g), s2 = copy(g);
   native.scale(s1.raw(), 0.3f, n);

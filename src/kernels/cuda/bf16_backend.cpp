@@ -7,9 +7,10 @@
 // float32 accumulation and one rounding of the output (dweight += as round(old + product) by
 // beta = 1); and the float32 kernels instantiated on bf16 storage (launch.h: exact loads, one
 // rounding per store, the same arithmetic), which therefore equal the widened op bit for bit
-// (tests/kernels/cuda_bf16_test.cpp checks each against widened_bf16_backend()): dropout,
-// LayerNorm, GELU, residual, cross-entropy, the bias gradient, sum of squares and scale. The
-// rest (embedding, attention, RMSNorm, rotary, SwiGLU, LoRA, pooling) still widen.
+// (tests/kernels/cuda_bf16_test.cpp checks each against widened_bf16_backend()): the embedding
+// forward, attention forward and backward, dropout, LayerNorm, GELU, residual, cross-entropy, the
+// bias gradient, sum of squares and scale. The rest (the embedding's backward, whose rows add up
+// in float32 before one rounding; RMSNorm, rotary, SwiGLU, LoRA, pooling, decoding) still widen.
 #include <algorithm>
 
 #include "kernels/cuda/launch.h"
@@ -48,6 +49,20 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
  public:
   CudaBf16Backend() : WideningBackend("cuda-bf16", Device::CUDA, f32_backend()) {}
 
+  void embedding_forward(void* out, const int32_t* tokens, const int32_t* positions, const void* wte, const void* wpe,
+                         const EmbeddingParams& p) const override {
+    cuda::embedding_forward(h(out), tokens, positions, h(wte), h(wpe), p);
+  }
+  void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const override {
+    if (p.HS > kMaxHeadSize) return WideningBackend::attention_forward(out, stats, qkv, p);  // refused there, by name
+    cuda::attention_forward(h(out), S32(stats), h(qkv), p);
+  }
+  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
+                          const AttentionParams& p) const override {
+    if (p.HS > kMaxHeadSize) return WideningBackend::attention_backward(dqkv, dout, qkv, stats, p);
+    const Tensor dsum = Tensor::empty({std::max<int64_t>(1, p.B * p.NH * p.T)}, DType::F32, Device::CUDA);
+    cuda::attention_backward(h(dqkv), dsum.device_data<float>(), h(dout), h(qkv), S32(stats), p);
+  }
   void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
     cuda::dropout_forward(h(out), h(inp), p);
   }

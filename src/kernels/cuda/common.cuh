@@ -46,16 +46,6 @@ __device__ inline float block_max(float v, float* shared) {
   return block_reduce(v, shared, -INFINITY, [](float x) { return warp_max(x); });
 }
 
-// A warp holds a head row in kMaxHeadLanes registers a lane.
-inline constexpr int kMaxHeadLanes = static_cast<int>(kMaxHeadSize / 32);
-
-// The warp's dot product of two head rows.
-__device__ inline float head_dot(const float* a, const float* b, int64_t HS) {
-  float d = 0.0f;
-  for (int64_t i = threadIdx.x % 32; i < HS; i += 32) d += a[i] * b[i];
-  return warp_sum(d);
-}
-
 // The storage types of the kernels that come in float32 and bf16 (bf16 as its bits): arithmetic is
 // float32 either way; a bf16 load is exact, a bf16 store rounds to nearest, ties to even, NaN kept
 // quiet (tensor/dtype.h's float_to_bf16, bit for bit), so a kernel instantiated for bf16 computes
@@ -69,6 +59,17 @@ __device__ inline float load(const float* p) { return *p; }
 __device__ inline float load(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
 __device__ inline void store(float* p, float v) { *p = v; }
 __device__ inline void store(uint16_t* p, float v) { *p = to_bf16_nearest(v); }
+
+// A warp holds a head row in kMaxHeadLanes registers a lane.
+inline constexpr int kMaxHeadLanes = static_cast<int>(kMaxHeadSize / 32);
+
+// The warp's dot product of two head rows.
+template <class A, class B>
+__device__ inline float head_dot(const A* a, const B* b, int64_t HS) {
+  float d = 0.0f;
+  for (int64_t i = threadIdx.x % 32; i < HS; i += 32) d += load(a + i) * load(b + i);
+  return warp_sum(d);
+}
 
 // Grid-stride loop over [0, n).
 #define GPTRAIN_CUDA_FOR(i, n) \

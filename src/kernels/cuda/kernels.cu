@@ -74,13 +74,14 @@ AttentionLayout attention_layout(const AttentionParams& p) {
   return AttentionLayout{p.T, p.NH, p.NKV, p.HS, p.qkv_width(), p.NH / p.NKV};
 }
 
-__global__ void attention_forward_kernel(float* out, float* stats, const float* qkv, AttentionParams p,
+template <class T>
+__global__ void attention_forward_kernel(T* out, float* stats, const T* qkv, AttentionParams p,
                                          AttentionLayout L, DeviceMask mask, float scale) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, h, t)
   if (row >= p.B * p.NH * p.T) return;
   const int lane = threadIdx.x % 32;
   const int64_t t = row % p.T, h = (row / p.T) % p.NH, b = row / (p.T * p.NH), kh = h / L.group;
-  const float* q = qkv + L.q(b, t, h);
+  const T* q = qkv + L.q(b, t, h);
   float m = -INFINITY, l = 0.0f;
   for (int64_t s = 0; s <= t; ++s) {
     const float score = head_dot(q, qkv + L.k(b, s, kh), p.HS) * scale;
@@ -94,16 +95,16 @@ __global__ void attention_forward_kernel(float* out, float* stats, const float* 
   for (int64_t s = 0; s <= t; ++s) {
     float w = expf(head_dot(q, qkv + L.k(b, s, kh), p.HS) * scale - m) * inv;
     if (mask.active) w *= mask_factor(mask, drop_row + static_cast<uint64_t>(s));
-    const float* v = qkv + L.v(b, s, kh);
+    const T* v = qkv + L.v(b, s, kh);
     for (int j = 0; j < kMaxHeadLanes; ++j) {
       const int64_t i = lane + 32 * j;
-      if (i < p.HS) acc[j] += w * v[i];
+      if (i < p.HS) acc[j] += w * load(v + i);
     }
   }
-  float* o = out + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
+  T* o = out + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
   for (int j = 0; j < kMaxHeadLanes; ++j) {
     const int64_t i = lane + 32 * j;
-    if (i < p.HS) o[i] = acc[j];
+    if (i < p.HS) store(o + i, acc[j]);
   }
   if (lane == 0) {
     stats[row * 2] = m;
@@ -113,15 +114,16 @@ __global__ void attention_forward_kernel(float* out, float* stats, const float* 
 
 // Backward, per query row: D = sum_s P_s datt_s (kept for the key rows' pass) and
 // dq = scale sum_s P_s (datt_s - D) k_s, with datt_s = (dout . v_s) * mask_s.
-__global__ void attention_backward_query_kernel(float* dqkv, float* dsum, const float* dout, const float* qkv,
+template <class T>
+__global__ void attention_backward_query_kernel(T* dqkv, float* dsum, const T* dout, const T* qkv,
                                                 const float* stats, AttentionParams p, AttentionLayout L,
                                                 DeviceMask mask, float scale) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   if (row >= p.B * p.NH * p.T) return;
   const int lane = threadIdx.x % 32;
   const int64_t t = row % p.T, h = (row / p.T) % p.NH, b = row / (p.T * p.NH), kh = h / L.group;
-  const float* q = qkv + L.q(b, t, h);
-  const float* dy = dout + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
+  const T* q = qkv + L.q(b, t, h);
+  const T* dy = dout + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
   const float m = stats[row * 2], inv = stats[row * 2 + 1];
   const uint64_t drop_row = static_cast<uint64_t>(row) * static_cast<uint64_t>(p.T);
   float D = 0.0f;
@@ -132,20 +134,20 @@ __global__ void attention_backward_query_kernel(float* dqkv, float* dsum, const 
   }
   float acc[kMaxHeadLanes] = {};
   for (int64_t s = 0; s <= t; ++s) {
-    const float* k = qkv + L.k(b, s, kh);
+    const T* k = qkv + L.k(b, s, kh);
     const float P = expf(head_dot(q, k, p.HS) * scale - m) * inv;
     const float f = mask.active ? mask_factor(mask, drop_row + static_cast<uint64_t>(s)) : 1.0f;
     const float dscore = P * (head_dot(dy, qkv + L.v(b, s, kh), p.HS) * f - D) * scale;
     for (int j = 0; j < kMaxHeadLanes; ++j) {
       const int64_t i = lane + 32 * j;
-      if (i < p.HS) acc[j] += dscore * k[i];
+      if (i < p.HS) acc[j] += dscore * load(k + i);
     }
   }
-  float* dq = dqkv + L.q(b, t, h);
+  T* dq = dqkv + L.q(b, t, h);
   const bool write = p.dinp == InputGrad::Write;
   for (int j = 0; j < kMaxHeadLanes; ++j) {
     const int64_t i = lane + 32 * j;
-    if (i < p.HS) dq[i] = write ? acc[j] : dq[i] + acc[j];
+    if (i < p.HS) store(dq + i, write ? acc[j] : load(dq + i) + acc[j]);
   }
   if (lane == 0) dsum[row] = D;
 }
@@ -153,21 +155,22 @@ __global__ void attention_backward_query_kernel(float* dqkv, float* dsum, const 
 // Backward, per key/value row s of kv head kh: over the query heads of its group and the query
 // rows t >= s, dk = scale sum P (datt - D) q_t and dv = sum P mask dout_t (no atomics: one warp
 // owns the row).
-__global__ void attention_backward_key_kernel(float* dqkv, const float* dsum, const float* dout, const float* qkv,
+template <class T>
+__global__ void attention_backward_key_kernel(T* dqkv, const float* dsum, const T* dout, const T* qkv,
                                               const float* stats, AttentionParams p, AttentionLayout L,
                                               DeviceMask mask, float scale) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (b, kh, s)
   if (row >= p.B * p.NKV * p.T) return;
   const int lane = threadIdx.x % 32;
   const int64_t s = row % p.T, kh = (row / p.T) % p.NKV, b = row / (p.T * p.NKV);
-  const float* k = qkv + L.k(b, s, kh);
-  const float* v = qkv + L.v(b, s, kh);
+  const T* k = qkv + L.k(b, s, kh);
+  const T* v = qkv + L.v(b, s, kh);
   float dk[kMaxHeadLanes] = {}, dv[kMaxHeadLanes] = {};
   for (int64_t h = kh * L.group; h < (kh + 1) * L.group; ++h)
     for (int64_t t = s; t < p.T; ++t) {
       const int64_t qrow = (b * p.NH + h) * p.T + t;
-      const float* q = qkv + L.q(b, t, h);
-      const float* dy = dout + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
+      const T* q = qkv + L.q(b, t, h);
+      const T* dy = dout + (b * p.T + t) * (p.NH * p.HS) + h * p.HS;
       const float P = expf(head_dot(q, k, p.HS) * scale - stats[qrow * 2]) * stats[qrow * 2 + 1];
       const float f = mask.active ? mask_factor(mask, static_cast<uint64_t>(qrow) * p.T + static_cast<uint64_t>(s))
                                   : 1.0f;
@@ -176,19 +179,19 @@ __global__ void attention_backward_key_kernel(float* dqkv, const float* dsum, co
       for (int j = 0; j < kMaxHeadLanes; ++j) {
         const int64_t i = lane + 32 * j;
         if (i < p.HS) {
-          dk[j] += dscore * q[i];
-          dv[j] += pv * dy[i];
+          dk[j] += dscore * load(q + i);
+          dv[j] += pv * load(dy + i);
         }
       }
     }
-  float* dk_out = dqkv + L.k(b, s, kh);
-  float* dv_out = dqkv + L.v(b, s, kh);
+  T* dk_out = dqkv + L.k(b, s, kh);
+  T* dv_out = dqkv + L.v(b, s, kh);
   const bool write = p.dinp == InputGrad::Write;
   for (int j = 0; j < kMaxHeadLanes; ++j) {
     const int64_t i = lane + 32 * j;
     if (i < p.HS) {
-      dk_out[i] = write ? dk[j] : dk_out[i] + dk[j];
-      dv_out[i] = write ? dv[j] : dv_out[i] + dv[j];
+      store(dk_out + i, write ? dk[j] : load(dk_out + i) + dk[j]);
+      store(dv_out + i, write ? dv[j] : load(dv_out + i) + dv[j]);
     }
   }
 }
@@ -197,13 +200,14 @@ __device__ int64_t embedding_position(const int32_t* positions, const EmbeddingP
   return positions ? positions[n] : p.pos_offset + n % p.T;
 }
 
-__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const int32_t* positions,
-                                         const float* wte, const float* wpe, EmbeddingParams p) {
+template <class T>
+__global__ void embedding_forward_kernel(T* out, const int32_t* tokens, const int32_t* positions, const T* wte,
+                                         const T* wpe, EmbeddingParams p) {
   const int64_t total = p.B * p.T * p.C;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = i / p.C, c = i % p.C;
-    const float t = wte[int64_t(tokens[n]) * p.C + c];
-    out[i] = wpe ? t + wpe[embedding_position(positions, p, n) * p.C + c] : t;
+    const float t = load(wte + int64_t(tokens[n]) * p.C + c);
+    store(out + i, wpe ? t + load(wpe + embedding_position(positions, p, n) * p.C + c) : t);
   }
 }
 
@@ -444,7 +448,8 @@ DeviceMask attention_mask(const AttentionParams& p) {
 
 }  // namespace
 
-void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p) {
+template <class T>
+void attention_forward(T* out, float* stats, const T* qkv, const AttentionParams& p) {
   const int64_t rows = p.B * p.NH * p.T;
   if (rows == 0) return;
   attention_forward_kernel<<<blocks_for(rows * 32), kThreads>>>(out, stats, qkv, p, attention_layout(p),
@@ -452,7 +457,8 @@ void attention_forward(float* out, float* stats, const float* qkv, const Attenti
   check_launch("attention_forward");
 }
 
-void attention_backward(float* dqkv, float* dsum, const float* dout, const float* qkv, const float* stats,
+template <class T>
+void attention_backward(T* dqkv, float* dsum, const T* dout, const T* qkv, const float* stats,
                         const AttentionParams& p) {
   if (p.B * p.T == 0) return;
   const float scale = 1.0f / sqrtf(float(p.HS));
@@ -464,8 +470,9 @@ void attention_backward(float* dqkv, float* dsum, const float* dout, const float
   check_launch("attention_backward (keys and values)");
 }
 
-void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
-                       const float* wpe, const EmbeddingParams& p) {
+template <class T>
+void embedding_forward(T* out, const int32_t* tokens, const int32_t* positions, const T* wte, const T* wpe,
+                       const EmbeddingParams& p) {
   embedding_forward_kernel<<<blocks_for(p.B * p.T * p.C), kThreads>>>(out, tokens, positions, wte,
                                                                        p.n_positions ? wpe : nullptr, p);
   check_launch("embedding_forward");
@@ -603,6 +610,10 @@ void scale(T* x, float factor, int64_t n) {
 
 // The two storage types of the kernels above (common.cuh: load / store).
 #define GPTRAIN_STORAGE_KERNELS(T)                                                                                 \
+  template void attention_forward<T>(T*, float*, const T*, const AttentionParams&);                              \
+  template void attention_backward<T>(T*, float*, const T*, const T*, const float*, const AttentionParams&);     \
+  template void embedding_forward<T>(T*, const int32_t*, const int32_t*, const T*, const T*,                     \
+                                     const EmbeddingParams&);                                                    \
   template void dropout_forward<T>(T*, const T*, const DropoutParams&);                                          \
   template void dropout_backward<T>(T*, const T*, const DropoutParams&);                                         \
   template void layernorm_forward<T>(T*, float*, float*, const T*, const T*, const T*, const LayerNormParams&);  \

@@ -20,8 +20,9 @@ namespace gptrain::kernels::cuda {
 // to this (Llama's and Qwen3's are 64 and 128). The backend refuses larger ones by name.
 inline constexpr int64_t kMaxHeadSize = 256;
 
-void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
-                       const float* wpe, const EmbeddingParams& p);
+template <class T>
+void embedding_forward(T* out, const int32_t* tokens, const int32_t* positions, const T* wte, const T* wpe,
+                       const EmbeddingParams& p);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
                         const EmbeddingParams& p);
 template <class T>
@@ -43,8 +44,10 @@ void matmul_rowwise(float* out, const float* inp, const void* weight, int weight
 template <class T>
 void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC);
 // Causal grouped-query attention (head size up to 256); the backward needs dsum[B*NH*T] of scratch.
-void attention_forward(float* out, float* stats, const float* qkv, const AttentionParams& p);
-void attention_backward(float* dqkv, float* dsum, const float* dout, const float* qkv, const float* stats,
+template <class T>
+void attention_forward(T* out, float* stats, const T* qkv, const AttentionParams& p);
+template <class T>
+void attention_backward(T* dqkv, float* dsum, const T* dout, const T* qkv, const float* stats,
                         const AttentionParams& p);
 void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const RmsNormParams& p);
