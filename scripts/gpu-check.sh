@@ -12,10 +12,11 @@
 # 270 by default):
 #   1. each kernel against the scalar reference under the harness's error bounds
 #      (tests/kernels/cuda_staged.cpp), the model on the GPU against the parity fixtures, the bf16
-#      backend's conversions against the host's (tests/kernels/cuda_bf16_test.cpp);
+#      backend against the host's conversions, its widened ops and the products' bounds
+#      (tests/kernels/cuda_bf16_test.cpp);
 #   2. the gpt2-small training step, batch 16 x 1024: gptrain f32 and bf16 (bench/train_step
-#      --device cuda [--dtype bf16]) beside PyTorch f32, TF32, bf16 and bf16 + torch.compile (bench/torch_gpu_train_step.py),
-#      and llm.c (bf16) built from source;
+#      --device cuda [--dtype bf16]) beside PyTorch f32, TF32, bf16 and bf16 + torch.compile
+#      (bench/torch_gpu_train_step.py), and llm.c (bf16) built from source;
 #   3. the book's three runs with --device cuda: chapter 5 pretraining, the spam classifier, the
 #      instruction finetune (from the chapter 5 model: no pretrained weights here); chapter 5 in bf16;
 #   4. gpt2-medium and a Qwen3-0.6B-shaped model, gptrain and PyTorch;
@@ -96,14 +97,14 @@ status=0
 # 1. correctness
 run "CUDA kernels against the reference" "$build/tests/kernels/cuda_backend_test" || status=1
 run "the model on the GPU against PyTorch's float64 (parity fixtures)" "$build/tests/model/cuda_model_parity_test" || status=1
-run "the bf16 backend: conversions against the host's, a product within its bound" \
+run "the bf16 backend: conversions, bf16-storage kernels against the widened ops, products within their bounds" \
   "$build/tests/kernels/cuda_bf16_test" || status=1
 
 # 2. the gpt2-small training step, batch 16 x 1024, dropout off, tied head (GPT-2's and llm.c's layout)
 if within_budget "gpt2-small step"; then
   run "gpt2-small step, gptrain f32" "$build/bench/train_step" --device cuda --preset gpt2-small --batch 16 \
     --context 1024 --steps 5 --drop 0 --tie || status=1
-  run "gpt2-small step, gptrain bf16 (widening backend)" "$build/bench/train_step" --device cuda --dtype bf16 \
+  run "gpt2-small step, gptrain bf16" "$build/bench/train_step" --device cuda --dtype bf16 \
     --preset gpt2-small --batch 16 --context 1024 --steps 5 --drop 0 --tie || status=1
   run "gpt2-small step, PyTorch" python3 bench/torch_gpu_train_step.py --preset gpt2-small --batch 16 --context 1024 \
     --steps 5 --modes f32,tf32,bf16,bf16-compile || status=1
