@@ -239,6 +239,61 @@ TEST_F(CudaBf16, bf16_storage_kernels_equal_the_widened_ops_bit_for_bit) {
     widened.embedding_forward(o2.raw(), tokens.device_data<int32_t>(), nullptr, wte.raw(), wpe.raw(), p);
     same("embedding forward", o1, o2);
   }
+  for (const kernels::InputGrad mode : {kernels::InputGrad::Write, kernels::InputGrad::Accumulate}) {
+    const std::string m = mode == kernels::InputGrad::Write ? " (write)" : " (accumulate)";
+    {
+      const kernels::RmsNormParams p{N, C, 1e-6f, mode};
+      const Tensor o1 = copy(y), o2 = copy(y), r1 = f32(N), r2 = f32(N);
+      native.rmsnorm_forward(o1.raw(), r1.raw(), x.raw(), w.raw(), p);
+      widened.rmsnorm_forward(o2.raw(), r2.raw(), x.raw(), w.raw(), p);
+      same("rmsnorm forward", o1, o2);
+      same("rmsnorm rstd", r1, r2);
+      const Tensor d1 = copy(y), d2 = copy(y), dw1 = copy(w), dw2 = copy(w);
+      native.rmsnorm_backward(d1.raw(), dw1.raw(), g.raw(), x.raw(), w.raw(), r1.raw(), p);
+      widened.rmsnorm_backward(d2.raw(), dw2.raw(), g.raw(), x.raw(), w.raw(), r1.raw(), p);
+      same("rmsnorm dinp" + m, d1, d2);
+      same("rmsnorm dweight", dw1, dw2);
+    }
+    {
+      const kernels::QkNormParams p{N, 4, 2, 16, 1e-6f, mode};
+      const int64_t W = p.qkv_width(), heads = p.NH + p.NKV;
+      const Tensor in = bf16(N * W, 13), dy = bf16(N * W, 14), qw = bf16(16, 15), kw = bf16(16, 16);
+      const Tensor o1 = bf16(N * W, 17), o2 = copy(o1), r1 = f32(N * heads), r2 = f32(N * heads);
+      native.qk_norm_forward(o1.raw(), r1.raw(), in.raw(), qw.raw(), kw.raw(), p);
+      widened.qk_norm_forward(o2.raw(), r2.raw(), in.raw(), qw.raw(), kw.raw(), p);
+      same("qk_norm forward", o1, o2);
+      same("qk_norm rstd", r1, r2);
+      const Tensor d1 = copy(dy), d2 = copy(dy), dq1 = copy(qw), dq2 = copy(qw), dk1 = copy(kw), dk2 = copy(kw);
+      native.qk_norm_backward(d1.raw(), dq1.raw(), dk1.raw(), d1.raw(), in.raw(), qw.raw(), kw.raw(), r1.raw(), p);
+      widened.qk_norm_backward(d2.raw(), dq2.raw(), dk2.raw(), d2.raw(), in.raw(), qw.raw(), kw.raw(), r1.raw(), p);
+      same("qk_norm backward in place" + m, d1, d2);
+      same("qk_norm dq_weight", dq1, dq2);
+      same("qk_norm dk_weight", dk1, dk2);
+    }
+    {
+      const kernels::SwigluParams p{N, C / 2, mode};
+      const Tensor o1 = bf16(N * C / 2, 18), o2 = copy(o1);
+      native.swiglu_forward(o1.raw(), x.raw(), p);
+      widened.swiglu_forward(o2.raw(), x.raw(), p);
+      same("swiglu forward", o1, o2);
+      const Tensor d1 = copy(y), d2 = copy(y), dout = bf16(N * C / 2, 19);
+      native.swiglu_backward(d1.raw(), x.raw(), dout.raw(), p);
+      widened.swiglu_backward(d2.raw(), x.raw(), dout.raw(), p);
+      same("swiglu backward" + m, d1, d2);
+    }
+  }
+  {
+    const kernels::RopeParams p{N, 4, 2, 16};
+    const Tensor cos_t = Tensor::from_vector({N * 8}, random_floats(N * 8, 20)).to(Device::CUDA);
+    const Tensor sin_t = Tensor::from_vector({N * 8}, random_floats(N * 8, 21)).to(Device::CUDA);
+    const Tensor q1 = bf16(N * p.qkv_width(), 22), q2 = copy(q1);
+    native.rope_forward(q1.raw(), cos_t.raw(), sin_t.raw(), p);
+    widened.rope_forward(q2.raw(), cos_t.raw(), sin_t.raw(), p);
+    same("rope forward", q1, q2);
+    native.rope_backward(q1.raw(), cos_t.raw(), sin_t.raw(), p);
+    widened.rope_backward(q2.raw(), cos_t.raw(), sin_t.raw(), p);
+    same("rope backward", q1, q2);
+  }
   EXPECT_EQ(native.sum_squares(g.raw(), n), widened.sum_squares(g.raw(), n));
   const Tensor s1 = copy(g), s2 = copy(g);
   native.scale(s1.raw(), 0.3f, n);

@@ -8,9 +8,10 @@
 // beta = 1); and the float32 kernels instantiated on bf16 storage (launch.h: exact loads, one
 // rounding per store, the same arithmetic), which therefore equal the widened op bit for bit
 // (tests/kernels/cuda_bf16_test.cpp checks each against widened_bf16_backend()): the embedding
-// forward, attention forward and backward, dropout, LayerNorm, GELU, residual, cross-entropy, the
-// bias gradient, sum of squares and scale. The rest (the embedding's backward, whose rows add up
-// in float32 before one rounding; RMSNorm, rotary, SwiGLU, LoRA, pooling, decoding) still widen.
+// forward, attention forward and backward, dropout, LayerNorm, RMSNorm, Qwen3's query/key norms,
+// rotary, SwiGLU, GELU, residual, cross-entropy, the bias gradient, sum of squares and scale. The
+// rest (the embedding's backward, whose rows add up in float32 before one rounding; LoRA, pooling,
+// row gathers, decoding) still widen.
 #include <algorithm>
 
 #include "kernels/cuda/launch.h"
@@ -62,6 +63,36 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
     if (p.HS > kMaxHeadSize) return WideningBackend::attention_backward(dqkv, dout, qkv, stats, p);
     const Tensor dsum = Tensor::empty({std::max<int64_t>(1, p.B * p.NH * p.T)}, DType::F32, Device::CUDA);
     cuda::attention_backward(h(dqkv), dsum.device_data<float>(), h(dout), h(qkv), S32(stats), p);
+  }
+  void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight,
+                       const RmsNormParams& p) const override {
+    cuda::rmsnorm_forward(h(out), S32(rstd), h(inp), h(weight), p);
+  }
+  void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
+                        const void* rstd, const RmsNormParams& p) const override {
+    cuda::rmsnorm_backward(h(dinp), h(dweight), h(dout), h(inp), h(weight), S32(rstd), p);
+  }
+  void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
+                       const QkNormParams& p) const override {
+    cuda::qk_norm_forward(h(out), S32(rstd), h(inp), h(q_weight), h(k_weight), p);
+  }
+  void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
+                        const void* q_weight, const void* k_weight, const void* rstd,
+                        const QkNormParams& p) const override {
+    cuda::qk_norm_backward(h(dinp), h(dq_weight), h(dk_weight), h(dout), h(inp), h(q_weight), h(k_weight), S32(rstd),
+                           p);
+  }
+  void rope_forward(void* qkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
+    cuda::rope_forward(h(qkv), S32(cos_t), S32(sin_t), p);
+  }
+  void rope_backward(void* dqkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
+    cuda::rope_backward(h(dqkv), S32(cos_t), S32(sin_t), p);
+  }
+  void swiglu_forward(void* out, const void* inp, const SwigluParams& p) const override {
+    cuda::swiglu_forward(h(out), h(inp), p);
+  }
+  void swiglu_backward(void* dinp, const void* inp, const void* dout, const SwigluParams& p) const override {
+    cuda::swiglu_backward(h(dinp), h(inp), h(dout), p);
   }
   void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
     cuda::dropout_forward(h(out), h(inp), p);

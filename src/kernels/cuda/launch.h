@@ -50,19 +50,26 @@ template <class T>
 void attention_backward(T* dqkv, float* dsum, const T* dout, const T* qkv, const float* stats,
                         const AttentionParams& p);
 void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const RmsNormParams& p);
-void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                      const float* rstd, const RmsNormParams& p);
-void qk_norm_forward(float* out, float* rstd, const float* inp, const float* q_weight, const float* k_weight,
-                     const QkNormParams& p);
-void qk_norm_backward(float* dinp, float* dq_weight, float* dk_weight, const float* dout, const float* inp,
-                      const float* q_weight, const float* k_weight, const float* rstd, const QkNormParams& p);
+template <class T>
+void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, const RmsNormParams& p);
+template <class T>
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const float* rstd,
+                      const RmsNormParams& p);
+template <class T>
+void qk_norm_forward(T* out, float* rstd, const T* inp, const T* q_weight, const T* k_weight, const QkNormParams& p);
+template <class T>
+void qk_norm_backward(T* dinp, T* dq_weight, T* dk_weight, const T* dout, const T* inp, const T* q_weight,
+                      const T* k_weight, const float* rstd, const QkNormParams& p);
 void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
                 const RopeTableParams& p);
-void rope_forward(float* qkv, const float* cos_t, const float* sin_t, const RopeParams& p);
-void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p);
-void swiglu_forward(float* out, const float* inp, const SwigluParams& p);
-void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p);
+template <class T>
+void rope_forward(T* qkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+template <class T>
+void rope_backward(T* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p);
+template <class T>
+void swiglu_forward(T* out, const T* inp, const SwigluParams& p);
+template <class T>
+void swiglu_backward(T* dinp, const T* inp, const T* dout, const SwigluParams& p);
 // LoRA: h and dh are scratch of N * S * R floats.
 void lora_forward(float* out, float* h, const float* inp, const float* A, const float* B, const LoraParams& p);
 void lora_backward(float* dinp, float* dA, float* dB, float* h, float* dh, const float* dout, const float* inp,

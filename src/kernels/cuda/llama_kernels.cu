@@ -14,38 +14,41 @@ namespace gptrain::kernels::cuda {
 namespace {
 
 // One warp: y = x * rstd * w over a row of C, returning rstd.
-__device__ float rms_row_forward(float* y, const float* x, const float* w, int64_t C, float eps) {
+template <class T>
+__device__ float rms_row_forward(T* y, const T* x, const T* w, int64_t C, float eps) {
   const int lane = threadIdx.x % 32;
   float ss = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) ss += x[c] * x[c];
+  for (int64_t c = lane; c < C; c += 32) ss += load(x + c) * load(x + c);
   const float s = 1.0f / sqrtf(warp_sum(ss) / static_cast<float>(C) + eps);
-  for (int64_t c = lane; c < C; c += 32) y[c] = x[c] * s * w[c];
+  for (int64_t c = lane; c < C; c += 32) store(y + c, load(x + c) * s * load(w + c));
   return s;
 }
 
 // One warp: dx = s (w dy - x s^2 mean(w dy x)), written or added; dx may be dy (the row's dot
 // product is complete before any lane writes, and each lane rewrites only what it read).
-__device__ void rms_row_backward(float* dx, const float* dy, const float* x, const float* w, float s, int64_t C,
-                                 bool write) {
+template <class T>
+__device__ void rms_row_backward(T* dx, const T* dy, const T* x, const T* w, float s, int64_t C, bool write) {
   const int lane = threadIdx.x % 32;
   float d = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) d += w[c] * dy[c] * x[c];
+  for (int64_t c = lane; c < C; c += 32) d += load(w + c) * load(dy + c) * load(x + c);
   const float dot = warp_sum(d) / static_cast<float>(C);
   for (int64_t c = lane; c < C; c += 32) {
-    const float g = s * (w[c] * dy[c] - x[c] * s * s * dot);
-    dx[c] = write ? g : dx[c] + g;
+    const float g = s * (load(w + c) * load(dy + c) - load(x + c) * s * s * dot);
+    store(dx + c, write ? g : load(dx + c) + g);
   }
 }
 
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, RmsNormParams p) {
+template <class T>
+__global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, RmsNormParams p) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   if (row >= p.N) return;
   const float s = rms_row_forward(out + row * p.C, inp + row * p.C, weight, p.C, p.eps);
   if (threadIdx.x % 32 == 0) rstd[row] = s;
 }
 
-__global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
-                                        const float* rstd, RmsNormParams p) {
+template <class T>
+__global__ void rmsnorm_backward_kernel(T* dinp, const T* dout, const T* inp, const T* weight, const float* rstd,
+                                        RmsNormParams p) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   if (row >= p.N) return;
   rms_row_backward(dinp + row * p.C, dout + row * p.C, inp + row * p.C, weight, rstd[row], p.C,
@@ -54,21 +57,23 @@ __global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const fl
 
 // dw[c] += sum over rows n (and, for the query/key norms, heads h0 <= h < h1 of width C at stride
 // `stride` in a row of `row_width`) of x rstd dy.
-__global__ void rms_weight_grad_kernel(float* dw, const float* dout, const float* inp, const float* rstd, int64_t N,
-                                       int64_t C, int64_t row_width, int64_t h0, int64_t h1, int64_t heads) {
+template <class T>
+__global__ void rms_weight_grad_kernel(T* dw, const T* dout, const T* inp, const float* rstd, int64_t N, int64_t C,
+                                       int64_t row_width, int64_t h0, int64_t h1, int64_t heads) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= C) return;
   float acc = 0.0f;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t i = n * row_width + h * C + c;
-      acc += inp[i] * rstd[n * heads + h] * dout[i];
+      acc += load(inp + i) * rstd[n * heads + h] * load(dout + i);
     }
-  dw[c] += acc;
+  store(dw + c, load(dw + c) + acc);
 }
 
-__global__ void qk_norm_forward_kernel(float* out, float* rstd, const float* inp, const float* q_weight,
-                                       const float* k_weight, QkNormParams p) {
+template <class T>
+__global__ void qk_norm_forward_kernel(T* out, float* rstd, const T* inp, const T* q_weight, const T* k_weight,
+                                       QkNormParams p) {
   const int64_t heads = p.NH + p.NKV;
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // (n, head)
   if (row >= p.N * heads) return;
@@ -77,8 +82,9 @@ __global__ void qk_norm_forward_kernel(float* out, float* rstd, const float* inp
   if (threadIdx.x % 32 == 0) rstd[row] = s;
 }
 
-__global__ void qk_norm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* q_weight,
-                                        const float* k_weight, const float* rstd, QkNormParams p) {
+template <class T>
+__global__ void qk_norm_backward_kernel(T* dinp, const T* dout, const T* inp, const T* q_weight, const T* k_weight,
+                                        const float* rstd, QkNormParams p) {
   const int64_t heads = p.NH + p.NKV;
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   if (row >= p.N * heads) return;
@@ -88,11 +94,12 @@ __global__ void qk_norm_backward_kernel(float* dinp, const float* dout, const fl
 }
 
 // The value heads pass through: out = inp (forward), dinp = or += dout (backward).
-__global__ void value_heads_kernel(float* dst, const float* src, QkNormParams p, bool add) {
+template <class T>
+__global__ void value_heads_kernel(T* dst, const T* src, QkNormParams p, bool add) {
   const int64_t width = p.NKV * p.HS, first = (p.NH + p.NKV) * p.HS;
   GPTRAIN_CUDA_FOR(i, p.N * width) {
     const int64_t at = (i / width) * p.qkv_width() + first + i % width;
-    dst[at] = add ? dst[at] + src[at] : src[at];
+    store(dst + at, add ? load(dst + at) + load(src + at) : load(src + at));
   }
 }
 
@@ -108,52 +115,57 @@ __global__ void rope_table_kernel(float* cos_out, float* sin_out, const float* i
 }
 
 // One thread per rotated pair (i, i + HS/2) of a query or key head; sign -1 is the transpose.
-__global__ void rope_kernel(float* qkv, const float* cos_t, const float* sin_t, RopeParams p, float sign) {
+template <class T>
+__global__ void rope_kernel(T* qkv, const float* cos_t, const float* sin_t, RopeParams p, float sign) {
   const int64_t half = p.HS / 2, heads = p.NH + p.NKV;
   GPTRAIN_CUDA_FOR(j, p.N * heads * half) {
     const int64_t n = j / (heads * half), h = (j / half) % heads, i = j % half;
-    float* x = qkv + n * p.qkv_width() + h * p.HS;
+    T* x = qkv + n * p.qkv_width() + h * p.HS;
     const float c = cos_t[n * half + i], s = sign * sin_t[n * half + i];
-    const float x1 = x[i], x2 = x[i + half];
-    x[i] = x1 * c - x2 * s;
-    x[i + half] = x2 * c + x1 * s;
+    const float x1 = load(x + i), x2 = load(x + i + half);
+    store(x + i, x1 * c - x2 * s);
+    store(x + i + half, x2 * c + x1 * s);
   }
 }
 
 __device__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-__global__ void swiglu_forward_kernel(float* out, const float* inp, SwigluParams p) {
+template <class T>
+__global__ void swiglu_forward_kernel(T* out, const T* inp, SwigluParams p) {
   GPTRAIN_CUDA_FOR(j, p.N * p.M) {
     const int64_t n = j / p.M, m = j % p.M;
-    const float g = inp[n * 2 * p.M + m], u = inp[n * 2 * p.M + p.M + m];
-    out[j] = g * sigmoid(g) * u;
+    const float g = load(inp + n * 2 * p.M + m), u = load(inp + n * 2 * p.M + p.M + m);
+    store(out + j, g * sigmoid(g) * u);
   }
 }
 
-__global__ void swiglu_backward_kernel(float* dinp, const float* inp, const float* dout, SwigluParams p) {
+template <class T>
+__global__ void swiglu_backward_kernel(T* dinp, const T* inp, const T* dout, SwigluParams p) {
   const bool write = p.dinp == InputGrad::Write;
   GPTRAIN_CUDA_FOR(j, p.N * p.M) {
     const int64_t n = j / p.M, m = j % p.M;
-    const float g = inp[n * 2 * p.M + m], u = inp[n * 2 * p.M + p.M + m], d = dout[j];
+    const float g = load(inp + n * 2 * p.M + m), u = load(inp + n * 2 * p.M + p.M + m), d = load(dout + j);
     const float s = sigmoid(g);
     const float dg = d * u * s * (1.0f + g * (1.0f - s)), du = d * g * s;
-    float* pg = dinp + n * 2 * p.M + m;
-    float* pu = pg + p.M;
-    *pg = write ? dg : *pg + dg;
-    *pu = write ? du : *pu + du;
+    T* pg = dinp + n * 2 * p.M + m;
+    T* pu = pg + p.M;
+    store(pg, write ? dg : load(pg) + dg);
+    store(pu, write ? du : load(pu) + du);
   }
 }
 
 }  // namespace
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, const RmsNormParams& p) {
+template <class T>
+void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, const RmsNormParams& p) {
   if (p.N == 0) return;
   rmsnorm_forward_kernel<<<blocks_for(p.N * 32), kThreads>>>(out, rstd, inp, weight, p);
   check_launch("rmsnorm_forward");
 }
 
-void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
-                      const float* rstd, const RmsNormParams& p) {
+template <class T>
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const float* rstd,
+                      const RmsNormParams& p) {
   if (p.N == 0) return;
   if (dweight) {  // before dinp: dinp may alias dout
     rms_weight_grad_kernel<<<blocks_for(p.C), kThreads>>>(dweight, dout, inp, rstd, p.N, p.C, p.C, 0, 1, 1);
@@ -165,8 +177,8 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
   }
 }
 
-void qk_norm_forward(float* out, float* rstd, const float* inp, const float* q_weight, const float* k_weight,
-                     const QkNormParams& p) {
+template <class T>
+void qk_norm_forward(T* out, float* rstd, const T* inp, const T* q_weight, const T* k_weight, const QkNormParams& p) {
   if (p.N == 0) return;
   qk_norm_forward_kernel<<<blocks_for(p.N * (p.NH + p.NKV) * 32), kThreads>>>(out, rstd, inp, q_weight, k_weight, p);
   check_launch("qk_norm_forward");
@@ -176,8 +188,9 @@ void qk_norm_forward(float* out, float* rstd, const float* inp, const float* q_w
   }
 }
 
-void qk_norm_backward(float* dinp, float* dq_weight, float* dk_weight, const float* dout, const float* inp,
-                      const float* q_weight, const float* k_weight, const float* rstd, const QkNormParams& p) {
+template <class T>
+void qk_norm_backward(T* dinp, T* dq_weight, T* dk_weight, const T* dout, const T* inp, const T* q_weight,
+                      const T* k_weight, const float* rstd, const QkNormParams& p) {
   if (p.N == 0) return;
   const int64_t heads = p.NH + p.NKV;
   if (dq_weight) {  // before dinp: dinp may alias dout
@@ -207,28 +220,47 @@ void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int
   check_launch("rope_table");
 }
 
-void rope_forward(float* qkv, const float* cos_t, const float* sin_t, const RopeParams& p) {
+template <class T>
+void rope_forward(T* qkv, const float* cos_t, const float* sin_t, const RopeParams& p) {
   if (p.N * (p.NH + p.NKV) * (p.HS / 2) == 0) return;
   rope_kernel<<<blocks_for(p.N * (p.NH + p.NKV) * (p.HS / 2)), kThreads>>>(qkv, cos_t, sin_t, p, 1.0f);
   check_launch("rope_forward");
 }
 
-void rope_backward(float* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p) {
+template <class T>
+void rope_backward(T* dqkv, const float* cos_t, const float* sin_t, const RopeParams& p) {
   if (p.N * (p.NH + p.NKV) * (p.HS / 2) == 0) return;
   rope_kernel<<<blocks_for(p.N * (p.NH + p.NKV) * (p.HS / 2)), kThreads>>>(dqkv, cos_t, sin_t, p, -1.0f);
   check_launch("rope_backward");
 }
 
-void swiglu_forward(float* out, const float* inp, const SwigluParams& p) {
+template <class T>
+void swiglu_forward(T* out, const T* inp, const SwigluParams& p) {
   if (p.N * p.M == 0) return;
   swiglu_forward_kernel<<<blocks_for(p.N * p.M), kThreads>>>(out, inp, p);
   check_launch("swiglu_forward");
 }
 
-void swiglu_backward(float* dinp, const float* inp, const float* dout, const SwigluParams& p) {
+template <class T>
+void swiglu_backward(T* dinp, const T* inp, const T* dout, const SwigluParams& p) {
   if (p.N * p.M == 0) return;
   swiglu_backward_kernel<<<blocks_for(p.N * p.M), kThreads>>>(dinp, inp, dout, p);
   check_launch("swiglu_backward");
 }
+
+// float32, and bf16 storage (common.cuh: load / store).
+#define GPTRAIN_LLAMA_KERNELS(T)                                                                                  \
+  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, const RmsNormParams&);                        \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const float*, const RmsNormParams&);   \
+  template void qk_norm_forward<T>(T*, float*, const T*, const T*, const T*, const QkNormParams&);               \
+  template void qk_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const float*,            \
+                                    const QkNormParams&);                                                        \
+  template void rope_forward<T>(T*, const float*, const float*, const RopeParams&);                              \
+  template void rope_backward<T>(T*, const float*, const float*, const RopeParams&);                             \
+  template void swiglu_forward<T>(T*, const T*, const SwigluParams&);                                            \
+  template void swiglu_backward<T>(T*, const T*, const T*, const SwigluParams&);
+GPTRAIN_LLAMA_KERNELS(float)
+GPTRAIN_LLAMA_KERNELS(uint16_t)
+#undef GPTRAIN_LLAMA_KERNELS
 
 }  // namespace gptrain::kernels::cuda
