@@ -294,6 +294,25 @@ TEST_F(CudaBf16, bf16_storage_kernels_equal_the_widened_ops_bit_for_bit) {
     widened.rope_backward(q2.raw(), cos_t.raw(), sin_t.raw(), p);
     same("rope backward", q1, q2);
   }
+  {
+    // The mixed AdamW in one pass against widen + the float32 AdamW + stochastic rounding.
+    kernels::AdamWParams p{n, 1e-3, 0.9, 0.999, 1e-8, 0.1, 5};
+    p.rounding_seed = 3;
+    p.element_offset = 77;
+    const auto floats = [](int64_t k, uint64_t seed, float lo, float hi) {
+      return Tensor::from_vector({k}, random_floats(k, seed, lo, hi)).to(Device::CUDA);
+    };
+    const Tensor w1 = floats(n, 23, -1.0f, 1.0f), m1 = floats(n, 24, -0.1f, 0.1f), v1 = floats(n, 25, 0.0f, 0.01f);
+    const Tensor w2 = copy(w1), m2 = copy(m1), v2 = copy(v1), c1 = copy(y), c2 = copy(y);
+    native.adamw_step_mixed(w1.device_data<float>(), c1.device_data<uint16_t>(), g.raw(), m1.device_data<float>(),
+                            v1.device_data<float>(), p);
+    widened.adamw_step_mixed(w2.device_data<float>(), c2.device_data<uint16_t>(), g.raw(), m2.device_data<float>(),
+                             v2.device_data<float>(), p);
+    same("adamw masters", w1, w2);
+    same("adamw m", m1, m2);
+    same("adamw v", v1, v2);
+    same("adamw copy", c1, c2);
+  }
   EXPECT_EQ(native.sum_squares(g.raw(), n), widened.sum_squares(g.raw(), n));
   const Tensor s1 = copy(g), s2 = copy(g);
   native.scale(s1.raw(), 0.3f, n);

@@ -9,9 +9,9 @@
 // rounding per store, the same arithmetic), which therefore equal the widened op bit for bit
 // (tests/kernels/cuda_bf16_test.cpp checks each against widened_bf16_backend()): the embedding
 // forward, attention forward and backward, dropout, LayerNorm, RMSNorm, Qwen3's query/key norms,
-// rotary, SwiGLU, GELU, residual, cross-entropy, the bias gradient, sum of squares and scale. The
-// rest (the embedding's backward, whose rows add up in float32 before one rounding; LoRA, pooling,
-// row gathers, decoding) still widen.
+// rotary, SwiGLU, GELU, residual, cross-entropy, the bias gradient, sum of squares, scale and
+// AdamW (one pass over masters, moments and the copy). The rest (the embedding's backward, whose
+// rows add up in float32 before one rounding; LoRA, pooling, row gathers, decoding) still widen.
 #include <algorithm>
 
 #include "kernels/cuda/launch.h"
@@ -127,6 +127,10 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   void cross_entropy_backward(void* dlogits, const void* logits, const void* lse, const int32_t* targets,
                               const void* dloss, const CrossEntropyParams& p) const override {
     cuda::cross_entropy_backward(h(dlogits), h(logits), S32(lse), targets, S32(dloss), p);
+  }
+  void adamw_step_mixed(float* master, uint16_t* copy, const void* grad, float* m, float* v,
+                        const AdamWParams& p) const override {
+    cuda::adamw_step_mixed(master, copy, h(grad), m, v, p);
   }
   double sum_squares(const void* x, int64_t n) const override {
     const Tensor partial = Tensor::empty({std::max<int64_t>(1, sum_squares_chunks(n))}, DType::F64, Device::CUDA);

@@ -10,13 +10,6 @@ namespace gptrain::kernels::cuda {
 
 namespace {
 
-__device__ inline uint16_t to_bf16_stochastic(float f, uint16_t random) {
-  const uint32_t bits = __float_as_uint(f);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
-  if ((bits & 0x7fffffffu) == 0x7f800000u) return static_cast<uint16_t>(bits >> 16);              // infinity
-  return static_cast<uint16_t>((bits + random) >> 16);
-}
-
 __global__ void widen_kernel(float* dst, const uint16_t* src, int64_t n) {
   GPTRAIN_CUDA_FOR(i, n) dst[i] = __uint_as_float(static_cast<uint32_t>(src[i]) << 16);
 }

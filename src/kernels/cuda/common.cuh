@@ -55,6 +55,13 @@ __device__ inline uint16_t to_bf16_nearest(float f) {
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
   return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
+// Stochastic rounding with 16 random bits (tensor/dtype.h's float_to_bf16_stochastic, bit for bit).
+__device__ inline uint16_t to_bf16_stochastic(float f, uint16_t random) {
+  const uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
+  if ((bits & 0x7fffffffu) == 0x7f800000u) return static_cast<uint16_t>(bits >> 16);              // infinity
+  return static_cast<uint16_t>((bits + random) >> 16);
+}
 __device__ inline float load(const float* p) { return *p; }
 __device__ inline float load(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
 __device__ inline void store(float* p, float v) { *p = v; }

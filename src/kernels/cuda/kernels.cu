@@ -400,16 +400,22 @@ struct AdamWScalars {
 // kernel and the reference (measured: with exactly these fusions a float loop equals the
 // reference's bits on all of 100000 elements, without them 47% differ). Every other operation
 // is rounded on its own (__f*_rn: nvcc may not contract them), so a GPU step is the CPU's, bit for bit.
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamWScalars s) {
+// G: the gradient's storage; with `copy` (the bf16 mode) the updated weight is also written there
+// by stochastic rounding (kernels/stochastic_rounding.h), in the same pass.
+template <class G>
+__global__ void adamw_kernel(float* param, const G* grad, float* m, float* v, int64_t n, AdamWScalars s,
+                             uint16_t* copy, StochasticRounding rounding) {
   GPTRAIN_CUDA_FOR(i, n) {
-    const float g = grad[i];
+    const float g = load(grad + i);
     const float x = __fmul_rn(param[i], s.decay);
     const float mi = __fmaf_rn(s.one_minus_beta1, __fsub_rn(g, m[i]), m[i]);
     const float vi = __fmaf_rn(v[i], s.beta2, __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
     const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), s.bc2), s.eps);
     m[i] = mi;
     v[i] = vi;
-    param[i] = __fadd_rn(x, __fdiv_rn(__fmul_rn(s.neg_step_size, mi), denom));
+    const float updated = __fadd_rn(x, __fdiv_rn(__fmul_rn(s.neg_step_size, mi), denom));
+    param[i] = updated;
+    if (copy) copy[i] = to_bf16_stochastic(updated, rounding.bits(static_cast<uint64_t>(i)));
   }
 }
 
@@ -573,7 +579,9 @@ void cross_entropy_backward(T* dlogits, const T* logits, const float* lse, const
   check_launch("cross_entropy_backward");
 }
 
-void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p) {
+namespace {
+
+AdamWScalars adamw_scalars(const AdamWParams& p) {
   // Scalars formed in double and rounded once, as the CPU backend and PyTorch do.
   const double bc1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(p.beta2, static_cast<double>(p.step)));
@@ -581,8 +589,23 @@ void adamw_step(float* param, const float* grad, float* m, float* v, const AdamW
                        static_cast<float>(p.beta2),  static_cast<float>(1.0 - p.beta2),
                        static_cast<float>(bc2_sqrt), static_cast<float>(p.eps),
                        static_cast<float>(-p.lr / bc1)};
-  adamw_kernel<<<blocks_for(p.n), kThreads>>>(param, grad, m, v, p.n, s);
+  return s;
+}
+
+}  // namespace
+
+void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p) {
+  if (p.n == 0) return;
+  adamw_kernel<<<blocks_for(p.n), kThreads>>>(param, grad, m, v, p.n, adamw_scalars(p), static_cast<uint16_t*>(nullptr),
+                                              StochasticRounding(0, 0, 0));
   check_launch("adamw_step");
+}
+
+void adamw_step_mixed(float* master, uint16_t* copy, const uint16_t* grad, float* m, float* v, const AdamWParams& p) {
+  if (p.n == 0) return;
+  adamw_kernel<<<blocks_for(p.n), kThreads>>>(master, grad, m, v, p.n, adamw_scalars(p), copy,
+                                              StochasticRounding(p.rounding_seed, p.step, p.element_offset));
+  check_launch("adamw_step_mixed");
 }
 
 int64_t sum_squares_chunks(int64_t n) { return (n + kSumChunk - 1) / kSumChunk; }

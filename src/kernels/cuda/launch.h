@@ -93,6 +93,9 @@ template <class T>
 void cross_entropy_backward(T* dlogits, const T* logits, const float* lse, const int32_t* targets,
                             const float* dloss, const CrossEntropyParams& p);
 void adamw_step(float* param, const float* grad, float* m, float* v, const AdamWParams& p);
+// The bf16 mode's: bf16 gradients, float32 masters and moments, the bf16 copy written by
+// stochastic rounding in the same pass (the arithmetic adamw_step's, on the widened gradient).
+void adamw_step_mixed(float* master, uint16_t* copy, const uint16_t* grad, float* m, float* v, const AdamWParams& p);
 // The sum of squares in fixed-size chunks (partial: sum_squares_chunks(n) doubles of scratch),
 // summed in chunk order on the host.
 int64_t sum_squares_chunks(int64_t n);
