@@ -71,7 +71,6 @@ class ZeroShards {
   ZeroShards(dist::Communicator& comm, const AdamW& optimizer, ParameterSet& params)
       : comm_(comm), opt_(optimizer), params_(params) {
     if (params.dtype() != DType::F32) fail("--zero 1 shards float32 models only");
-    if (params.has_compute_copy()) fail("--zero 1 with --dtype bf16 is not built yet; use --dtype f32 or no --zero");
     if (opt_.options().shards != comm.size())
       fail("the optimizer is split in {} shards for {} ranks", opt_.options().shards, comm.size());
     // The weights are gathered in place in the parameter buffer, which has the gradient buffer's
@@ -82,10 +81,16 @@ class ZeroShards {
   }
 
   // The gradient buffer's block of this rank, summed over the ranks, in place (the rest of the
-  // buffer is left undefined and is not read).
+  // buffer is left undefined and is not read). bf16 gradients are summed in float32 and the block
+  // rounded once, as all_reduce_sum does: the unsharded run's bits.
   void reduce_scatter_gradients() {
-    on_host(params_.flat_grads(),
-            [&](const Tensor& h) { comm_.reduce_scatter_blocks(h.data<float>(), count(), block()); });
+    on_host(params_.flat_grads(), [&](const Tensor& h) {
+      if (h.dtype() != DType::BF16) return comm_.reduce_scatter_blocks(h.data<float>(), count(), block());
+      const Tensor wide = h.to(DType::F32);
+      comm_.reduce_scatter_blocks(wide.data<float>(), count(), block());
+      const Tensor mine = shard_of(h);
+      if (mine.defined()) mine.copy_from(shard_of(wide).to(DType::BF16));
+    });
   }
 
   // clip_grad_norm over the blocks: the norm of the whole summed gradient, the same on every rank.
@@ -97,10 +102,13 @@ class ZeroShards {
     if (coef < 1.0f && mine.defined()) ops::scale_(mine, coef);
   }
 
-  // After each rank updated its block: everyone's weights from the blocks of all.
+  // After each rank updated its block: everyone's weights from the blocks of all. The bf16 copy of
+  // the others' blocks is then what their AdamW wrote: the stochastic rounding is a function of
+  // (seed, step, element) alone, so every rank redraws it from the gathered float32 weights.
   void gather_weights() {
     on_host(params_.flat_values(),
             [&](const Tensor& h) { comm_.all_gather_blocks(h.data<float>(), count(), block()); });
+    if (params_.has_compute_copy()) params_.refresh_compute(opt_.options().rounding_seed, opt_.steps_taken());
   }
 
   // The whole moments on the main rank (a collective: every rank calls it).

@@ -91,11 +91,13 @@ constexpr int64_t kSteps = 3;
 constexpr double kLr = 1e-3;
 
 TrainedRun train(dist::Communicator& comm, int64_t batch, int64_t accum, bool masked, const fs::path& dir,
-                 bool zero = false) {
+                 bool zero = false, DType dtype = DType::F32) {
   Transformer model(tiny_config(), 11);
+  model.set_compute_dtype(dtype);
   model.allocate_grads();
   AdamWOptions ao;
   ao.lr = kLr;
+  ao.rounding_seed = 5;
   if (zero) {
     ao.shards = comm.size();
     ao.shard = comm.rank();
@@ -122,7 +124,10 @@ TrainedRun train(dist::Communicator& comm, int64_t batch, int64_t accum, bool ma
   run_training(model, optimizer, task, lo, TrainerState{}, dir, metrics);
   for (const MetricRecord& r : metrics.records())
     if (r.kind.empty()) run.losses.push_back(r.step_loss);
-  for (const Parameter& p : model.params().all()) run.params[p.name] = testing_util::as_doubles(p.value.to_vector());
+  for (const Parameter& p : model.params().all()) {
+    run.params[p.name] = testing_util::as_doubles(p.value.to_vector());
+    if (model.params().has_compute_copy()) run.params[p.name + " (bf16 copy)"] = testing_util::as_doubles(p.compute.to_vector());
+  }
   return run;
 }
 
@@ -239,6 +244,19 @@ TEST_F(DataParallel, zero_1_is_the_unsharded_run_bit_for_bit) {
   for (size_t s = 0; s < plain.losses.size(); ++s) EXPECT_EQ(zero.losses[s], plain.losses[s]) << "step " << s;
   for (const auto& [name, p] : plain.params) EXPECT_TRUE(zero.params.at(name) == p) << name;
   EXPECT_TRUE(zero.gradients.empty());  // the hook does not see blocks
+}
+
+// The bf16 mode under --zero 1: each rank's block of the bf16 gradient is summed in float32 and
+// rounded once (as the all-reduce does), its AdamW writes the block's float32 weights and bf16 copy,
+// and the others' copy is redrawn from the gathered weights with the same (seed, step, element)
+// bits: the unsharded bf16 run bit for bit, the copy included.
+TEST_F(DataParallel, zero_1_in_bf16_is_the_unsharded_bf16_run_bit_for_bit) {
+  const TrainedRun plain = train(dist::world(), 1, 1, true, dir_ / "plain", false, DType::BF16);
+  const TrainedRun zero = train(dist::world(), 1, 1, true, dir_ / "zero", true, DType::BF16);
+  ASSERT_EQ(zero.losses.size(), plain.losses.size());
+  for (size_t s = 0; s < plain.losses.size(); ++s) EXPECT_EQ(zero.losses[s], plain.losses[s]) << "step " << s;
+  ASSERT_EQ(zero.params.size(), plain.params.size());
+  for (const auto& [name, p] : plain.params) EXPECT_TRUE(zero.params.at(name) == p) << name;
 }
 
 }  // namespace
