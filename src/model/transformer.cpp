@@ -514,7 +514,9 @@ void put_ids(const Tensor& dst, std::span<const int32_t> ids, int64_t limit, con
   }
   for (const int32_t id : ids)
     if (id != -100 && (id < 0 || id >= limit)) fail("{} id {} is out of range for {}", what, id, limit);
-  dst.copy_from(Tensor::from_ids(dst.shape(), ids));
+  GPTRAIN_CHECK(dst.dtype() == DType::I32 && static_cast<int64_t>(ids.size()) == dst.numel(), "{} ids: {} for {} places",
+                what, ids.size(), dst.numel());
+  dst.upload(ids.data());  // without waiting for the device's queued work (the previous step's)
 }
 
 // A workspace's arena on the model's device (a new one, so the next pass plans it again).

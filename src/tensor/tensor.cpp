@@ -227,6 +227,11 @@ void Tensor::copy_from(const Tensor& other) const {
   allocator_for(via).copy(data_, device_, other.data_, other.device_, nbytes());
 }
 
+void Tensor::upload(const void* host) const {
+  GPTRAIN_CHECK(defined(), "upload into an undefined tensor");
+  if (numel()) allocator_for(device_).upload(data_, device_, host, nbytes());
+}
+
 Tensor Tensor::to(Device device) const {
   Tensor t = empty(shape_, dtype_, device);
   t.copy_from(*this);

@@ -35,6 +35,12 @@ class Allocator {
   virtual void zero(void* p, size_t bytes) = 0;
   // Copies bytes between this device and the host, or within this device.
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
+  // Host bytes into this device's memory at dst without waiting for the work the device has
+  // queued: that work sees dst as it was, later work sees the bytes, and src may be reused as soon
+  // as this returns (a batch's ids go in while the previous step still runs). Default: copy().
+  virtual void upload(void* dst, Device dst_device, const void* src, size_t bytes) {
+    copy(dst, dst_device, src, Device::CPU, bytes);
+  }
 };
 // Makes `allocator` (which must outlive every tensor of the device) serve `device`.
 void register_allocator(Device device, Allocator* allocator);
@@ -100,6 +106,9 @@ class Tensor {
   // A Tensor is a view: these write through it, so they are const like the data pointer.
   void zero() const;                          // any device
   void copy_from(const Tensor& other) const;  // same dtype and element count, any devices
+  // nbytes() of host memory at `host` into this tensor, on any device, through Allocator::upload:
+  // work already queued on the device reads the old contents.
+  void upload(const void* host) const;
   Tensor to(Device device) const;             // a copy on `device`
   Tensor to(DType dtype) const;               // a converted copy (CPU; float types among themselves)
   Tensor host() const;                        // this tensor when on the CPU, else a copy there

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -56,6 +57,68 @@ std::string device_description() {
 
 namespace {
 
+// Allocator::upload: host bytes go into a page-locked buffer, a copy stream of its own (not
+// synchronized with the default stream, where every kernel runs) moves them into a device staging
+// buffer while the queued kernels run, and the default stream copies them into place once its
+// earlier work is done, in its order. Two slots alternate, so one upload is in flight while the
+// next is staged; events keep each slot's buffers from being overwritten before they are read.
+class Uploads {
+ public:
+  ~Uploads() {  // at exit the driver may be gone already: nothing is checked
+    for (Slot& s : slots_) {
+      cudaFreeHost(s.pinned);
+      cudaFree(s.staging);
+      if (s.copied) cudaEventDestroy(s.copied);
+      if (s.consumed) cudaEventDestroy(s.consumed);
+    }
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  void upload(void* dst, const void* src, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!stream_) {
+      check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+      for (Slot& s : slots_) {
+        check_cuda(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        check_cuda(cudaEventCreateWithFlags(&s.consumed, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+      }
+    }
+    Slot& s = slots_[next_];
+    next_ ^= 1;
+    check_cuda(cudaEventSynchronize(s.copied), "cudaEventSynchronize");  // its last transfer has read `pinned`
+    if (bytes > s.capacity) {
+      check_cuda(cudaEventSynchronize(s.consumed), "cudaEventSynchronize");  // and `staging` was copied out
+      cudaFreeHost(s.pinned);
+      cudaFree(s.staging);
+      s.pinned = nullptr;
+      s.staging = nullptr;
+      s.capacity = 0;
+      check_cuda(cudaHostAlloc(&s.pinned, bytes, cudaHostAllocDefault), "cudaHostAlloc");
+      check_cuda(cudaMalloc(&s.staging, bytes), "cudaMalloc");
+      s.capacity = bytes;
+    }
+    std::memcpy(s.pinned, src, bytes);
+    check_cuda(cudaStreamWaitEvent(stream_, s.consumed, 0), "cudaStreamWaitEvent");
+    check_cuda(cudaMemcpyAsync(s.staging, s.pinned, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+    check_cuda(cudaEventRecord(s.copied, stream_), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(cudaStreamLegacy, s.copied, 0), "cudaStreamWaitEvent");
+    check_cuda(cudaMemcpyAsync(dst, s.staging, bytes, cudaMemcpyDeviceToDevice, cudaStreamLegacy), "cudaMemcpyAsync");
+    check_cuda(cudaEventRecord(s.consumed, cudaStreamLegacy), "cudaEventRecord");
+  }
+
+ private:
+  struct Slot {
+    void* pinned = nullptr;
+    void* staging = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t copied = nullptr, consumed = nullptr;
+  };
+  std::mutex mutex_;
+  cudaStream_t stream_ = nullptr;
+  Slot slots_[2];
+  int next_ = 0;
+};
+
 // Blocks are rounded up to 512 bytes (cudaMalloc aligns to 256 at least) and kept by size when
 // freed; an allocation that fails frees the whole cache and tries once more.
 class CudaAllocator final : public Allocator {
@@ -105,6 +168,8 @@ class CudaAllocator final : public Allocator {
     check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
   }
 
+  void upload(void* dst, Device, const void* src, size_t bytes) override { uploads_.upload(dst, src, bytes); }
+
  private:
   static size_t round_up(size_t bytes) { return std::max<size_t>(512, (bytes + 511) / 512 * 512); }
   void release_cache() {
@@ -112,6 +177,7 @@ class CudaAllocator final : public Allocator {
     free_.clear();
   }
 
+  Uploads uploads_;
   std::mutex mutex_;
   std::multimap<size_t, void*> free_;
   std::map<void*, size_t> used_;
