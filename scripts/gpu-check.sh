@@ -13,7 +13,7 @@
 #   1. each kernel against the scalar reference under the harness's error bounds
 #      (tests/kernels/cuda_staged.cpp), the model on the GPU against the parity fixtures, the bf16
 #      backend against the host's conversions, its widened ops and the products' bounds
-#      (tests/kernels/cuda_bf16_test.cpp);
+#      (tests/kernels/cuda_bf16_test.cpp), the batch uploads' ordering (tests/kernels/cuda_runtime_test.cpp);
 #   2. the gpt2-small training step, batch 16 x 1024: gptrain f32 and bf16 (bench/train_step
 #      --device cuda [--dtype bf16]) beside PyTorch f32, TF32, bf16 and bf16 + torch.compile
 #      (bench/torch_gpu_train_step.py), and llm.c (bf16) built from source;
@@ -91,7 +91,8 @@ run "configure" cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPT
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DICU_ROOT="$prefix/usr" -DOPENSSL_ROOT_DIR="$prefix/usr" \
   -DZLIB_ROOT="$prefix/usr" -DBLAS_LIBRARY="$lib/openblas-openmp/libopenblas.so" \
   -DCBLAS_INCLUDE_DIR="$prefix/usr/include/x86_64-linux-gnu/openblas-openmp" || exit 1
-run "build" ninja -C "$build" gptrain cuda_backend_test cuda_bf16_test cuda_model_parity_test cuda_ops train_step || exit 1
+run "build" ninja -C "$build" gptrain cuda_backend_test cuda_bf16_test cuda_runtime_test cuda_model_parity_test cuda_ops \
+  train_step || exit 1
 
 status=0
 # 1. correctness
@@ -99,6 +100,7 @@ run "CUDA kernels against the reference" "$build/tests/kernels/cuda_backend_test
 run "the model on the GPU against PyTorch's float64 (parity fixtures)" "$build/tests/model/cuda_model_parity_test" || status=1
 run "the bf16 backend: conversions, bf16-storage kernels against the widened ops, products within their bounds" \
   "$build/tests/kernels/cuda_bf16_test" || status=1
+run "uploads ordered with the queued kernels" "$build/tests/kernels/cuda_runtime_test" || status=1
 
 # 2. the gpt2-small training step, batch 16 x 1024, dropout off, tied head (GPT-2's and llm.c's layout)
 if within_budget "gpt2-small step"; then

@@ -114,27 +114,28 @@ TEST_F(CudaBf16, backward_products_are_within_the_derived_bound_on_both_devices)
   expect_bf16_backward_products_within_bound({Device::CPU, Device::CUDA});
 }
 
+// n random bf16 values in [lo, hi) on the GPU.
+Tensor bf16(int64_t n, uint64_t seed, float lo = -2.0f, float hi = 2.0f) {
+  return Tensor::from_vector({n}, random_floats(n, seed, lo, hi)).to(DType::BF16).to(Device::CUDA);
+}
+Tensor copy(const Tensor& t) {
+  Tensor c = Tensor::empty(t.shape(), t.dtype(), Device::CUDA);
+  c.copy_from(t);
+  return c;
+}
+Tensor f32(int64_t n) { return Tensor::zeros({n}, DType::F32, Device::CUDA); }
+void same(const std::string& what, const Tensor& a, const Tensor& b) {
+  const Tensor ha = a.host(), hb = b.host();
+  ASSERT_EQ(ha.nbytes(), hb.nbytes()) << what;
+  EXPECT_EQ(std::memcmp(ha.raw(), hb.raw(), ha.nbytes()), 0) << what << ": the bf16 kernel differs from the widened op";
+}
+
 // The ops cuda-bf16 runs with the float32 kernels instantiated on bf16 storage: the same float32
 // arithmetic on exactly loaded values, one rounding per store, so each equals the widened op
 // (widened_bf16_backend: widen, the float32 kernel, round) bit for bit, outputs and statistics.
 TEST_F(CudaBf16, bf16_storage_kernels_equal_the_widened_ops_bit_for_bit) {
   const kernels::Backend& native = kernels::backend_for(Device::CUDA, DType::BF16);
   const kernels::Backend& widened = kernels::cuda::widened_bf16_backend();
-  const auto bf16 = [](int64_t n, uint64_t seed, float lo = -2.0f, float hi = 2.0f) {
-    return Tensor::from_vector({n}, random_floats(n, seed, lo, hi)).to(DType::BF16).to(Device::CUDA);
-  };
-  const auto copy = [](const Tensor& t) {
-    Tensor c = Tensor::empty(t.shape(), t.dtype(), Device::CUDA);
-    c.copy_from(t);
-    return c;
-  };
-  const auto f32 = [](int64_t n) { return Tensor::zeros({n}, DType::F32, Device::CUDA); };
-  const auto same = [](const std::string& what, const Tensor& a, const Tensor& b) {
-    const Tensor ha = a.host(), hb = b.host();
-    ASSERT_EQ(ha.nbytes(), hb.nbytes()) << what;
-    EXPECT_EQ(std::memcmp(ha.raw(), hb.raw(), ha.nbytes()), 0)
-        << what << ": the bf16 kernel differs from the widened op";
-  };
   // Each case runs `op` on one backend over fresh copies of its buffers and compares what it wrote.
   const int64_t N = 37, C = 200, n = N * C, V = 301;
   const Tensor x = bf16(n, 1), y = bf16(n, 2), g = bf16(n, 3), w = bf16(C, 4), b = bf16(C, 5);
@@ -318,6 +319,118 @@ TEST_F(CudaBf16, bf16_storage_kernels_equal_the_widened_ops_bit_for_bit) {
   native.scale(s1.raw(), 0.3f, n);
   widened.scale(s2.raw(), 0.3f, n);
   same("scale", s1, s2);
+}
+
+// The rest of the bf16 mode's ops on bf16 storage, each against the widened op bit for bit: the
+// embedding's backward (ids repeated, so rows sum in row order onto the old gradient; untouched
+// rows keep their bits), pooling, row gathers, LoRA, decoding against bf16 KV caches, and the
+// row-wise products of decode rows and of f16/bf16 decode weights.
+TEST_F(CudaBf16, embedding_backward_heads_adapters_and_decoding_equal_the_widened_ops_bit_for_bit) {
+  const kernels::Backend& native = kernels::backend_for(Device::CUDA, DType::BF16);
+  const kernels::Backend& widened = kernels::cuda::widened_bf16_backend();
+  const int64_t C = 200;
+  for (const int64_t pos_offset : {int64_t{-1}, int64_t{2}}) {  // -1: positions given
+    const kernels::EmbeddingParams p{3, 11, C, 50, 16, pos_offset < 0 ? 0 : pos_offset};
+    std::vector<int32_t> ids(33), pos(33);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ids[i] = static_cast<int32_t>((i * i + 3) % 13);  // 13 of the 50 ids, most of them repeated
+      pos[i] = static_cast<int32_t>((i * 5) % 16);
+    }
+    const Tensor tokens = Tensor::from_ids({33}, ids).to(Device::CUDA);
+    const Tensor positions = Tensor::from_ids({33}, pos).to(Device::CUDA);
+    const int32_t* given = pos_offset < 0 ? positions.device_data<int32_t>() : nullptr;
+    const Tensor dout = bf16(33 * C, 30), dwte1 = bf16(50 * C, 31), dwpe1 = bf16(16 * C, 32);
+    const Tensor dwte2 = copy(dwte1), dwpe2 = copy(dwpe1);
+    native.embedding_backward(dwte1.raw(), dwpe1.raw(), dout.raw(), tokens.device_data<int32_t>(), given, p);
+    widened.embedding_backward(dwte2.raw(), dwpe2.raw(), dout.raw(), tokens.device_data<int32_t>(), given, p);
+    const std::string how = pos_offset < 0 ? " (positions given)" : " (positions from the offset)";
+    same("embedding backward dwte" + how, dwte1, dwte2);
+    same("embedding backward dwpe" + how, dwpe1, dwpe2);
+  }
+  for (const kernels::PoolMode mode : {kernels::PoolMode::Last, kernels::PoolMode::First, kernels::PoolMode::Mean})
+    for (const kernels::InputGrad grad : {kernels::InputGrad::Write, kernels::InputGrad::Accumulate}) {
+      const kernels::PoolParams p{3, 11, C, mode, grad};
+      const std::string what = "pool mode " + std::to_string(static_cast<int>(mode));
+      const Tensor inp = bf16(33 * C, 33), o1 = bf16(3 * C, 34), o2 = copy(o1);
+      native.pool_forward(o1.raw(), inp.raw(), p);
+      widened.pool_forward(o2.raw(), inp.raw(), p);
+      same(what + " forward", o1, o2);
+      const Tensor dout = bf16(3 * C, 35), d1 = bf16(33 * C, 36), d2 = copy(d1);
+      native.pool_backward(d1.raw(), dout.raw(), p);
+      widened.pool_backward(d2.raw(), dout.raw(), p);
+      same(what + " backward", d1, d2);
+    }
+  {
+    const kernels::GatherRowsParams p{4, 11, C};
+    const std::vector<int32_t> rows = {4, 0, 10, 4};
+    const Tensor r = Tensor::from_ids({4}, rows).to(Device::CUDA);
+    const Tensor inp = bf16(11 * C, 37), o1 = bf16(4 * C, 38), o2 = copy(o1);
+    native.gather_rows_forward(o1.raw(), inp.raw(), r.device_data<int32_t>(), p);
+    widened.gather_rows_forward(o2.raw(), inp.raw(), r.device_data<int32_t>(), p);
+    same("gather rows", o1, o2);
+  }
+  {
+    // Two segments of a fused output (columns 0..63 and 128..191 of 192), rank 4.
+    kernels::LoraParams p{9, C, 192, 4};
+    p.S = 2;
+    p.seg[1] = 64;
+    p.seg[2] = 128;
+    p.col[1] = 128;
+    p.scaling = 2.0f;
+    const Tensor inp = bf16(9 * C, 39), A = bf16(8 * C, 40, -0.5f, 0.5f), B = bf16(128 * 4, 41, -0.5f, 0.5f);
+    const Tensor o1 = bf16(9 * 192, 42), o2 = copy(o1);
+    native.lora_forward(o1.raw(), inp.raw(), A.raw(), B.raw(), p);
+    widened.lora_forward(o2.raw(), inp.raw(), A.raw(), B.raw(), p);
+    same("lora forward", o1, o2);
+    const Tensor dout = bf16(9 * 192, 43), dinp1 = bf16(9 * C, 44), dA1 = bf16(8 * C, 45), dB1 = bf16(128 * 4, 46);
+    const Tensor dinp2 = copy(dinp1), dA2 = copy(dA1), dB2 = copy(dB1);
+    native.lora_backward(dinp1.raw(), dA1.raw(), dB1.raw(), dout.raw(), inp.raw(), A.raw(), B.raw(), p);
+    widened.lora_backward(dinp2.raw(), dA2.raw(), dB2.raw(), dout.raw(), inp.raw(), A.raw(), B.raw(), p);
+    same("lora backward dinp", dinp1, dinp2);
+    same("lora backward dA", dA1, dA2);
+    same("lora backward dB", dB1, dB2);
+    const Tensor w1 = bf16(192 * C, 47), w2 = copy(w1);
+    native.lora_merge(w1.raw(), A.raw(), B.raw(), p);
+    widened.lora_merge(w2.raw(), A.raw(), B.raw(), p);
+    same("lora merge", w1, w2);
+  }
+  {
+    // Two sequences of a decode step: a prefill of 2 rows after 3 cached positions, and a first row.
+    const kernels::AttentionDecodeParams p{4, 2, 32, 2};
+    const int64_t KV = p.NKV * p.HS, max_T = 8;
+    const Tensor qkv = bf16(3 * p.qkv_width(), 48), o1 = bf16(3 * p.NH * p.HS, 49), o2 = copy(o1);
+    Tensor caches1[4], caches2[4];
+    for (int c = 0; c < 4; ++c) {
+      caches1[c] = bf16(max_T * KV, 50 + c);
+      caches2[c] = copy(caches1[c]);
+    }
+    const auto seqs = [&](Tensor* c) {
+      return std::vector<kernels::DecodeSeq>{{c[0].raw(), c[1].raw(), max_T, 3, 0, 2},
+                                             {c[2].raw(), c[3].raw(), max_T, 0, 2, 1}};
+    };
+    const std::vector<kernels::DecodeSeq> s1 = seqs(caches1), s2 = seqs(caches2);
+    native.attention_decode_forward(o1.raw(), qkv.raw(), s1.data(), p);
+    widened.attention_decode_forward(o2.raw(), qkv.raw(), s2.data(), p);
+    same("decode attention", o1, o2);
+    for (int c = 0; c < 4; ++c) same("decode cache " + std::to_string(c), caches1[c], caches2[c]);
+  }
+  {
+    kernels::MatmulParams p{5, C, 48};
+    p.batch_invariant = true;
+    const Tensor inp = bf16(5 * C, 54), w = bf16(48 * C, 55, -0.2f, 0.2f), bias = bf16(48, 56);
+    const Tensor o1 = bf16(5 * 48, 57), o2 = copy(o1);
+    native.matmul_forward(o1.raw(), inp.raw(), w.raw(), bias.raw(), p);
+    widened.matmul_forward(o2.raw(), inp.raw(), w.raw(), bias.raw(), p);
+    same("row-wise matmul", o1, o2);
+    for (const DType type : {DType::F16, DType::BF16}) {
+      const Tensor half =
+          Tensor::from_vector({48 * C}, random_floats(48 * C, 58, -0.2f, 0.2f)).to(type).to(Device::CUDA);
+      const Tensor h1 = copy(o1), h2 = copy(o1);
+      native.matmul_forward_half(h1.raw(), inp.raw(), half.device_data<uint16_t>(), type, bias.raw(), p);
+      widened.matmul_forward_half(h2.raw(), inp.raw(), half.device_data<uint16_t>(), type, bias.raw(), p);
+      same(std::string("matmul with ") + dtype_name(type) + " weights", h1, h2);
+    }
+  }
 }
 
 }  // namespace

@@ -151,7 +151,9 @@ class CudaF32Backend final : public Backend {
   }
   void embedding_backward(void* dwte, void* dwpe, const void* dout, const int32_t* tokens, const int32_t* positions,
                           const EmbeddingParams& p) const override {
-    cuda::embedding_backward(f(dwte), f(dwpe), f(dout), tokens, positions, p);
+    const size_t bytes = embedding_backward_scratch_bytes(p);
+    const Tensor s = scratch(static_cast<int64_t>((bytes + 3) / 4), DType::I32);
+    cuda::embedding_backward(f(dwte), f(dwpe), f(dout), tokens, positions, p, s.raw(), bytes);
   }
   void dropout_forward(void* out, const void* inp, const DropoutParams& p) const override {
     cuda::dropout_forward(f(out), f(inp), p);

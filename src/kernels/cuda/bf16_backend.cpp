@@ -3,15 +3,19 @@
 // caching allocator. Its results have the cpu-bf16 reference's semantics (each op computed in
 // float32 from its bf16 operands and rounded once), with the CUDA kernels' own accumulation order.
 // The ops with bf16 kernels of their own replace the widened ones one by one (docs/DESIGN.md,
-// "bf16 mode"). So far: the matrix products, cuBLASLt on bf16 operands (tensor cores) with
+// "bf16 mode"); all have now: the matrix products, cuBLASLt on bf16 operands (tensor cores) with
 // float32 accumulation and one rounding of the output (dweight += as round(old + product) by
 // beta = 1); and the float32 kernels instantiated on bf16 storage (launch.h: exact loads, one
 // rounding per store, the same arithmetic), which therefore equal the widened op bit for bit
 // (tests/kernels/cuda_bf16_test.cpp checks each against widened_bf16_backend()): the embedding
-// forward, attention forward and backward, dropout, LayerNorm, RMSNorm, Qwen3's query/key norms,
-// rotary, SwiGLU, GELU, residual, cross-entropy, the bias gradient, sum of squares, scale and
-// AdamW (one pass over masters, moments and the copy). The rest (the embedding's backward, whose
-// rows add up in float32 before one rounding; LoRA, pooling, row gathers, decoding) still widen.
+// forward and backward (the backward's rows grouped by id and summed in float32 onto the old
+// gradient, rounded once, touching only the rows the batch uses), attention forward and backward
+// and against bf16 KV caches, dropout, LayerNorm, RMSNorm, Qwen3's query/key norms, rotary,
+// SwiGLU, GELU, residual, cross-entropy, the bias gradient, the row-wise (batch-invariant and
+// f16/bf16-weight) products, LoRA, pooling, row gathers, sum of squares, scale and AdamW (one pass
+// over masters, moments and the copy). Nothing widens any more in training or decoding; the
+// widening base still answers for what these refuse by name (head sizes above 256, other weight
+// types).
 #include <algorithm>
 
 #include "kernels/cuda/launch.h"
@@ -43,6 +47,7 @@ struct DeviceConversions {
 
 uint16_t* h(void* p) { return static_cast<uint16_t*>(p); }
 const uint16_t* h(const void* p) { return static_cast<const uint16_t*>(p); }
+Tensor f32_scratch(int64_t n) { return Tensor::empty({std::max<int64_t>(1, n)}, DType::F32, Device::CUDA); }
 const float* S32(const void* p) { return static_cast<const float*>(p); }
 float* S32(void* p) { return static_cast<float*>(p); }
 
@@ -54,6 +59,13 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
                          const EmbeddingParams& p) const override {
     cuda::embedding_forward(h(out), tokens, positions, h(wte), h(wpe), p);
   }
+  void embedding_backward(void* dwte, void* dwpe, const void* dout, const int32_t* tokens, const int32_t* positions,
+                          const EmbeddingParams& p) const override {
+    const size_t bytes = embedding_backward_scratch_bytes(p);
+    const Tensor s =
+        Tensor::empty({std::max<int64_t>(1, static_cast<int64_t>((bytes + 3) / 4))}, DType::I32, Device::CUDA);
+    cuda::embedding_backward(h(dwte), h(dwpe), h(dout), tokens, positions, p, s.raw(), bytes);
+  }
   void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const override {
     if (p.HS > kMaxHeadSize) return WideningBackend::attention_forward(out, stats, qkv, p);  // refused there, by name
     cuda::attention_forward(h(out), S32(stats), h(qkv), p);
@@ -63,6 +75,33 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
     if (p.HS > kMaxHeadSize) return WideningBackend::attention_backward(dqkv, dout, qkv, stats, p);
     const Tensor dsum = Tensor::empty({std::max<int64_t>(1, p.B * p.NH * p.T)}, DType::F32, Device::CUDA);
     cuda::attention_backward(h(dqkv), dsum.device_data<float>(), h(dout), h(qkv), S32(stats), p);
+  }
+  void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,
+                                const AttentionDecodeParams& p) const override {
+    if (p.HS > kMaxHeadSize) return WideningBackend::attention_decode_forward(out, qkv, seqs, p);
+    cuda::attention_decode_forward(h(out), h(qkv), seqs, p);  // the caches are bf16: keys and values copied exactly
+  }
+  void lora_forward(void* out, const void* inp, const void* A, const void* B, const LoraParams& p) const override {
+    const Tensor down = f32_scratch(p.N * p.S * p.R);
+    cuda::lora_forward(h(out), down.device_data<float>(), h(inp), h(A), h(B), p);
+  }
+  void lora_backward(void* dinp, void* dA, void* dB, const void* dout, const void* inp, const void* A, const void* B,
+                     const LoraParams& p) const override {
+    const Tensor down = f32_scratch(p.N * p.S * p.R), ddown = f32_scratch(p.N * p.S * p.R);
+    cuda::lora_backward(h(dinp), h(dA), h(dB), down.device_data<float>(), ddown.device_data<float>(), h(dout), h(inp),
+                        h(A), h(B), p);
+  }
+  void lora_merge(void* weight, const void* A, const void* B, const LoraParams& p) const override {
+    cuda::lora_merge(h(weight), h(A), h(B), p);
+  }
+  void pool_forward(void* out, const void* inp, const PoolParams& p) const override {
+    cuda::pool_forward(h(out), h(inp), p);
+  }
+  void pool_backward(void* dinp, const void* dout, const PoolParams& p) const override {
+    cuda::pool_backward(h(dinp), h(dout), p);
+  }
+  void gather_rows_forward(void* out, const void* inp, const int32_t* rows, const GatherRowsParams& p) const override {
+    cuda::gather_rows_forward(h(out), h(inp), rows, p);
   }
   void rmsnorm_forward(void* out, void* rstd, const void* inp, const void* weight,
                        const RmsNormParams& p) const override {
@@ -141,8 +180,14 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   // Row-major out[N,OC] is column-major out^T[OC,N] = W^T-view times inp^T (backend.cpp's layout).
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
                       const MatmulParams& p) const override {
-    if (p.batch_invariant) return WideningBackend::matmul_forward(out, inp, weight, bias, p);  // decode rows
+    if (p.batch_invariant) return matmul_rowwise(h(out), h(inp), weight, 2, h(bias), p);  // decode rows
     gemm(true, false, p.OC, p.N, p.IC, weight, p.IC, inp, p.IC, out, p.OC, 0.0f, bias, GemmType::BF16);
+  }
+  void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type, const void* bias,
+                           const MatmulParams& p) const override {
+    if (weight_type != DType::F16 && weight_type != DType::BF16)
+      return WideningBackend::matmul_forward_half(out, inp, weight, weight_type, bias, p);  // refused there, by name
+    matmul_rowwise(h(out), h(inp), weight, weight_type == DType::F16 ? 1 : 2, h(bias), p);
   }
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                        const MatmulParams& p) const override {

@@ -211,19 +211,6 @@ __global__ void embedding_forward_kernel(T* out, const int32_t* tokens, const in
   }
 }
 
-// One thread per channel walks the rows in order: each gradient row sums its rows in row order,
-// without atomics (deterministic), as the reference does.
-__global__ void embedding_backward_kernel(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                                          const int32_t* positions, EmbeddingParams p) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= p.C) return;
-  for (int64_t n = 0; n < p.B * p.T; ++n) {
-    const float g = dout[n * p.C + c];
-    if (dwte) dwte[int64_t(tokens[n]) * p.C + c] += g;
-    if (dwpe) dwpe[embedding_position(positions, p, n) * p.C + c] += g;
-  }
-}
-
 // One warp per row.
 template <class T>
 __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight,
@@ -296,15 +283,16 @@ __device__ float weight_at(const void* w, int kind, int64_t i) {
 }
 
 // One thread per output, the dot product in index order: the same bits for a row whatever the batch.
-__global__ void matmul_rowwise_kernel(float* out, const float* inp, const void* weight, int kind, const float* bias,
+template <class T>
+__global__ void matmul_rowwise_kernel(T* out, const T* inp, const void* weight, int kind, const T* bias,
                                       MatmulParams p) {
   const int64_t total = p.N * p.OC;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = i / p.OC, o = i % p.OC;
-    const float* x = inp + n * p.IC;
+    const T* x = inp + n * p.IC;
     float acc = 0.0f;
-    for (int64_t k = 0; k < p.IC; ++k) acc = fmaf(x[k], weight_at(weight, kind, o * p.IC + k), acc);
-    out[i] = bias ? acc + bias[o] : acc;
+    for (int64_t k = 0; k < p.IC; ++k) acc = fmaf(load(x + k), weight_at(weight, kind, o * p.IC + k), acc);
+    store(out + i, bias ? acc + load(bias + o) : acc);
   }
 }
 
@@ -484,14 +472,6 @@ void embedding_forward(T* out, const int32_t* tokens, const int32_t* positions, 
   check_launch("embedding_forward");
 }
 
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
-                        const EmbeddingParams& p) {
-  if (!dwte && !dwpe) return;
-  embedding_backward_kernel<<<blocks_for(p.C), kThreads>>>(dwte, p.n_positions ? dwpe : nullptr, dout, tokens,
-                                                           positions, p);
-  check_launch("embedding_backward");
-}
-
 template <class T>
 void dropout_forward(T* out, const T* inp, const DropoutParams& p) {
   if (p.n == 0) return;
@@ -526,8 +506,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   }
 }
 
-void matmul_rowwise(float* out, const float* inp, const void* weight, int weight_kind, const float* bias,
-                    const MatmulParams& p) {
+template <class T>
+void matmul_rowwise(T* out, const T* inp, const void* weight, int weight_kind, const T* bias, const MatmulParams& p) {
   matmul_rowwise_kernel<<<blocks_for(p.N * p.OC), kThreads>>>(out, inp, weight, weight_kind, bias, p);
   check_launch("matmul_forward (row-wise)");
 }
@@ -643,6 +623,7 @@ void scale(T* x, float factor, int64_t n) {
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const float*, const float*,      \
                                       const LayerNormParams&);                                                   \
   template void column_sums_add<T>(T*, const T*, int64_t, int64_t);                                              \
+  template void matmul_rowwise<T>(T*, const T*, const void*, int, const T*, const MatmulParams&);                \
   template void gelu_forward<T>(T*, const T*, const GeluParams&);                                                \
   template void gelu_backward<T>(T*, const T*, const T*, const GeluParams&);                                     \
   template void residual_forward<T>(T*, const T*, const T*, const ResidualParams&);                              \

@@ -5,6 +5,7 @@
 // classes (backend.cpp, bf16_backend.cpp) compile with the host compiler.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/params.h"
@@ -23,8 +24,12 @@ inline constexpr int64_t kMaxHeadSize = 256;
 template <class T>
 void embedding_forward(T* out, const int32_t* tokens, const int32_t* positions, const T* wte, const T* wpe,
                        const EmbeddingParams& p);
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, const int32_t* positions,
-                        const EmbeddingParams& p);
+// embedding_kernels.cu: dout's rows grouped by id (a stable sort), each id's rows summed in row
+// order onto the old gradient, one store; `scratch` of embedding_backward_scratch_bytes(p).
+size_t embedding_backward_scratch_bytes(const EmbeddingParams& p);
+template <class T>
+void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, const int32_t* positions,
+                        const EmbeddingParams& p, void* scratch, size_t scratch_bytes);
 template <class T>
 void dropout_forward(T* out, const T* inp, const DropoutParams& p);  // out may alias inp
 template <class T>
@@ -38,8 +43,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 // out[N,OC] = inp[N,IC] @ weight^T + bias, each row on its own (a dot product per output in
 // index order): the batch-invariant product, and the one that reads f16/bf16 weights
 // (weight_kind 0 f32, 1 f16, 2 bf16).
-void matmul_rowwise(float* out, const float* inp, const void* weight, int weight_kind, const float* bias,
-                    const MatmulParams& p);
+template <class T>
+void matmul_rowwise(T* out, const T* inp, const void* weight, int weight_kind, const T* bias, const MatmulParams& p);
 // dbias[OC] += column sums of dout[N,OC], rows in order (deterministic).
 template <class T>
 void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC);
@@ -49,7 +54,9 @@ void attention_forward(T* out, float* stats, const T* qkv, const AttentionParams
 template <class T>
 void attention_backward(T* dqkv, float* dsum, const T* dout, const T* qkv, const float* stats,
                         const AttentionParams& p);
-void attention_decode_forward(float* out, const float* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
+// The KV caches (seqs, host memory) hold T too.
+template <class T>
+void attention_decode_forward(T* out, const T* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
 template <class T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, const RmsNormParams& p);
 template <class T>
@@ -70,14 +77,20 @@ template <class T>
 void swiglu_forward(T* out, const T* inp, const SwigluParams& p);
 template <class T>
 void swiglu_backward(T* dinp, const T* inp, const T* dout, const SwigluParams& p);
-// LoRA: h and dh are scratch of N * S * R floats.
-void lora_forward(float* out, float* h, const float* inp, const float* A, const float* B, const LoraParams& p);
-void lora_backward(float* dinp, float* dA, float* dB, float* h, float* dh, const float* dout, const float* inp,
-                   const float* A, const float* B, const LoraParams& p);
-void lora_merge(float* weight, const float* A, const float* B, const LoraParams& p);
-void pool_forward(float* out, const float* inp, const PoolParams& p);
-void pool_backward(float* dinp, const float* dout, const PoolParams& p);
-void gather_rows_forward(float* out, const float* inp, const int32_t* rows, const GatherRowsParams& p);
+// head_kernels.cu. LoRA: h and dh are float32 scratch of N * S * R.
+template <class T>
+void lora_forward(T* out, float* h, const T* inp, const T* A, const T* B, const LoraParams& p);
+template <class T>
+void lora_backward(T* dinp, T* dA, T* dB, float* h, float* dh, const T* dout, const T* inp, const T* A, const T* B,
+                   const LoraParams& p);
+template <class T>
+void lora_merge(T* weight, const T* A, const T* B, const LoraParams& p);
+template <class T>
+void pool_forward(T* out, const T* inp, const PoolParams& p);
+template <class T>
+void pool_backward(T* dinp, const T* dout, const PoolParams& p);
+template <class T>
+void gather_rows_forward(T* out, const T* inp, const int32_t* rows, const GatherRowsParams& p);
 template <class T>
 void gelu_forward(T* out, const T* inp, const GeluParams& p);
 template <class T>
