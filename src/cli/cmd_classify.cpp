@@ -23,10 +23,14 @@ Command register_classify(CLI::App& app) {
   s->add_option("--batch-size", o->batch_size, "Texts per forward pass")->capture_default_str();
   s->add_option("--data-dir", o->data_dir, "Data directory (for the vocabulary when the model dir has none)");
   s->add_option("--threads", o->threads, "CPU threads (0: all cores)");
-  auto device = std::make_shared<std::string>("cpu");
-  add_device_option(s, *device);
+  struct DeviceChoice {
+    std::string device = "cpu";
+    bool tf32 = false;
+  };
+  auto device = std::make_shared<DeviceChoice>();
+  add_device_option(s, device->device, device->tf32);
   return [o, device] {
-    o->device = activate_device(*device);
+    o->device = activate_device(device->device, "", device->tf32);
     return run_classify(*o);
   };
 }

@@ -58,7 +58,7 @@ Command register_finetune_cls(CLI::App& app) {
   add_lora_options(s, *o);
   add_run_options(s, *o, "Seed of the split, the head's initialisation, shuffling and dropout");
   return [o, s] {
-    activate_device(o->device, o->dtype);
+    activate_device(o->device, o->dtype, o->tf32);
     default_trainable_for_lora(s, *o, o->trainable);
     return run_finetune_cls(*o);
   };

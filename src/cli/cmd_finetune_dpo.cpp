@@ -62,7 +62,7 @@ Command register_finetune_dpo(CLI::App& app) {
   return [o, s, no_mask_prompt] {
     o->mask_prompt = !*no_mask_prompt;
     default_trainable_for_lora(s, *o, o->trainable);
-    activate_device(o->device, o->dtype);
+    activate_device(o->device, o->dtype, o->tf32);
     return run_finetune_dpo(*o);
   };
 }

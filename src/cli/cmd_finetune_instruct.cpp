@@ -59,7 +59,7 @@ Command register_finetune_instruct(CLI::App& app) {
     o->mask_prompt = !*no_mask_prompt;
     o->answer_test = !*no_answer_test;
     default_trainable_for_lora(s, *o, o->trainable);
-    activate_device(o->device, o->dtype);
+    activate_device(o->device, o->dtype, o->tf32);
     return run_finetune_instruct(*o);
   };
 }

@@ -41,7 +41,7 @@ Command register_pretrain(CLI::App& app) {
   add_lora_options(s, *o);
   add_run_options(s, *o, "Seed of initialisation, shuffling and dropout");
   return [o, s] {
-    activate_device(o->device, o->dtype);
+    activate_device(o->device, o->dtype, o->tf32);
     default_trainable_for_lora(s, *o, o->trainable);
     return run_pretrain(*o);
   };

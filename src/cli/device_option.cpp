@@ -15,11 +15,15 @@
 
 namespace gptrain::cli {
 
-void add_device_option(CLI::App* s, std::string& device) {
+void add_device_option(CLI::App* s, std::string& device, bool& tf32) {
   s->add_option("--device", device,
                 "Where the model runs: cpu, or cuda (the current GPU; CUDA_VISIBLE_DEVICES chooses it)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  s->add_flag("--tf32", tf32,
+              "With --device cuda in the f32 mode: the matrix products on TF32 tensor cores (inputs rounded to 10-bit "
+              "significands, float32 accumulation; PyTorch's allow_tf32); H100/H200 tensor cores run TF32 at about 7x "
+              "their float32 rate");
 }
 
 void add_dtype_option(CLI::App* s, std::string& dtype) {
@@ -33,8 +37,14 @@ void add_dtype_option(CLI::App* s, std::string& dtype) {
 
 namespace {
 
-Device activate(const std::string& device) {  if (device_named(device) == Device::CPU) return Device::CPU;
-  if (const char* e = std::getenv("GPTRAIN_TEST_EMULATE_CUDA"); e && std::strcmp(e, "1") == 0) {
+bool emulating() {
+  const char* e = std::getenv("GPTRAIN_TEST_EMULATE_CUDA");
+  return e && std::strcmp(e, "1") == 0;
+}
+
+Device activate(const std::string& device) {
+  if (device_named(device) == Device::CPU) return Device::CPU;
+  if (emulating()) {
     std::fprintf(stderr, "note: GPTRAIN_TEST_EMULATE_CUDA=1: --device cuda runs the CPU kernels on host memory\n");
     kernels::emulate_cuda_on_host();
     return Device::CUDA;
@@ -53,8 +63,16 @@ Device activate(const std::string& device) {  if (device_named(device) == Device
 
 }  // namespace
 
-Device activate_device(const std::string& device, const std::string& dtype) {
+Device activate_device(const std::string& device, const std::string& dtype, bool tf32) {
+  if (tf32 && device_named(device) != Device::CUDA) fail("--tf32: TF32 products are the GPU's; add --device cuda");
+  if (tf32 && dtype == "bf16") fail("--tf32: --dtype bf16 multiplies bf16 operands already; drop one of them");
   const Device d = activate(device);
+  if (tf32 && emulating())
+    std::fprintf(stderr, "note: --tf32 does nothing on the emulated device (its products are the CPU's float32)\n");
+#if GPTRAIN_HAVE_CUDA
+  else if (tf32)
+    kernels::cuda::set_tf32(true);
+#endif
   // A device without kernels of the type is refused here too, before any file is read.
   if (dtype == "bf16") (void)kernels::backend_for(d, DType::BF16);
   return d;

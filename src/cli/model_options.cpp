@@ -14,7 +14,7 @@ void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help, bool
                 "LoRA adapter dir (adapter_config.json + adapter_model.safetensors, from gptrain or PEFT) applied to "
                 "--model without merging [--model default: the adapter's base_model_name_or_path]");
   if (!with_device) return;
-  add_device_option(s, o.device);
+  add_device_option(s, o.device, o.tf32);
   s->add_option("--dtype", o.dtype,
                 "What the passes compute in: f32, or bf16 (the float32 weights' bf16 copy, bf16 activations and KV "
                 "caches; the bf16 mode of training)")
@@ -24,7 +24,7 @@ void add_model_options(CLI::App* s, ModelChoice& o, const char* model_help, bool
 
 void resolve_model_choice(ModelChoice& c) {
   // A device, or a --dtype it has no kernels of, is refused before any file is read.
-  activate_device(c.device, c.dtype);
+  activate_device(c.device, c.dtype, c.tf32);
   if (!c.adapter.empty()) {
     if (!is_adapter_dir(c.adapter))
       fail("--adapter {}: no adapter_config.json there; give a LoRA adapter dir (a LoRA run's final/, or PEFT's "

@@ -17,6 +17,7 @@ struct ModelChoice {
   std::string adapter;       // a LoRA adapter dir, or ""
   std::string device = "cpu";  // --device (cli/device_option.h)
   std::string dtype = "f32";   // --dtype: what the passes compute in (bf16: activations and KV caches too)
+  bool tf32 = false;           // --tf32 (cli/device_option.h)
 };
 
 // --model, --adapter and (with_device) --device and --dtype.

@@ -49,7 +49,7 @@ void add_run_options(CLI::App* s, TrainOptions& o, const char* seed_help) {
   s->add_option("--keep-last", o.keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
   s->add_option("--seed", o.seed, seed_help)->capture_default_str();
   s->add_option("--threads", o.threads, "CPU threads (0: all cores)");
-  add_device_option(s, o.device);
+  add_device_option(s, o.device, o.tf32);
   add_dtype_option(s, o.dtype);
   s->add_flag("--resume", o.resume, "Continue the run in --out-dir from its newest complete checkpoint");
   s->add_flag("--overwrite", o.overwrite, "Replace a previous run in --out-dir");

@@ -47,6 +47,7 @@ nlohmann::json train_options_json(const TrainOptions& o) {
   // Recorded when not the defaults, so runs from before these options read back the same.
   if (o.device != "cpu") j["device"] = o.device;
   if (o.dtype != "f32") j["dtype"] = o.dtype;
+  if (o.tf32) j["tf32"] = true;
   if (o.lora.enabled()) {
     j["lora-rank"] = o.lora.rank;
     j["lora-alpha"] = o.lora.alpha.value_or(static_cast<double>(o.lora.rank));
@@ -68,7 +69,7 @@ const std::set<std::string>& train_options_may_change_on_resume() {
   // checkpoints are device-independent, so a run may go on on another device.
   static const std::set<std::string> keys = {"epochs",     "max-steps", "eval-interval", "eval-iters",
                                              "save-interval", "keep-last", "threads",       "ranks",
-                                             "grad-accum", "zero",      "device"};
+                                             "grad-accum", "zero",      "device",        "tf32"};
   return keys;
 }
 

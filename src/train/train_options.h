@@ -40,6 +40,7 @@ struct TrainOptions {
   int threads = 0;  // 0: all cores
   std::string device = "cpu";  // cpu | cuda (cli/device_option.h makes it ready)
   std::string dtype = "f32";
+  bool tf32 = false;  // --tf32: the f32 mode's products on TF32 tensor cores (CUDA)
   bool resume = false;
   bool overwrite = false;
   bool allow_changed_data = false;  // a resume may go on although a data file's size or sha256 changed

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of --device (issue 20) on a machine without a GPU:
 #   1. refusals: --device cuda where no GPU is visible (or the build has no CUDA) names the
-#      option and the reason before any file is read; an unknown device is a usage error;
+#      option and the reason before any file is read; an unknown device is a usage error; --tf32
+#      off the GPU or with --dtype bf16 is refused;
 #   2. with GPTRAIN_TEST_EMULATE_CUDA=1 (kernels/emulated_device.h: Device::CUDA tensors in host
 #      memory, every op run by the CPU kernels, host code reading a device tensor an error), every
 #      job on --device cuda equals the same job on the CPU bit for bit: pretrain (dropout, a
@@ -25,6 +26,12 @@ if [ -z "${GPTRAIN_TEST_HAVE_GPU:-}" ]; then
   expect_error "\-\-device cuda: " generate --model "$work/nowhere" --device cuda --prompt x
 fi
 expect_usage_error "device" pretrain "${tiny[@]}" --max-steps 1 --device tpu --out-dir "$work/e3"
+# --tf32 is the GPU's f32 products: refused on the CPU and with --dtype bf16, before any file is read
+expect_error "\-\-tf32: .*--device cuda" pretrain "${tiny[@]}" --max-steps 1 --tf32 --out-dir "$work/e4"
+[ -e "$work/e4" ] && fail "a refused --tf32 left $work/e4 behind"
+expect_error "\-\-tf32: .*--device cuda" generate --model "$work/nowhere" --tf32 --prompt x
+expect_error "\-\-tf32: --dtype bf16" pretrain "${tiny[@]}" --max-steps 1 --device cuda --dtype bf16 --tf32 \
+  --out-dir "$work/e5"
 expect_usage_error "device" generate --model "$work/nowhere" --device tpu --prompt x
 
 # 2. the emulated device against the CPU, bit for bit

@@ -1,17 +1,21 @@
-// The CUDA runtime under the tensors (kernels/cuda/runtime.cpp): Tensor::upload, which puts a
-// batch's ids on the GPU without waiting for the queued kernels. Each of many uploads into one
-// device tensor, from one host buffer rewritten as soon as the call returns, must reach exactly
-// the kernels queued after it and none before; a lost, torn or early upload changes the sum of
-// the embedding rows gathered from it. Skips without a GPU.
+// The CUDA runtime under the tensors and the process-wide settings of the CUDA backend
+// (kernels/cuda/cuda.h). Tensor::upload puts a batch's ids on the GPU without waiting for the
+// queued kernels: each of many uploads into one device tensor, from one host buffer rewritten as
+// soon as the call returns, must reach exactly the kernels queued after it and none before (a
+// lost, torn or early upload changes the sum of the embedding rows gathered from it). set_tf32:
+// a float32 product on TF32 tensor cores is within its derived bound, and off again is within
+// float32's. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
-#include <numeric>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cuda/cuda.h"
 #include "kernels/ops.h"
 #include "tensor/tensor.h"
+#include "tests/kernels/harness.h"
 
 namespace gptrain::test {
 namespace {
@@ -46,6 +50,48 @@ TEST(CudaRuntime, uploads_reach_exactly_the_kernels_queued_after_them) {
   for (int64_t i = 0; i < N; ++i)
     for (int64_t c = 0; c < C; ++c)  // sums below 2^24: float addition is exact
       ASSERT_EQ(got[i * C + c], static_cast<float>(expected[i])) << "row " << i << " column " << c;
+}
+
+// out[N,OC] = x w^T + b. Full float32: within e = gamma(IC + 1) (sum |x w| + |b|) of exact
+// arithmetic. TF32 rounds x and w to 10-bit significands first (relative error at most u = 2^-10
+// each, by truncation or to nearest), so each product moves by at most (2u + u^2) |x w|, and the
+// float32 sum of the rounded products adds gamma(IC + 1) times their absolute sum, at most
+// (1 + 2u + u^2) sum |x w| + |b|.
+TEST(CudaRuntime, tf32_products_are_within_their_bound_and_off_by_default) {
+  if (!kernels::cuda::init()) GTEST_SKIP() << "no CUDA device visible: " << kernels::cuda::device_description();
+  ASSERT_FALSE(kernels::cuda::tf32()) << "TF32 must be asked for (--tf32)";
+  const int64_t N = 37, IC = 300, OC = 29;
+  const std::vector<float> xv = random_floats(N * IC, 1), wv = random_floats(OC * IC, 2), bv = random_floats(OC, 3);
+  std::vector<double> want(N * OC), f32_bound(N * OC), tf32_bound(N * OC);
+  const double u = 0x1.0p-10, g = gamma(IC + 1);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < OC; ++o) {
+      double y = bv[o], abs = 0.0;
+      for (int64_t i = 0; i < IC; ++i) {
+        y += static_cast<double>(xv[n * IC + i]) * wv[o * IC + i];
+        abs += std::fabs(static_cast<double>(xv[n * IC + i]) * wv[o * IC + i]);
+      }
+      want[n * OC + o] = y;
+      f32_bound[n * OC + o] = g * (abs + std::fabs(bv[o]));
+      tf32_bound[n * OC + o] = (2 * u + u * u) * abs + g * ((1 + 2 * u + u * u) * abs + std::fabs(bv[o]));
+    }
+  const Tensor x = Tensor::from_vector({N, IC}, xv).to(Device::CUDA),
+               w = Tensor::from_vector({OC, IC}, wv).to(Device::CUDA);
+  const Tensor b = Tensor::from_vector({OC}, bv).to(Device::CUDA);
+  const auto product = [&] {
+    const Tensor out = Tensor::empty({N, OC}, DType::F32, Device::CUDA);
+    ops::matmul_forward(out, x, w, b);
+    return out.to_vector();
+  };
+  const std::vector<float> full = product();
+  expect_within("float32 product", full, want, f32_bound);
+  kernels::cuda::set_tf32(true);
+  const std::vector<float> tf32 = product();
+  kernels::cuda::set_tf32(false);
+  expect_within("TF32 product", tf32, want, tf32_bound);
+  EXPECT_NE(std::memcmp(full.data(), tf32.data(), full.size() * sizeof(float)), 0)
+      << "the TF32 product equals the float32 one bit for bit: cuBLASLt did not use TF32 tensor cores";
+  expect_within("float32 product after TF32 is off again", product(), want, f32_bound);
 }
 
 }  // namespace

@@ -4,12 +4,14 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <vector>
 
 #include "kernels/backend.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/cuda.h"
 #include "kernels/cuda/launch.h"
 #include "util/error.h"
 
@@ -63,6 +65,13 @@ struct Layout {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> tf32_products{false};
+}  // namespace
+
+void set_tf32(bool enabled) { tf32_products = enabled; }
+bool tf32() { return tf32_products; }
+
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
           int64_t ldb, void* D, int64_t ldd, float beta, const void* bias, GemmType element) {
   if (m == 0 || n == 0) return;
@@ -76,8 +85,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const voi
   Lt& lt = Lt::get();
   cublasLtMatmulDesc_t desc = nullptr;
   // float32 accumulation and scalars in both modes: a bf16 product's error is then one bf16
-  // rounding of its output on top of the float32 gamma(k) bound.
-  check_cublas(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  // rounding of its output on top of the float32 gamma(k) bound. TF32 (set_tf32) rounds a float32
+  // product's inputs to 10-bit significands on the tensor cores, and accumulates in float32 too.
+  const cublasComputeType_t compute = !bf16 && tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  check_cublas(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
   struct DescGuard {
     cublasLtMatmulDesc_t d;
     ~DescGuard() { cublasLtMatmulDescDestroy(d); }
@@ -127,7 +138,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const voi
   int found = 0;
   check_cublas(cublasLtMatmulAlgoGetHeuristic(lt.handle, desc, a.d, b.d, d.d, d.d, pref, 1, &heuristic, &found),
                "cublasLtMatmulAlgoGetHeuristic");
-  if (found == 0) fail("cuBLASLt has no algorithm for a {}x{}x{} {} product", m, n, k, bf16 ? "bf16" : "f32");
+  if (found == 0)
+    fail("cuBLASLt has no algorithm for a {}x{}x{} {} product", m, n, k, bf16 ? "bf16" : tf32() ? "tf32" : "f32");
   const float alpha = 1.0f;
   check_cublas(cublasLtMatmul(lt.handle, desc, &alpha, A, a.d, B, b.d, &beta, D, d.d, D, d.d, &heuristic.algo,
                               lt.workspace, lt.workspace_bytes, nullptr),

@@ -34,5 +34,10 @@ std::string device_description();
 bool init(int device = 0);
 // Waits for every kernel launched so far (timing; the ops themselves never need it).
 void synchronize();
+// The f32 mode's matrix products on TF32 tensor cores (cuBLASLt's CUBLAS_COMPUTE_32F_FAST_TF32:
+// inputs rounded to 10-bit significands, float32 accumulation and output), PyTorch's
+// allow_tf32; off (full float32, within float32's bounds of the reference) by default. --tf32.
+void set_tf32(bool enabled);
+bool tf32();
 
 }  // namespace gptrain::kernels::cuda
