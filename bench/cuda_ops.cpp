@@ -2,7 +2,8 @@
 // each timed over repeated calls after a warm-up, with the GPU synchronised around the loop.
 // bench/cuda_ops_torch.py times PyTorch's float32 ops (TF32 off) on the same shapes; run both on
 // one card (scripts/gpu-check.sh does) and compare the lines: op, milliseconds per call,
-// GFLOP/s where the op has a standard count.
+// GFLOP/s where the op has a standard count. Attention also in bf16: the tensor-core kernels
+// beside the warp kernels (PyTorch's line for it is SDPA's flash attention in bf16).
 //   cuda_ops [B T C NH V]   (default 8 1024 768 12 50257: GPT-2 small, batch 8)
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cuda/cuda.h"
+#include "kernels/cuda/launch.h"
 #include "kernels/ops.h"
 #include "tensor/tensor.h"
 #include "util/rng.h"
@@ -20,12 +22,12 @@ using namespace gptrain;
 
 namespace {
 
-Tensor device_random(const Shape& shape, uint64_t seed, float scale = 1.0f) {
+Tensor device_random(const Shape& shape, uint64_t seed, float scale = 1.0f, DType dtype = DType::F32) {
   Tensor host = Tensor::empty(shape);
   const CounterRng rng(seed, 3);
   float* x = host.data<float>();
   for (int64_t i = 0; i < host.numel(); ++i) x[i] = scale * (2.0f * rng.uniform(static_cast<uint64_t>(i)) - 1.0f);
-  return host.to(Device::CUDA);
+  return host.to(dtype).to(Device::CUDA);
 }
 
 void time_op(const char* name, double flops, int iters, const std::function<void()>& op) {
@@ -71,6 +73,27 @@ int main(int argc, char** argv) {
   time_op("attention_forward", att_flops, 3, [&] { ops::attention_forward(att, stats, qkv_r, shape); });
   time_op("attention_backward", 2.5 * att_flops, 3,
           [&] { ops::attention_backward(dqkv, datt, qkv_r, stats, shape, 0.0f, 0, kernels::InputGrad::Write); });
+  {
+    // bf16: the tensor-core kernels cuda-bf16 runs at this head size (flash_attention.cu) beside
+    // the warp kernels it runs for other head sizes.
+    const Tensor qkv_h = device_random({B, T, 3 * C}, 6, 1.0f, DType::BF16),
+                 datt_h = device_random({B, T, C}, 7, 1.0f, DType::BF16),
+                 att_h = Tensor::empty({B, T, C}, DType::BF16, Device::CUDA),
+                 dqkv_h = Tensor::empty({B, T, 3 * C}, DType::BF16, Device::CUDA),
+                 dsum = Tensor::empty({B * NH * T}, DType::F32, Device::CUDA);
+    const kernels::AttentionParams p{B, T, NH, NH, HS, 0.0f, 0, kernels::InputGrad::Write};
+    uint16_t *o = att_h.device_data<uint16_t>(), *d = dqkv_h.device_data<uint16_t>();
+    const uint16_t *in = qkv_h.device_data<uint16_t>(), *g = datt_h.device_data<uint16_t>();
+    float *st = stats.device_data<float>(), *ds = dsum.device_data<float>();
+    if (kernels::cuda::flash_attention_supported(p, in, g)) {
+      time_op("attention_forward bf16", att_flops, 5, [&] { kernels::cuda::flash_attention_forward(o, st, in, p); });
+      time_op("attention_backward bf16", 2.5 * att_flops, 5,
+              [&] { kernels::cuda::flash_attention_backward(d, ds, g, in, st, p); });
+    }
+    time_op("attention_forward bf16 warp", att_flops, 3, [&] { kernels::cuda::attention_forward(o, st, in, p); });
+    time_op("attention_backward bf16 warp", 2.5 * att_flops, 3,
+            [&] { kernels::cuda::attention_backward(d, ds, g, in, st, p); });
+  }
   const Tensor ln_w = device_random({C}, 8), ln_b = device_random({C}, 9), ln_out = Tensor::empty({N, C}, DType::F32, Device::CUDA),
                mean = Tensor::empty({N}, DType::F32, Device::CUDA), rstd = Tensor::empty({N}, DType::F32, Device::CUDA),
                dln_w = Tensor::zeros({C}, DType::F32, Device::CUDA), dln_b = Tensor::zeros({C}, DType::F32, Device::CUDA);

@@ -2,7 +2,8 @@
 """PyTorch's float32 ops (TF32 off) at the shapes of bench/cuda_ops.cpp, printed in its format, for
 a side-by-side comparison on one card (scripts/gpu-check.sh runs both):
     python3 bench/cuda_ops_torch.py [B T C NH V]
-Attention is scaled_dot_product_attention with is_causal (PyTorch picks its backend for f32);
+Attention is scaled_dot_product_attention with is_causal (PyTorch picks its backend for f32; in
+bf16 it is its flash attention);
 AdamW is torch.optim.AdamW(fused=True) over one flat tensor of GPT-2 small's size."""
 import sys
 import time
@@ -46,6 +47,13 @@ def main():
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     dout = rnd(B, NH, T, HS)
     time_op("attention_backward", 2.5 * att_flops, 3, lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True))
+    # bf16: SDPA's flash attention, the line bench/cuda_ops.cpp's bf16 attention compares with.
+    qh, kh, vh = (t.detach().to(torch.bfloat16).requires_grad_() for t in (q, k, v))
+    time_op("attention_forward bf16", att_flops, 5, lambda: F.scaled_dot_product_attention(qh, kh, vh, is_causal=True))
+    outh = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
+    douth = dout.to(torch.bfloat16)
+    time_op("attention_backward bf16", 2.5 * att_flops, 5,
+            lambda: torch.autograd.grad(outh, (qh, kh, vh), douth, retain_graph=True))
     ln_w, ln_b = rnd(C), rnd(C)
     time_op("layernorm_forward", 0, 20, lambda: F.layer_norm(x, (C,), ln_w, ln_b))
     xr, wr, br = x.clone().requires_grad_(), ln_w.clone().requires_grad_(), ln_b.clone().requires_grad_()

@@ -12,15 +12,17 @@
 # 270 by default):
 #   1. each kernel against the scalar reference under the harness's error bounds
 #      (tests/kernels/cuda_staged.cpp), the model on the GPU against the parity fixtures, the bf16
-#      backend against the host's conversions, its widened ops and the products' bounds
-#      (tests/kernels/cuda_bf16_test.cpp), the batch uploads' ordering (tests/kernels/cuda_runtime_test.cpp);
+#      backend against the host's conversions, its widened ops, the products' bounds and the
+#      tensor-core attention's (tests/kernels/cuda_bf16_test.cpp, cuda_flash_attention_test.cpp), the
+#      batch uploads' ordering (tests/kernels/cuda_runtime_test.cpp);
 #   2. the gpt2-small training step, batch 16 x 1024: gptrain f32 and bf16 (bench/train_step
 #      --device cuda [--dtype bf16]) beside PyTorch f32, TF32, bf16 and bf16 + torch.compile
 #      (bench/torch_gpu_train_step.py), and llm.c (bf16) built from source;
 #   3. the book's three runs with --device cuda: chapter 5 pretraining, the spam classifier, the
 #      instruction finetune (from the chapter 5 model: no pretrained weights here); chapter 5 in bf16;
 #   4. gpt2-medium and a Qwen3-0.6B-shaped model, gptrain and PyTorch;
-#   5. the CUDA ops at GPT-2 small's shapes beside PyTorch's (bench/cuda_ops.cpp).
+#   5. the CUDA ops at GPT-2 small's shapes beside PyTorch's (bench/cuda_ops.cpp; attention in
+#      bf16 too: the tensor-core kernels and the warp kernels beside SDPA's flash attention).
 # Everything it prints goes to the results file too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -98,7 +100,7 @@ status=0
 # 1. correctness
 run "CUDA kernels against the reference" "$build/tests/kernels/cuda_backend_test" || status=1
 run "the model on the GPU against PyTorch's float64 (parity fixtures)" "$build/tests/model/cuda_model_parity_test" || status=1
-run "the bf16 backend: conversions, bf16-storage kernels against the widened ops, products within their bounds" \
+run "the bf16 backend: conversions, bf16-storage kernels against the widened ops, products and attention within their bounds" \
   "$build/tests/kernels/cuda_bf16_test" || status=1
 run "uploads ordered with the queued kernels" "$build/tests/kernels/cuda_runtime_test" || status=1
 

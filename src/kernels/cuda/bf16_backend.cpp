@@ -15,7 +15,10 @@
 // f16/bf16-weight) products, LoRA, pooling, row gathers, sum of squares, scale and AdamW (one pass
 // over masters, moments and the copy). Nothing widens any more in training or decoding; the
 // widening base still answers for what these refuse by name (head sizes above 256, other weight
-// types).
+// types). One op leaves the widened semantics on purpose: attention with head size 64 or 128
+// (GPT-2's, Llama's, Qwen3's) runs on bf16 tensor cores (flash_attention.cu), its probabilities
+// rounded to bf16 before their products, so it is checked against exact arithmetic within derived
+// bounds instead (cuda_bf16_test); other head sizes take the bit-equal warp kernels.
 #include <algorithm>
 
 #include "kernels/cuda/launch.h"
@@ -68,12 +71,15 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   }
   void attention_forward(void* out, void* stats, const void* qkv, const AttentionParams& p) const override {
     if (p.HS > kMaxHeadSize) return WideningBackend::attention_forward(out, stats, qkv, p);  // refused there, by name
+    if (flash_attention_supported(p, qkv, nullptr)) return flash_attention_forward(h(out), S32(stats), h(qkv), p);
     cuda::attention_forward(h(out), S32(stats), h(qkv), p);
   }
   void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* stats,
                           const AttentionParams& p) const override {
     if (p.HS > kMaxHeadSize) return WideningBackend::attention_backward(dqkv, dout, qkv, stats, p);
     const Tensor dsum = Tensor::empty({std::max<int64_t>(1, p.B * p.NH * p.T)}, DType::F32, Device::CUDA);
+    if (flash_attention_supported(p, qkv, dout))
+      return flash_attention_backward(h(dqkv), dsum.device_data<float>(), h(dout), h(qkv), S32(stats), p);
     cuda::attention_backward(h(dqkv), dsum.device_data<float>(), h(dout), h(qkv), S32(stats), p);
   }
   void attention_decode_forward(void* out, const void* qkv, const DecodeSeq* seqs,

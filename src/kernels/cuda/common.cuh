@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/launch.h"
+#include "kernels/dropout_mask.h"
 
 namespace gptrain::kernels::cuda {
 
@@ -76,6 +77,35 @@ __device__ inline float head_dot(const A* a, const B* b, int64_t HS) {
   float d = 0.0f;
   for (int64_t i = threadIdx.x % 32; i < HS; i += 32) d += load(a + i) * load(b + i);
   return warp_sum(d);
+}
+
+// The CPU's mask (kernels/dropout_mask.h), element for element: its generator's key, threshold and
+// scale are formed on the host; the counter draws are CounterRng's constexpr code, run here
+// (--expt-relaxed-constexpr), so a GPU run drops exactly what a CPU run with the seed drops.
+struct DeviceMask {
+  CounterRng rng;
+  uint32_t threshold;
+  float scale;
+  uint64_t offset;
+  bool active;  // p > 0: otherwise a copy
+};
+
+inline DeviceMask device_mask(const DropoutParams& p) {
+  const DropoutMask m(p.seed, p.p, p.offset);
+  return DeviceMask{m.rng, m.threshold, m.scale, m.offset, p.p > 0};
+}
+
+__device__ inline float mask_factor(const DeviceMask& m, uint64_t i) {
+  i += m.offset;
+  const uint32_t bits = static_cast<uint32_t>(m.rng.bits(i >> 2) >> ((i & 3) * 16)) & 0xFFFFu;
+  return bits >= m.threshold ? m.scale : 0.0f;
+}
+
+// Attention's dropout on its probabilities: element (b, h, t, s) is ((b NH + h) T + t) T + s.
+inline DeviceMask attention_mask(const AttentionParams& p) {
+  DropoutParams d{0, p.dropout_p, p.seed};
+  d.offset = p.dropout_offset;
+  return device_mask(d);
 }
 
 // Grid-stride loop over [0, n).

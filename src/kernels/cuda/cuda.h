@@ -12,7 +12,8 @@
 // T x T matrix and against KV caches, GELU, SwiGLU, residual, cross-entropy and its loss total,
 // pooling, row gathers, AdamW, the gradient norm's sum of squares and scale. These kernels are
 // correct first (one warp or thread per row or output, fixed summation orders); the bf16 mode has
-// them on bf16 storage (bf16_backend.cpp); tensor-core attention comes next. The allocator caches
+// them on bf16 storage (bf16_backend.cpp), and attention at head sizes 64 and 128 on bf16 tensor
+// cores (flash_attention.cu). The allocator caches
 // blocks and uploads a batch's ids through pinned buffers and a copy stream without waiting for
 // the queued kernels (Tensor::upload). Every job reaches it with --device cuda
 // (cli/device_option.h).

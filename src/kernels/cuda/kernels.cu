@@ -19,28 +19,6 @@ namespace gptrain::kernels::cuda {
 
 namespace {
 
-// The CPU's mask (kernels/dropout_mask.h), element for element: its generator's key, threshold and
-// scale are formed on the host; the counter draws are CounterRng's constexpr code, run here
-// (--expt-relaxed-constexpr), so a GPU run drops exactly what a CPU run with the seed drops.
-struct DeviceMask {
-  CounterRng rng;
-  uint32_t threshold;
-  float scale;
-  uint64_t offset;
-  bool active;  // p > 0: otherwise a copy
-};
-
-DeviceMask device_mask(const DropoutParams& p) {
-  const DropoutMask m(p.seed, p.p, p.offset);
-  return DeviceMask{m.rng, m.threshold, m.scale, m.offset, p.p > 0};
-}
-
-__device__ float mask_factor(const DeviceMask& m, uint64_t i) {
-  i += m.offset;
-  const uint32_t bits = static_cast<uint32_t>(m.rng.bits(i >> 2) >> ((i & 3) * 16)) & 0xFFFFu;
-  return bits >= m.threshold ? m.scale : 0.0f;
-}
-
 template <class T>
 __global__ void dropout_forward_kernel(T* out, const T* inp, int64_t n, DeviceMask m) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -434,11 +412,6 @@ __global__ void scale_kernel(T* x, float factor, int64_t n) {
     store(x + i, load(x + i) * factor);
 }
 
-DeviceMask attention_mask(const AttentionParams& p) {
-  DropoutParams d{0, p.dropout_p, p.seed};
-  d.offset = p.dropout_offset;
-  return device_mask(d);
-}
 
 }  // namespace
 

@@ -54,6 +54,13 @@ void attention_forward(T* out, float* stats, const T* qkv, const AttentionParams
 template <class T>
 void attention_backward(T* dqkv, float* dsum, const T* dout, const T* qkv, const float* stats,
                         const AttentionParams& p);
+// flash_attention.cu: the same on bf16 tensor cores (WMMA, float32 accumulation, probabilities
+// rounded to bf16 before their products), for head sizes 64 and 128 on 16-byte-aligned qkv and
+// dout; within derived bounds of exact arithmetic, not bit-equal to the kernels above.
+bool flash_attention_supported(const AttentionParams& p, const void* qkv, const void* dout);
+void flash_attention_forward(uint16_t* out, float* stats, const uint16_t* qkv, const AttentionParams& p);
+void flash_attention_backward(uint16_t* dqkv, float* dsum, const uint16_t* dout, const uint16_t* qkv,
+                              const float* stats, const AttentionParams& p);
 // The KV caches (seqs, host memory) hold T too.
 template <class T>
 void attention_decode_forward(T* out, const T* qkv, const DecodeSeq* seqs, const AttentionDecodeParams& p);
