@@ -179,7 +179,9 @@ class CudaF32Backend final : public Backend {
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
-    cuda::layernorm_backward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), p);
+    const Tensor partial = scratch(2 * column_partials(p.N, p.C));
+    cuda::layernorm_backward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), p,
+                             partial.device_data<float>());
   }
 
   // Row-major out[N,OC] is column-major out^T[OC,N] = W (stored [OC,IC] row-major = IC x OC
@@ -197,7 +199,10 @@ class CudaF32Backend final : public Backend {
            p.dinp == InputGrad::Write ? 0.0f : 1.0f, nullptr);
     // dweight[OC,IC] (column-major [IC,OC]) += inp^T [IC,N] times dout [N,OC]
     if (dweight) gemm(false, true, p.IC, p.OC, p.N, f(inp), p.IC, f(dout), p.OC, f(dweight), p.IC, 1.0f, nullptr);
-    if (dbias) column_sums_add(f(dbias), f(dout), p.N, p.OC);
+    if (dbias) {
+      const Tensor partial = scratch(column_partials(p.N, p.OC));
+      column_sums_add(f(dbias), f(dout), p.N, p.OC, partial.device_data<float>());
+    }
   }
   void matmul_forward_half(void* out, const void* inp, const uint16_t* weight, DType weight_type, const void* bias,
                            const MatmulParams& p) const override {
@@ -237,7 +242,8 @@ class CudaF32Backend final : public Backend {
   }
   void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
                         const void* rstd, const RmsNormParams& p) const override {
-    cuda::rmsnorm_backward(f(dinp), f(dweight), f(dout), f(inp), f(weight), f(rstd), p);
+    const Tensor partial = scratch(column_partials(p.N, p.C));
+    cuda::rmsnorm_backward(f(dinp), f(dweight), f(dout), f(inp), f(weight), f(rstd), p, partial.device_data<float>());
   }
   void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
                        const QkNormParams& p) const override {
@@ -246,7 +252,9 @@ class CudaF32Backend final : public Backend {
   void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
                         const void* q_weight, const void* k_weight, const void* rstd,
                         const QkNormParams& p) const override {
-    cuda::qk_norm_backward(f(dinp), f(dq_weight), f(dk_weight), f(dout), f(inp), f(q_weight), f(k_weight), f(rstd), p);
+    const Tensor partial = scratch(column_partials(p.N * std::max(p.NH, p.NKV), p.HS));
+    cuda::qk_norm_backward(f(dinp), f(dq_weight), f(dk_weight), f(dout), f(inp), f(q_weight), f(k_weight), f(rstd), p,
+                           partial.device_data<float>());
   }
   void rope_table(void* cos_out, void* sin_out, const void* inv_freq, const int32_t* positions,
                   const RopeTableParams& p) const override {

@@ -115,7 +115,8 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   }
   void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
                         const void* rstd, const RmsNormParams& p) const override {
-    cuda::rmsnorm_backward(h(dinp), h(dweight), h(dout), h(inp), h(weight), S32(rstd), p);
+    const Tensor partial = f32_scratch(column_partials(p.N, p.C));
+    cuda::rmsnorm_backward(h(dinp), h(dweight), h(dout), h(inp), h(weight), S32(rstd), p, partial.device_data<float>());
   }
   void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
                        const QkNormParams& p) const override {
@@ -124,8 +125,9 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
                         const void* q_weight, const void* k_weight, const void* rstd,
                         const QkNormParams& p) const override {
+    const Tensor partial = f32_scratch(column_partials(p.N * std::max(p.NH, p.NKV), p.HS));
     cuda::qk_norm_backward(h(dinp), h(dq_weight), h(dk_weight), h(dout), h(inp), h(q_weight), h(k_weight), S32(rstd),
-                           p);
+                           p, partial.device_data<float>());
   }
   void rope_forward(void* qkv, const void* cos_t, const void* sin_t, const RopeParams& p) const override {
     cuda::rope_forward(h(qkv), S32(cos_t), S32(sin_t), p);
@@ -151,7 +153,9 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
-    cuda::layernorm_backward(h(dinp), h(dweight), h(dbias), h(dout), h(inp), h(weight), S32(mean), S32(rstd), p);
+    const Tensor partial = f32_scratch(2 * column_partials(p.N, p.C));
+    cuda::layernorm_backward(h(dinp), h(dweight), h(dbias), h(dout), h(inp), h(weight), S32(mean), S32(rstd), p,
+                             partial.device_data<float>());
   }
   void gelu_forward(void* out, const void* inp, const GeluParams& p) const override {
     cuda::gelu_forward(h(out), h(inp), p);
@@ -202,7 +206,10 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
            p.dinp == InputGrad::Write ? 0.0f : 1.0f, nullptr, GemmType::BF16);
     if (dweight)
       gemm(false, true, p.IC, p.OC, p.N, inp, p.IC, dout, p.OC, dweight, p.IC, 1.0f, nullptr, GemmType::BF16);
-    if (dbias) column_sums_add(h(dbias), h(dout), p.N, p.OC);
+    if (dbias) {
+      const Tensor partial = f32_scratch(column_partials(p.N, p.OC));
+      column_sums_add(h(dbias), h(dout), p.N, p.OC, partial.device_data<float>());
+    }
   }
 };
 

@@ -1,6 +1,6 @@
 // The CUDA kernels of the f32 backend (launch.h). Every reduction has a fixed shape: a row's sum
-// is one warp's or one block's tree in lane order, a column's sum runs over rows in order, and a
-// global sum is fixed-size chunks summed in chunk order, so results do not depend on scheduling
+// is one warp's or one block's tree in lane order, a column's sum runs over fixed chunks of rows
+// in order and then the chunks in order (column_sums.cuh), and a global sum is fixed-size chunks summed in chunk order, so results do not depend on scheduling
 // (docs/DESIGN.md §2, determinism). Grid-stride loops keep any size within the launch limits.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/dropout_mask.h"
@@ -237,21 +238,18 @@ __global__ void layernorm_backward_dinp_kernel(T* dinp, const T* dout, const T* 
   }
 }
 
-// dweight[c] += sum_n norm * dout, dbias[c] += sum_n dout: one thread per column, rows in order.
+// dweight[c] += sum_n norm * dout, dbias[c] += sum_n dout (column_sums.cuh).
 template <class T>
-__global__ void layernorm_backward_params_kernel(T* dweight, T* dbias, const T* dout, const T* inp,
-                                                 const float* mean, const float* rstd, LayerNormParams p) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= p.C) return;
-  float dw = 0.0f, db = 0.0f;
-  for (int64_t n = 0; n < p.N; ++n) {
-    const float dy = load(dout + n * p.C + c);
-    dw += (load(inp + n * p.C + c) - mean[n]) * rstd[n] * dy;
+struct LayerNormParamsTerm {
+  const T *dout, *inp;
+  const float *mean, *rstd;
+  int64_t C;
+  __device__ void operator()(int64_t n, int64_t c, float& dw, float& db) const {
+    const float dy = load(dout + n * C + c);
+    dw += (load(inp + n * C + c) - mean[n]) * rstd[n] * dy;
     db += dy;
   }
-  if (dweight) store(dweight + c, load(dweight + c) + dw);
-  if (dbias) store(dbias + c, load(dbias + c) + db);
-}
+};
 
 __device__ float weight_at(const void* w, int kind, int64_t i) {
   if (kind == 0) return static_cast<const float*>(w)[i];
@@ -275,13 +273,11 @@ __global__ void matmul_rowwise_kernel(T* out, const T* inp, const void* weight, 
 }
 
 template <class T>
-__global__ void column_sums_add_kernel(T* dbias, const T* dout, int64_t N, int64_t OC) {
-  const int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (o >= OC) return;
-  float s = 0.0f;
-  for (int64_t n = 0; n < N; ++n) s += load(dout + n * OC + o);
-  store(dbias + o, load(dbias + o) + s);
-}
+struct BiasTerm {
+  const T* dout;
+  int64_t OC;
+  __device__ void operator()(int64_t n, int64_t o, float& s, float&) const { s += load(dout + n * OC + o); }
+};
 
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluCubic = 0.044715f;
@@ -468,11 +464,10 @@ void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* 
 
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                        const float* mean, const float* rstd, const LayerNormParams& p) {
-  if (dweight || dbias) {
-    layernorm_backward_params_kernel<<<blocks_for(p.C), kThreads>>>(dweight, dbias, dout, inp, mean, rstd, p);
-    check_launch("layernorm_backward (weights)");
-  }
+                        const float* mean, const float* rstd, const LayerNormParams& p, float* partial) {
+  if (dweight || dbias)
+    column_sums(dweight, dbias, LayerNormParamsTerm<T>{dout, inp, mean, rstd, p.C}, p.N, p.C, partial,
+                "layernorm_backward (weights)");
   if (dinp) {  // after the parameter gradients: dinp may not alias dout here, but keep the order safe
     layernorm_backward_dinp_kernel<<<blocks_for(p.N * 32), kThreads>>>(dinp, dout, inp, weight, mean, rstd, p);
     check_launch("layernorm_backward");
@@ -486,9 +481,8 @@ void matmul_rowwise(T* out, const T* inp, const void* weight, int weight_kind, c
 }
 
 template <class T>
-void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC) {
-  column_sums_add_kernel<<<blocks_for(OC), kThreads>>>(dbias, dout, N, OC);
-  check_launch("matmul_backward (bias)");
+void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC, float* partial) {
+  column_sums(dbias, static_cast<T*>(nullptr), BiasTerm<T>{dout, OC}, N, OC, partial, "matmul_backward (bias)");
 }
 
 template <class T>
@@ -594,8 +588,8 @@ void scale(T* x, float factor, int64_t n) {
   template void dropout_backward<T>(T*, const T*, const DropoutParams&);                                         \
   template void layernorm_forward<T>(T*, float*, float*, const T*, const T*, const T*, const LayerNormParams&);  \
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const float*, const float*,      \
-                                      const LayerNormParams&);                                                   \
-  template void column_sums_add<T>(T*, const T*, int64_t, int64_t);                                              \
+                                      const LayerNormParams&, float*);                                           \
+  template void column_sums_add<T>(T*, const T*, int64_t, int64_t, float*);                                      \
   template void matmul_rowwise<T>(T*, const T*, const void*, int, const T*, const MatmulParams&);                \
   template void gelu_forward<T>(T*, const T*, const GeluParams&);                                                \
   template void gelu_backward<T>(T*, const T*, const T*, const GeluParams&);                                     \

@@ -37,17 +37,23 @@ void dropout_backward(T* dinp, const T* dout, const DropoutParams& p);
 template <class T>
 void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias,
                        const LayerNormParams& p);
+// The parameter gradients' sums over rows (column_sums.cuh) run in float32 partials of
+// kColumnChunk rows, then the chunks in order: `partial` scratch of column_partials(rows, C)
+// floats per sum (layernorm_backward: two, dweight's and dbias's).
+inline constexpr int64_t kColumnChunk = 128;
+inline int64_t column_chunks(int64_t rows) { return rows > 0 ? (rows + kColumnChunk - 1) / kColumnChunk : 1; }
+inline int64_t column_partials(int64_t rows, int64_t C) { return column_chunks(rows) * C; }
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                        const float* mean, const float* rstd, const LayerNormParams& p);
+                        const float* mean, const float* rstd, const LayerNormParams& p, float* partial);
 // out[N,OC] = inp[N,IC] @ weight^T + bias, each row on its own (a dot product per output in
 // index order): the batch-invariant product, and the one that reads f16/bf16 weights
 // (weight_kind 0 f32, 1 f16, 2 bf16).
 template <class T>
 void matmul_rowwise(T* out, const T* inp, const void* weight, int weight_kind, const T* bias, const MatmulParams& p);
-// dbias[OC] += column sums of dout[N,OC], rows in order (deterministic).
+// dbias[OC] += column sums of dout[N,OC] (deterministic; `partial`: column_partials(N, OC)).
 template <class T>
-void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC);
+void column_sums_add(T* dbias, const T* dout, int64_t N, int64_t OC, float* partial);
 // Causal grouped-query attention (head size up to 256); the backward needs dsum[B*NH*T] of scratch.
 template <class T>
 void attention_forward(T* out, float* stats, const T* qkv, const AttentionParams& p);
@@ -68,12 +74,13 @@ template <class T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, const RmsNormParams& p);
 template <class T>
 void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const float* rstd,
-                      const RmsNormParams& p);
+                      const RmsNormParams& p, float* partial);  // column_partials(N, C)
 template <class T>
 void qk_norm_forward(T* out, float* rstd, const T* inp, const T* q_weight, const T* k_weight, const QkNormParams& p);
 template <class T>
 void qk_norm_backward(T* dinp, T* dq_weight, T* dk_weight, const T* dout, const T* inp, const T* q_weight,
-                      const T* k_weight, const float* rstd, const QkNormParams& p);
+                      const T* k_weight, const float* rstd, const QkNormParams& p,
+                      float* partial);  // column_partials(N * max(NH, NKV), HS)
 void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
                 const RopeTableParams& p);
 template <class T>

@@ -1,11 +1,13 @@
 // The CUDA kernels of Llama's and Qwen3's layers (launch.h): RMSNorm, Qwen3's per-head query/key
 // norms, the rotary tables and rotation (rotate-half), SwiGLU. Row reductions are one warp's tree;
-// weight gradients sum rows in order (deterministic, no atomics).
+// weight gradients sum fixed chunks of rows in order, then the chunks (column_sums.cuh;
+// deterministic, no atomics).
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch.h"
 
@@ -55,21 +57,19 @@ __global__ void rmsnorm_backward_kernel(T* dinp, const T* dout, const T* inp, co
                    p.dinp == InputGrad::Write);
 }
 
-// dw[c] += sum over rows n (and, for the query/key norms, heads h0 <= h < h1 of width C at stride
-// `stride` in a row of `row_width`) of x rstd dy.
+// dw[c] += sum over rows n (and, for the query/key norms, heads h0 <= h < h0 + count of width C
+// in a row of `row_width`, rstd per (n, head of `heads`)) of x rstd dy: row r of the sum is
+// (n, h) = (r / count, h0 + r % count), the heads of a row consecutive (column_sums.cuh).
 template <class T>
-__global__ void rms_weight_grad_kernel(T* dw, const T* dout, const T* inp, const float* rstd, int64_t N, int64_t C,
-                                       int64_t row_width, int64_t h0, int64_t h1, int64_t heads) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= C) return;
-  float acc = 0.0f;
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t h = h0; h < h1; ++h) {
-      const int64_t i = n * row_width + h * C + c;
-      acc += load(inp + i) * rstd[n * heads + h] * load(dout + i);
-    }
-  store(dw + c, load(dw + c) + acc);
-}
+struct RmsWeightTerm {
+  const T *dout, *inp;
+  const float* rstd;
+  int64_t C, row_width, h0, count, heads;
+  __device__ void operator()(int64_t r, int64_t c, float& acc, float&) const {
+    const int64_t n = r / count, h = h0 + r % count, i = n * row_width + h * C + c;
+    acc += load(inp + i) * rstd[n * heads + h] * load(dout + i);
+  }
+};
 
 template <class T>
 __global__ void qk_norm_forward_kernel(T* out, float* rstd, const T* inp, const T* q_weight, const T* k_weight,
@@ -165,11 +165,11 @@ void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, const R
 
 template <class T>
 void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const float* rstd,
-                      const RmsNormParams& p) {
+                      const RmsNormParams& p, float* partial) {
   if (p.N == 0) return;
   if (dweight) {  // before dinp: dinp may alias dout
-    rms_weight_grad_kernel<<<blocks_for(p.C), kThreads>>>(dweight, dout, inp, rstd, p.N, p.C, p.C, 0, 1, 1);
-    check_launch("rmsnorm_backward (weight)");
+    column_sums(dweight, static_cast<T*>(nullptr), RmsWeightTerm<T>{dout, inp, rstd, p.C, p.C, 0, 1, 1}, p.N, p.C,
+                partial, "rmsnorm_backward (weight)");
   }
   if (dinp) {
     rmsnorm_backward_kernel<<<blocks_for(p.N * 32), kThreads>>>(dinp, dout, inp, weight, rstd, p);
@@ -190,19 +190,16 @@ void qk_norm_forward(T* out, float* rstd, const T* inp, const T* q_weight, const
 
 template <class T>
 void qk_norm_backward(T* dinp, T* dq_weight, T* dk_weight, const T* dout, const T* inp, const T* q_weight,
-                      const T* k_weight, const float* rstd, const QkNormParams& p) {
+                      const T* k_weight, const float* rstd, const QkNormParams& p, float* partial) {
   if (p.N == 0) return;
   const int64_t heads = p.NH + p.NKV;
-  if (dq_weight) {  // before dinp: dinp may alias dout
-    rms_weight_grad_kernel<<<blocks_for(p.HS), kThreads>>>(dq_weight, dout, inp, rstd, p.N, p.HS, p.qkv_width(), 0,
-                                                           p.NH, heads);
-    check_launch("qk_norm_backward (query weight)");
-  }
-  if (dk_weight) {
-    rms_weight_grad_kernel<<<blocks_for(p.HS), kThreads>>>(dk_weight, dout, inp, rstd, p.N, p.HS, p.qkv_width(), p.NH,
-                                                           heads, heads);
-    check_launch("qk_norm_backward (key weight)");
-  }
+  T* none = nullptr;
+  if (dq_weight)  // before dinp: dinp may alias dout
+    column_sums(dq_weight, none, RmsWeightTerm<T>{dout, inp, rstd, p.HS, p.qkv_width(), 0, p.NH, heads}, p.N * p.NH,
+                p.HS, partial, "qk_norm_backward (query weight)");
+  if (dk_weight)
+    column_sums(dk_weight, none, RmsWeightTerm<T>{dout, inp, rstd, p.HS, p.qkv_width(), p.NH, p.NKV, heads},
+                p.N * p.NKV, p.HS, partial, "qk_norm_backward (key weight)");
   if (!dinp) return;
   qk_norm_backward_kernel<<<blocks_for(p.N * heads * 32), kThreads>>>(dinp, dout, inp, q_weight, k_weight, rstd, p);
   check_launch("qk_norm_backward");
@@ -251,10 +248,11 @@ void swiglu_backward(T* dinp, const T* inp, const T* dout, const SwigluParams& p
 // float32, and bf16 storage (common.cuh: load / store).
 #define GPTRAIN_LLAMA_KERNELS(T)                                                                                  \
   template void rmsnorm_forward<T>(T*, float*, const T*, const T*, const RmsNormParams&);                        \
-  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const float*, const RmsNormParams&);   \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const float*, const RmsNormParams&,    \
+                                    float*);                                                                     \
   template void qk_norm_forward<T>(T*, float*, const T*, const T*, const T*, const QkNormParams&);               \
   template void qk_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const float*,            \
-                                    const QkNormParams&);                                                        \
+                                    const QkNormParams&, float*);                                                \
   template void rope_forward<T>(T*, const float*, const float*, const RopeParams&);                              \
   template void rope_backward<T>(T*, const float*, const float*, const RopeParams&);                             \
   template void swiglu_forward<T>(T*, const T*, const SwigluParams&);                                            \

@@ -1,8 +1,9 @@
-// A host stand-in for the CUDA runtime, just enough to run flash_attention.cu's kernels on the CPU
-// (flash_attention_host_sim_test.cpp): a block's CUDA threads are std::threads, __syncthreads and
-// __syncwarp are barriers, a warp's shuffles go through memory, and a launch runs its blocks one
-// after another. Not a model of the GPU's timing or memory system: it checks the kernels' indexing,
-// tiling, synchronisation points and arithmetic where no GPU is at hand.
+// A host stand-in for the CUDA runtime, just enough to run the CUDA backend's own kernels on the CPU
+// (cuda_host_sim_test.cpp): a block's CUDA threads are std::threads, __syncthreads and __syncwarp
+// are barriers, a warp's shuffles go through memory, a launch runs its blocks one after another
+// (so a kernel's static __shared__ arrays are function statics), device memory is host memory.
+// Not a model of the GPU's timing or memory system: it checks the kernels' indexing, tiling,
+// synchronisation points and arithmetic where no GPU is at hand.
 #pragma once
 
 #include <barrier>
@@ -21,7 +22,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__
+#define __shared__ static  // one block at a time: a function static is the block's
 #define __align__(n) alignas(n)
 
 struct dim3 {
@@ -65,10 +66,28 @@ inline float __shfl_xor_sync(unsigned, float v, int offset) {
   __syncwarp();
   return r;
 }
+// CUDA's device min and max.
+template <class A, class B>
+auto min(A a, B b) -> decltype(a + b) { return a < b ? a : b; }
+template <class A, class B>
+auto max(A a, B b) -> decltype(a + b) { return a < b ? b : a; }
 inline float __uint_as_float(uint32_t u) { return std::bit_cast<float>(u); }
+// The rounded-as-written arithmetic (no contraction on the host either: its compiler has no FMA
+// to contract to unless asked).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline uint32_t __float_as_uint(float f) { return std::bit_cast<uint32_t>(f); }
 
 using cudaError_t = int;
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+inline int cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  std::memcpy(dst, src, bytes);
+  return 0;
+}
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 template <class F>
 int cudaFuncSetAttribute(F, cudaFuncAttribute, int bytes) {
@@ -77,10 +96,19 @@ int cudaFuncSetAttribute(F, cudaFuncAttribute, int bytes) {
 }
 
 namespace sim {
+struct Config {
+  dim3 grid;
+  int threads;
+  size_t smem_bytes;
+};
+inline Config config(dim3 grid, dim3 threads, size_t smem_bytes = 0) {
+  if (threads.y != 1 || threads.z != 1) fail("blocks of one dimension");
+  return {grid, static_cast<int>(threads.x), smem_bytes};
+}
 // kernel<<<grid, threads, smem_bytes>>>(args...): the blocks in order, each on `threads` threads,
 // its shared memory filled with 0xFF bytes (NaN as floats and as bf16) so a read before a write shows.
 template <class Kernel, class... Args>
-void launch(Kernel kernel, dim3 grid, int threads, size_t smem_bytes, Args... args) {
+void run(Kernel kernel, dim3 grid, int threads, size_t smem_bytes, Args... args) {
   if (threads % 32 != 0) fail("a block of whole warps");
   Block b;
   b.all = std::make_unique<std::barrier<>>(threads);
@@ -106,5 +134,17 @@ void launch(Kernel kernel, dim3 grid, int threads, size_t smem_bytes, Args... ar
           }
     });
   for (std::thread& t : pool) t.join();
+}
+template <class Kernel>
+struct Launch {
+  Kernel kernel;
+  template <class... Args>
+  void operator()(Config c, Args... args) const {
+    run(kernel, c.grid, c.threads, c.smem_bytes, args...);
+  }
+};
+template <class Kernel>
+Launch<Kernel> launch(Kernel kernel) {
+  return {kernel};
 }
 }  // namespace sim
