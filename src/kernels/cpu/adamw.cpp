@@ -18,16 +18,19 @@ void adamw_step(float* param, const float* grad, float* m, float* v, const AdamW
   const float bc2 = static_cast<float>(bc2_sqrt);
   const float eps = static_cast<float>(p.eps);
   const float neg_step_size = static_cast<float>(-p.lr / bc1);
+  // PyTorch's order of operations with three fused multiply-adds written out (ref/adamw.h's, and
+  // the CUDA kernel's): m + (1-b1)(g - m), v b2 + ((1-b2) g) g and x decay + step m / denom. They
+  // are what GCC's contraction made of the plain formula here; written out, no compiler or flag
+  // can choose differently, so the CPU, the reference and the GPU agree bit for bit.
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < p.n; ++i) {
     const float g = grad[i];
-    const float x = param[i] * decay;
-    const float mi = m[i] + one_minus_beta1 * (g - m[i]);
-    const float vi = v[i] * beta2 + one_minus_beta2 * g * g;
+    const float mi = std::fma(one_minus_beta1, g - m[i], m[i]);
+    const float vi = std::fma(v[i], beta2, one_minus_beta2 * g * g);
     const float denom = std::sqrt(vi) / bc2 + eps;
     m[i] = mi;
     v[i] = vi;
-    param[i] = x + neg_step_size * mi / denom;
+    param[i] = std::fma(param[i], decay, neg_step_size * mi / denom);
   }
 }
 

@@ -17,7 +17,9 @@
 // blocks and uploads a batch's ids through pinned buffers and a copy stream without waiting for
 // the queued kernels (Tensor::upload). Every job reaches it with --device cuda
 // (cli/device_option.h).
-// Nothing here has yet run on a GPU.
+// Nothing here has yet run on a GPU; the kernels and the Backend classes run on the CPU through
+// the host stand-in of tests/kernels/cuda_host_sim (the harness's cases, the bf16 tests, the
+// model's parity fixtures).
 #pragma once
 
 #include <string>

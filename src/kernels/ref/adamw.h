@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/params.h"
 
@@ -16,12 +17,23 @@ void adamw_step(T* param, const T* grad, T* m, T* v, const AdamWParams& p) {
   const double bc1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(p.beta2, static_cast<double>(p.step)));
   for (int64_t i = 0; i < p.n; ++i) {
-    T x = param[i];
-    x *= static_cast<T>(1.0 - p.lr * p.weight_decay);
-    m[i] = m[i] + static_cast<T>(1.0 - p.beta1) * (grad[i] - m[i]);
-    v[i] = v[i] * static_cast<T>(p.beta2) + static_cast<T>(1.0 - p.beta2) * grad[i] * grad[i];
-    const T denom = std::sqrt(v[i]) / static_cast<T>(bc2_sqrt) + static_cast<T>(p.eps);
-    param[i] = x + static_cast<T>(-p.lr / bc1) * m[i] / denom;
+    if constexpr (std::is_same_v<T, float>) {
+      // float32: the CPU and CUDA kernels' operations exactly, their three fused multiply-adds
+      // written out (kernels/cpu/adamw.cpp), so no compiler's contraction can make it differ.
+      const T g = grad[i];
+      m[i] = std::fma(static_cast<T>(1.0 - p.beta1), g - m[i], m[i]);
+      v[i] = std::fma(v[i], static_cast<T>(p.beta2), static_cast<T>(1.0 - p.beta2) * g * g);
+      const T denom = std::sqrt(v[i]) / static_cast<T>(bc2_sqrt) + static_cast<T>(p.eps);
+      param[i] = std::fma(param[i], static_cast<T>(1.0 - p.lr * p.weight_decay),
+                          static_cast<T>(-p.lr / bc1) * m[i] / denom);
+    } else {
+      T x = param[i];
+      x *= static_cast<T>(1.0 - p.lr * p.weight_decay);
+      m[i] = m[i] + static_cast<T>(1.0 - p.beta1) * (grad[i] - m[i]);
+      v[i] = v[i] * static_cast<T>(p.beta2) + static_cast<T>(1.0 - p.beta2) * grad[i] * grad[i];
+      const T denom = std::sqrt(v[i]) / static_cast<T>(bc2_sqrt) + static_cast<T>(p.eps);
+      param[i] = x + static_cast<T>(-p.lr / bc1) * m[i] / denom;
+    }
   }
 }
 

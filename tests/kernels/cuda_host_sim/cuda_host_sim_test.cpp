@@ -18,13 +18,6 @@
 #include "tests/kernels/flash_attention_bounds.h"
 #include "tests/kernels/harness.h"
 
-namespace gptrain::kernels::cuda {
-// check.h's, as no-ops: the stand-in has no CUDA errors to report (it aborts, saying why, where
-// the GPU would refuse a launch).
-void check_cuda(int, const char*) {}
-void check_launch(const char*) {}
-}  // namespace gptrain::kernels::cuda
-
 namespace gptrain::test {
 namespace {
 
