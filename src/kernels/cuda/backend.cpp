@@ -179,7 +179,7 @@ class CudaF32Backend final : public Backend {
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
-    const Tensor partial = scratch(2 * column_partials(p.N, p.C));
+    const Tensor partial = scratch(layernorm_backward_partials(p));
     cuda::layernorm_backward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), p,
                              partial.device_data<float>());
   }
@@ -242,7 +242,7 @@ class CudaF32Backend final : public Backend {
   }
   void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
                         const void* rstd, const RmsNormParams& p) const override {
-    const Tensor partial = scratch(column_partials(p.N, p.C));
+    const Tensor partial = scratch(rmsnorm_backward_partials(p));
     cuda::rmsnorm_backward(f(dinp), f(dweight), f(dout), f(inp), f(weight), f(rstd), p, partial.device_data<float>());
   }
   void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
@@ -252,7 +252,7 @@ class CudaF32Backend final : public Backend {
   void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
                         const void* q_weight, const void* k_weight, const void* rstd,
                         const QkNormParams& p) const override {
-    const Tensor partial = scratch(column_partials(p.N * std::max(p.NH, p.NKV), p.HS));
+    const Tensor partial = scratch(qk_norm_backward_partials(p));
     cuda::qk_norm_backward(f(dinp), f(dq_weight), f(dk_weight), f(dout), f(inp), f(q_weight), f(k_weight), f(rstd), p,
                            partial.device_data<float>());
   }

@@ -115,7 +115,7 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   }
   void rmsnorm_backward(void* dinp, void* dweight, const void* dout, const void* inp, const void* weight,
                         const void* rstd, const RmsNormParams& p) const override {
-    const Tensor partial = f32_scratch(column_partials(p.N, p.C));
+    const Tensor partial = f32_scratch(rmsnorm_backward_partials(p));
     cuda::rmsnorm_backward(h(dinp), h(dweight), h(dout), h(inp), h(weight), S32(rstd), p, partial.device_data<float>());
   }
   void qk_norm_forward(void* out, void* rstd, const void* inp, const void* q_weight, const void* k_weight,
@@ -125,7 +125,7 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   void qk_norm_backward(void* dinp, void* dq_weight, void* dk_weight, const void* dout, const void* inp,
                         const void* q_weight, const void* k_weight, const void* rstd,
                         const QkNormParams& p) const override {
-    const Tensor partial = f32_scratch(column_partials(p.N * std::max(p.NH, p.NKV), p.HS));
+    const Tensor partial = f32_scratch(qk_norm_backward_partials(p));
     cuda::qk_norm_backward(h(dinp), h(dq_weight), h(dk_weight), h(dout), h(inp), h(q_weight), h(k_weight), S32(rstd),
                            p, partial.device_data<float>());
   }
@@ -153,7 +153,7 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp, const void* weight,
                           const void* mean, const void* rstd, const LayerNormParams& p) const override {
-    const Tensor partial = f32_scratch(2 * column_partials(p.N, p.C));
+    const Tensor partial = f32_scratch(layernorm_backward_partials(p));
     cuda::layernorm_backward(h(dinp), h(dweight), h(dbias), h(dout), h(inp), h(weight), S32(mean), S32(rstd), p,
                              partial.device_data<float>());
   }
@@ -218,6 +218,12 @@ class CudaBf16Backend final : public WideningBackend<DeviceConversions> {
 const Backend& bf16_backend() {
   static const CudaBf16Backend backend;
   return backend;
+}
+
+void register_device(Allocator* allocator) {
+  register_allocator(Device::CUDA, allocator);
+  register_backend(&f32_backend());
+  register_backend(&bf16_backend());
 }
 
 const Backend& widened_bf16_backend() {

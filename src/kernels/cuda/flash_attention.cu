@@ -52,39 +52,43 @@ struct Strides {
   static constexpr int prob = kTile + 8;   // bf16 [kTile][kTile]: P, dS
   static constexpr int acc = HS + 4;       // float [kTile][HS]: O, dQ, dK, dV
 };
-constexpr size_t region(size_t bytes) { return (bytes + 127) / 128 * 128; }
+// Each kernel's shared memory as one struct: the device takes its regions from it, the launch its
+// size. Every region starts on a 128-byte boundary.
 template <int HS>
-constexpr size_t head_tile_bytes() { return region(sizeof(bf16) * kTile * Strides<HS>::head); }
+using HeadTile = bf16[kTile * Strides<HS>::head];
 template <int HS>
-constexpr size_t acc_tile_bytes() { return region(sizeof(float) * kTile * Strides<HS>::acc); }
-constexpr size_t score_tile_bytes() { return region(sizeof(float) * kTile * Strides<64>::score); }
-constexpr size_t prob_tile_bytes() { return region(sizeof(bf16) * kTile * Strides<64>::prob); }
+using AccTile = float[kTile * Strides<HS>::acc];
+using ScoreTile = float[kTile * Strides<64>::score];
+using ProbTile = bf16[kTile * Strides<64>::prob];
 
 template <int HS>
-constexpr size_t forward_smem() {  // Q K V, S, P, O
-  return 3 * head_tile_bytes<HS>() + score_tile_bytes() + prob_tile_bytes() + acc_tile_bytes<HS>();
-}
-template <int HS>
-constexpr size_t query_grad_smem() {  // Q dO K V, S dP, dS, dQ
-  return 4 * head_tile_bytes<HS>() + 2 * score_tile_bytes() + prob_tile_bytes() + acc_tile_bytes<HS>();
-}
-template <int HS>
-constexpr size_t key_grad_smem() {  // K V Q dO, S^T dP^T, P^T dS^T, dK dV, the query rows' m 1/l D
-  return 4 * head_tile_bytes<HS>() + 2 * score_tile_bytes() + 2 * prob_tile_bytes() + 2 * acc_tile_bytes<HS>() +
-         region(3 * sizeof(float) * kTile);
-}
-static_assert(key_grad_smem<128>() <= 227 * 1024, "over the opt-in shared memory of sm_90 (and sm_80)");
-
-// Hands out the regions in order.
-struct SmemCursor {
-  unsigned char* at;
-  template <class T>
-  __device__ T* take(size_t bytes) {
-    T* p = reinterpret_cast<T*>(at);
-    at += bytes;
-    return p;
-  }
+struct ForwardSmem {
+  alignas(128) HeadTile<HS> q, k, v;
+  alignas(128) ScoreTile s;
+  alignas(128) ProbTile p;
+  alignas(128) AccTile<HS> o;
 };
+template <int HS>
+struct QueryGradSmem {
+  alignas(128) HeadTile<HS> q, dout, k, v;
+  alignas(128) ScoreTile s, dp;
+  alignas(128) ProbTile ds;
+  alignas(128) AccTile<HS> dq;
+};
+template <int HS>
+struct KeyGradSmem {
+  alignas(128) HeadTile<HS> k, v, q, dout;
+  alignas(128) ScoreTile st, dpt;  // transposed: a row per key
+  alignas(128) ProbTile pt, dst;
+  alignas(128) AccTile<HS> dk, dv;
+  alignas(128) float m[kTile], inv[kTile], D[kTile];  // the query tile's rows' statistics
+};
+static_assert(sizeof(KeyGradSmem<128>) <= 227 * 1024, "over the opt-in shared memory of sm_90 (and sm_80)");
+
+template <class Layout>
+__device__ Layout& smem_as(unsigned char* smem) {
+  return *reinterpret_cast<Layout*>(smem);
+}
 
 // Rows r0.. r0+kTile-1 of a head's [T, HS] slice (row stride `stride` elements) into a tile; rows
 // at or past T zeroed. 16 bytes a thread a step (the caller checked the alignment).
@@ -141,7 +145,7 @@ __device__ void accumulate_rows_times_tile(float* acc, const bf16* P, const bf16
 }
 
 struct FlashShape {
-  int64_t B, T, NH, NKV, W, group, tiles;  // W: a qkv row's width; tiles: ceil(T / kTile)
+  int64_t T, NH, NKV, W, group, tiles;  // W: a qkv row's width; tiles: ceil(T / kTile)
 };
 
 template <int HS>
@@ -150,13 +154,9 @@ __global__ void __launch_bounds__(kFlashThreads)
                          float scale) {
   extern __shared__ __align__(128) unsigned char smem[];
   using S = Strides<HS>;
-  SmemCursor cur{smem};
-  bf16* Qs = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* Ks = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* Vs = cur.take<bf16>(head_tile_bytes<HS>());
-  float* Ss = cur.take<float>(score_tile_bytes());
-  bf16* Ps = cur.take<bf16>(prob_tile_bytes());
-  float* Os = cur.take<float>(acc_tile_bytes<HS>());
+  ForwardSmem<HS>& sm = smem_as<ForwardSmem<HS>>(smem);
+  bf16 *Qs = sm.q, *Ks = sm.k, *Vs = sm.v, *Ps = sm.p;
+  float *Ss = sm.s, *Os = sm.o;
 
   const int64_t i = L.tiles - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kh = h / L.group;  // longest first
   const uint16_t* base = qkv + b * L.T * L.W;
@@ -227,15 +227,9 @@ __global__ void __launch_bounds__(kFlashThreads)
                                 const float* stats, FlashShape L, DeviceMask mask, float scale, bool write) {
   extern __shared__ __align__(128) unsigned char smem[];
   using S = Strides<HS>;
-  SmemCursor cur{smem};
-  bf16* Qs = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* dOs = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* Ks = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* Vs = cur.take<bf16>(head_tile_bytes<HS>());
-  float* Ss = cur.take<float>(score_tile_bytes());
-  float* dPs = cur.take<float>(score_tile_bytes());
-  bf16* dSs = cur.take<bf16>(prob_tile_bytes());
-  float* dQs = cur.take<float>(acc_tile_bytes<HS>());
+  QueryGradSmem<HS>& sm = smem_as<QueryGradSmem<HS>>(smem);
+  bf16 *Qs = sm.q, *dOs = sm.dout, *Ks = sm.k, *Vs = sm.v, *dSs = sm.ds;
+  float *Ss = sm.s, *dPs = sm.dp, *dQs = sm.dq;
 
   const int64_t i = L.tiles - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kh = h / L.group;
   const uint16_t* base = qkv + b * L.T * L.W;
@@ -309,20 +303,9 @@ __global__ void __launch_bounds__(kFlashThreads)
                               const float* stats, FlashShape L, DeviceMask mask, float scale, bool write) {
   extern __shared__ __align__(128) unsigned char smem[];
   using S = Strides<HS>;
-  SmemCursor cur{smem};
-  bf16* Ks = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* Vs = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* Qs = cur.take<bf16>(head_tile_bytes<HS>());
-  bf16* dOs = cur.take<bf16>(head_tile_bytes<HS>());
-  float* STs = cur.take<float>(score_tile_bytes());
-  float* dPTs = cur.take<float>(score_tile_bytes());
-  bf16* PTs = cur.take<bf16>(prob_tile_bytes());
-  bf16* dSTs = cur.take<bf16>(prob_tile_bytes());
-  float* dKs = cur.take<float>(acc_tile_bytes<HS>());
-  float* dVs = cur.take<float>(acc_tile_bytes<HS>());
-  float* qm = cur.take<float>(region(3 * sizeof(float) * kTile));
-  float* qinv = qm + kTile;
-  float* qD = qinv + kTile;
+  KeyGradSmem<HS>& sm = smem_as<KeyGradSmem<HS>>(smem);
+  bf16 *Ks = sm.k, *Vs = sm.v, *Qs = sm.q, *dOs = sm.dout, *PTs = sm.pt, *dSTs = sm.dst;
+  float *STs = sm.st, *dPTs = sm.dpt, *dKs = sm.dk, *dVs = sm.dv, *qm = sm.m, *qinv = sm.inv, *qD = sm.D;
 
   const int64_t j = blockIdx.x, kh = blockIdx.y, b = blockIdx.z;  // the first key tiles have the most work
   const uint16_t* base = qkv + b * L.T * L.W;
@@ -380,7 +363,7 @@ __global__ void __launch_bounds__(kFlashThreads)
 }
 
 FlashShape flash_shape(const AttentionParams& p) {
-  return FlashShape{p.B, p.T, p.NH, p.NKV, p.qkv_width(), p.NH / p.NKV, (p.T + kTile - 1) / kTile};
+  return FlashShape{p.T, p.NH, p.NKV, p.qkv_width(), p.NH / p.NKV, (p.T + kTile - 1) / kTile};
 }
 
 // Opts the kernel into its dynamic shared memory (over the default 48 KiB) once.
@@ -397,10 +380,10 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <int HS>
 void forward(uint16_t* out, float* stats, const uint16_t* qkv, const AttentionParams& p) {
   static bool opted = false;
-  allow_smem(flash_forward_kernel<HS>, forward_smem<HS>(), opted);
+  allow_smem(flash_forward_kernel<HS>, sizeof(ForwardSmem<HS>), opted);
   const FlashShape L = flash_shape(p);
   const dim3 grid(static_cast<unsigned>(L.tiles), static_cast<unsigned>(p.NH), static_cast<unsigned>(p.B));
-  flash_forward_kernel<HS><<<grid, kFlashThreads, forward_smem<HS>()>>>(out, stats, qkv, L, attention_mask(p),
+  flash_forward_kernel<HS><<<grid, kFlashThreads, sizeof(ForwardSmem<HS>)>>>(out, stats, qkv, L, attention_mask(p),
                                                                         1.0f / sqrtf(float(HS)));
   check_launch("flash attention forward");
 }
@@ -409,18 +392,18 @@ template <int HS>
 void backward(uint16_t* dqkv, float* dsum, const uint16_t* dout, const uint16_t* qkv, const float* stats,
               const AttentionParams& p) {
   static bool opted_q = false, opted_k = false;
-  allow_smem(flash_backward_query_kernel<HS>, query_grad_smem<HS>(), opted_q);
-  allow_smem(flash_backward_key_kernel<HS>, key_grad_smem<HS>(), opted_k);
+  allow_smem(flash_backward_query_kernel<HS>, sizeof(QueryGradSmem<HS>), opted_q);
+  allow_smem(flash_backward_key_kernel<HS>, sizeof(KeyGradSmem<HS>), opted_k);
   const FlashShape L = flash_shape(p);
   const float scale = 1.0f / sqrtf(float(HS));
   const bool write = p.dinp == InputGrad::Write;
   const DeviceMask mask = attention_mask(p);
   const dim3 qgrid(static_cast<unsigned>(L.tiles), static_cast<unsigned>(p.NH), static_cast<unsigned>(p.B));
-  flash_backward_query_kernel<HS><<<qgrid, kFlashThreads, query_grad_smem<HS>()>>>(dqkv, dsum, dout, qkv, stats, L,
+  flash_backward_query_kernel<HS><<<qgrid, kFlashThreads, sizeof(QueryGradSmem<HS>)>>>(dqkv, dsum, dout, qkv, stats, L,
                                                                                    mask, scale, write);
   check_launch("flash attention backward (queries)");
   const dim3 kgrid(static_cast<unsigned>(L.tiles), static_cast<unsigned>(p.NKV), static_cast<unsigned>(p.B));
-  flash_backward_key_kernel<HS><<<kgrid, kFlashThreads, key_grad_smem<HS>()>>>(dqkv, dsum, dout, qkv, stats, L,
+  flash_backward_key_kernel<HS><<<kgrid, kFlashThreads, sizeof(KeyGradSmem<HS>)>>>(dqkv, dsum, dout, qkv, stats, L,
                                                                                mask, scale, write);
   check_launch("flash attention backward (keys and values)");
 }

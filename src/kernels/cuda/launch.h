@@ -39,10 +39,16 @@ void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* 
                        const LayerNormParams& p);
 // The parameter gradients' sums over rows (column_sums.cuh) run in float32 partials of
 // kColumnChunk rows, then the chunks in order: `partial` scratch of column_partials(rows, C)
-// floats per sum (layernorm_backward: two, dweight's and dbias's).
+// floats per sum (layernorm_backward: two, dweight's and dbias's; the sizes below).
 inline constexpr int64_t kColumnChunk = 128;
 inline int64_t column_chunks(int64_t rows) { return rows > 0 ? (rows + kColumnChunk - 1) / kColumnChunk : 1; }
 inline int64_t column_partials(int64_t rows, int64_t C) { return column_chunks(rows) * C; }
+inline int64_t layernorm_backward_partials(const LayerNormParams& p) { return 2 * column_partials(p.N, p.C); }
+inline int64_t rmsnorm_backward_partials(const RmsNormParams& p) { return column_partials(p.N, p.C); }
+// The query heads' sum and the key heads' take turns in one scratch.
+inline int64_t qk_norm_backward_partials(const QkNormParams& p) {
+  return column_partials(p.N * (p.NH > p.NKV ? p.NH : p.NKV), p.HS);
+}
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                         const float* mean, const float* rstd, const LayerNormParams& p, float* partial);
@@ -74,13 +80,13 @@ template <class T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, const RmsNormParams& p);
 template <class T>
 void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const float* rstd,
-                      const RmsNormParams& p, float* partial);  // column_partials(N, C)
+                      const RmsNormParams& p, float* partial);  // rmsnorm_backward_partials(p)
 template <class T>
 void qk_norm_forward(T* out, float* rstd, const T* inp, const T* q_weight, const T* k_weight, const QkNormParams& p);
 template <class T>
 void qk_norm_backward(T* dinp, T* dq_weight, T* dk_weight, const T* dout, const T* inp, const T* q_weight,
                       const T* k_weight, const float* rstd, const QkNormParams& p,
-                      float* partial);  // column_partials(N * max(NH, NKV), HS)
+                      float* partial);  // qk_norm_backward_partials(p)
 void rope_table(float* cos_out, float* sin_out, const float* inv_freq, const int32_t* positions,
                 const RopeTableParams& p);
 template <class T>

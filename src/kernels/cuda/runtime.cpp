@@ -16,8 +16,8 @@
 
 namespace gptrain::kernels::cuda {
 
-const Backend& f32_backend();   // backend.cpp
-const Backend& bf16_backend();  // bf16_backend.cpp
+// Device::CUDA's allocator and both backends, "cuda" and "cuda-bf16" (bf16_backend.cpp).
+void register_device(Allocator* allocator);
 
 void check_cuda(int status, const char* what) {
   const auto e = static_cast<cudaError_t>(status);
@@ -193,9 +193,7 @@ bool init(int device) {
     if (n == 0) return false;
     check_cuda(cudaSetDevice(device % n), "cudaSetDevice");  // before any allocation: every buffer on it
     static CudaAllocator allocator;
-    register_allocator(Device::CUDA, &allocator);
-    register_backend(&f32_backend());
-    register_backend(&bf16_backend());
+    register_device(&allocator);
     return true;
   }();
   return ready;

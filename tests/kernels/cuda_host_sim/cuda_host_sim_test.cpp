@@ -1,41 +1,22 @@
-// The CUDA backend's own kernel sources run on the CPU by the host stand-in of the CUDA runtime and
-// WMMA in this folder, on every build, GPU or not: they check the kernels' tiling, indexing, masks,
-// synchronisation points and summation orders; what only the GPU shows (its accumulation, its
-// memory model, nvcc's contractions) stays with the GPU tests.
-// - flash_attention.cu within the same derived bounds as on the GPU (flash_attention_bounds.h;
-//   tests/kernels/cuda_flash_attention_test.cpp runs them there); the stand-in sums each 16-term
-//   product in k order, one of the orders a tensor core may take.
-// - the parameter gradients' column sums (column_sums.cuh, through kernels.cu's and
-//   llama_kernels.cu's launchers), float32 and bf16 storage, bit for bit the fixed order they
-//   promise: chunks of kColumnChunk rows each summed in row order, then the chunks in order onto
-//   the old value (all compiled here without contraction, so the host's arithmetic is the order's).
+// What the host stand-in of the CUDA runtime (this folder) checks beyond the GPU tests it also runs
+// (cuda_host_sim_backend_test, cuda_host_sim_bf16_test with flash attention's bounds): the
+// parameter gradients' column sums (column_sums.cuh, through kernels.cu's and llama_kernels.cu's
+// launchers), float32 and bf16 storage, bit for bit the fixed order they promise: chunks of
+// kColumnChunk rows each summed in row order, then the chunks in order onto the old value (all
+// compiled here without contraction, so the host's arithmetic is the order's).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/launch.h"
 #include "tensor/dtype.h"
-#include "tests/kernels/flash_attention_bounds.h"
 #include "tests/kernels/harness.h"
 
 namespace gptrain::test {
 namespace {
-
-TEST(CudaHostSim, flash_attention_forward_and_backward_are_within_the_derived_bounds_of_exact_arithmetic) {
-  for (const kernels::AttentionParams& p : flash::bound_cases()) {
-    const flash::FlashAttentionRun run{
-        [p](const std::vector<uint16_t>& qkv, std::vector<uint16_t>& out, std::vector<float>& stats) {
-          ASSERT_TRUE(kernels::cuda::flash_attention_supported(p, qkv.data(), nullptr));
-          kernels::cuda::flash_attention_forward(out.data(), stats.data(), qkv.data(), p);
-        },
-        [p](const std::vector<uint16_t>& qkv, const std::vector<uint16_t>& dout, const std::vector<float>& stats,
-            std::vector<uint16_t>& dqkv) {
-          std::vector<float> dsum(static_cast<size_t>(p.B * p.NH * p.T));
-          kernels::cuda::flash_attention_backward(dqkv.data(), dsum.data(), dout.data(), qkv.data(), stats.data(), p);
-        }};
-    flash::expect_flash_attention_within_bounds(p, run);
-  }
-}
 
 // Values of storage type T: float32 as they are, bf16 as bits (its loads exact, its stores rounded).
 template <class T>

@@ -52,8 +52,7 @@ gptrain_sim_switch:
 
 namespace gptrain::kernels::cuda {
 
-const Backend& f32_backend();   // backend.cpp
-const Backend& bf16_backend();  // bf16_backend.cpp
+void register_device(Allocator* allocator);  // bf16_backend.cpp, as runtime.cpp's init() calls it
 
 namespace {
 
@@ -85,9 +84,7 @@ void synchronize() {}
 bool init(int) {
   static const bool ready = [] {
     static HostDeviceAllocator allocator;
-    register_allocator(Device::CUDA, &allocator);
-    register_backend(&f32_backend());
-    register_backend(&bf16_backend());
+    register_device(&allocator);
     return true;
   }();
   return ready;
